@@ -1,0 +1,41 @@
+/** Codes carried by {@link IdempotencyKeyError}. */
+export type IdempotencyKeyErrorCode =
+  | 'EMPTY_KEY'
+  | 'KEY_TOO_LONG'
+  | 'INVALID_KEY'
+  | 'EMPTY_SCOPE'
+  | 'INVALID_SCOPE';
+
+/** Base class of every error this library throws on purpose. */
+export class IdempotencyError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An idempotency key or scope that fails validation. */
+export class IdempotencyKeyError extends IdempotencyError {
+  constructor(
+    readonly code: IdempotencyKeyErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A store could not perform an operation (unreachable, timed out, refused). */
+export class IdempotencyStoreError extends IdempotencyError {}
+
+/** A bounded store is full of live entries and refuses new claims. */
+export class StoreFullError extends IdempotencyStoreError {
+  constructor(readonly maxEntries: number) {
+    super(`idempotency store is full (${maxEntries} live entries); new claims are refused`);
+  }
+}
+
+/** Data found under a store key that this library cannot decode (corrupt or foreign). */
+export class StoreDecodeError extends IdempotencyStoreError {}
+
+/** Serialised data handed to a `fromJSON` that does not describe the expected value. */
+export class IdempotencyDecodeError extends IdempotencyError {}

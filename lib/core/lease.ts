@@ -1,0 +1,118 @@
+import type { IdempotencyStore } from '../stores/idempotency.store';
+import { IdempotencyError } from './errors';
+import { FencedOutcome } from './fenced-outcome';
+import { FencingToken } from './fencing-token';
+import { IdempotencyKey } from './idempotency-key';
+import { CompletedEntry } from './idempotency-entry';
+
+/** The claim's lease ended before the work finished: another claim may now hold the key. */
+export class LeaseLostError extends IdempotencyError {
+  constructor(readonly outcome: FencedOutcome | 'unreachable') {
+    super(
+      outcome === 'unreachable'
+        ? 'the idempotency lease could not be renewed before it ran out'
+        : `the idempotency lease was lost (${outcome})`,
+    );
+  }
+}
+
+/** Storing the completion kept failing until the lease ran out. */
+export class CompletionFailedError extends IdempotencyError {}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref?.());
+
+/**
+ * A held claim: renews the lease with `touch` every third of `leaseMs` while work runs, and
+ * aborts `signal` when the lease is lost (refused renewal, or no renewal before it ran out).
+ * @internal
+ */
+export class Lease {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  #expiresAt: number;
+  #stopped = false;
+  #touching = false;
+
+  constructor(
+    private readonly store: IdempotencyStore,
+    private readonly key: IdempotencyKey,
+    readonly fencingToken: FencingToken,
+    private readonly leaseMs: number,
+    private readonly onLost?: (error: LeaseLostError) => void,
+  ) {
+    this.#expiresAt = Date.now() + leaseMs;
+    this.#timer = setInterval(() => void this.#renew(), Math.max(1, Math.floor(leaseMs / 3)));
+    this.#timer.unref();
+  }
+
+  /** Aborted (with a {@link LeaseLostError} as reason) once the lease is lost. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** When the lease ends unless renewed, in `Date.now()` ms. */
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  get lost(): boolean {
+    return this.#controller.signal.aborted;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#stopped || this.#touching) return;
+    this.#touching = true;
+    const sentAt = Date.now();
+    try {
+      const outcome = await this.store.touch(this.key, this.fencingToken, this.leaseMs);
+      if (this.#stopped) return;
+      if (outcome === FencedOutcome.Applied) this.#expiresAt = sentAt + this.leaseMs;
+      else this.#lose(new LeaseLostError(outcome));
+    } catch {
+      // Renewal failed this time; the lease is lost only once it has run out unrenewed.
+      if (!this.#stopped && Date.now() >= this.#expiresAt) this.#lose(new LeaseLostError('unreachable'));
+    } finally {
+      this.#touching = false;
+    }
+  }
+
+  #lose(error: LeaseLostError): void {
+    if (this.lost) return;
+    this.stop();
+    this.#controller.abort(error);
+    this.onLost?.(error);
+  }
+}
+
+/**
+ * Stores a completion, retrying with the same token while the lease lasts: a store error after
+ * the work ran must not release the key or lose the response.
+ * @internal
+ */
+export async function completeWithRetry(
+  store: IdempotencyStore,
+  key: IdempotencyKey,
+  entry: CompletedEntry,
+  lease: Lease,
+  ttlMs: number,
+): Promise<FencedOutcome> {
+  let delay = 20;
+  for (;;) {
+    try {
+      return await store.complete(key, entry, lease.fencingToken, ttlMs);
+    } catch (error) {
+      if (Date.now() + delay >= lease.expiresAt) {
+        throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
+          cause: error,
+        });
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+}

@@ -1,0 +1,28 @@
+// The public API of nestjs-idempotent: named exports only.
+export { CachedResponse } from './core/cached-response';
+export type { CachedResponseInit, CachedResponseJSON } from './core/cached-response';
+export { ClaimBuilder, FingerprintedClaim } from './core/claim';
+export type { ExecuteResult, SideEffect } from './core/claim';
+export {
+  IdempotencyDecodeError,
+  IdempotencyError,
+  IdempotencyKeyError,
+  IdempotencyStoreError,
+  StoreDecodeError,
+  StoreFullError,
+} from './core/errors';
+export type { IdempotencyKeyErrorCode } from './core/errors';
+export { FencedOutcome } from './core/fenced-outcome';
+export { FencingToken } from './core/fencing-token';
+export type { FencingTokenJSON } from './core/fencing-token';
+export { Fingerprint } from './core/fingerprint';
+export { DefaultFingerprintStrategy } from './core/fingerprint-strategy';
+export type { FingerprintStrategy } from './core/fingerprint-strategy';
+export { IdempotencyEntry } from './core/idempotency-entry';
+export type { AnyEntry, CompletedEntry, EntryState, IdempotencyEntryJSON, ProcessingEntry } from './core/idempotency-entry';
+export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
+export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
+export { CompletionFailedError, LeaseLostError } from './core/lease';
+export { IdempotencyStore } from './stores/idempotency.store';
+export { MemoryStore } from './stores/memory.store';
+export type { MemoryStoreOptions } from './stores/memory.store';

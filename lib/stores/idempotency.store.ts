@@ -1,0 +1,69 @@
+import { ClaimBuilder } from '../core/claim';
+import { assertDuration } from '../core/duration';
+import { FencedOutcome } from '../core/fenced-outcome';
+import { FencingToken } from '../core/fencing-token';
+import { IdempotencyKey } from '../core/idempotency-key';
+import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
+import { InsertResult } from '../core/insert-result';
+
+/**
+ * The store contract, and the Nest injection token for the configured store
+ * (`constructor(private readonly store: IdempotencyStore)` needs no `@Inject`).
+ *
+ * Every operation is atomic and safe to repeat. Fencing tokens start at 1 on a fresh store,
+ * strictly increase per key across expiry and reclaim, and carry a random per-claim nonce that
+ * `complete`, `remove` and `touch` must match.
+ */
+export abstract class IdempotencyStore {
+  /** A short name for logs and traces, e.g. `memory` or `valkey`. */
+  abstract readonly kind: string;
+
+  /**
+   * Atomically claims `key` with a processing entry that lives `entry.ttl` ms (the lease).
+   * Answers `claimed` with a fresh fencing token, or `exists` with the live entry, which a failed
+   * claim never modifies.
+   */
+  abstract tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult>;
+
+  /**
+   * Stores the response of the claim `fencingToken` holds, to live `ttlMs` from now.
+   * `KeyExpired` if nothing is stored, `FencingMismatch` if another claim holds the key (checked
+   * before the fingerprint), `FingerprintMismatch` if `entry` has another fingerprint, else
+   * `Applied`. A completed entry is never replaced; the same holder completing again gets `Applied`.
+   */
+  abstract complete(
+    key: IdempotencyKey,
+    entry: CompletedEntry,
+    fencingToken: FencingToken,
+    ttlMs: number,
+  ): Promise<FencedOutcome>;
+
+  /** Deletes the entry (processing or completed) if `fencingToken` holds it. */
+  abstract remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome>;
+
+  /**
+   * Extends the processing lease held by `fencingToken` to `ttlMs` from now. Never extends a
+   * completed entry: that answers `KeyExpired` (the lease is over) or `FencingMismatch`.
+   */
+  abstract touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome>;
+
+  /** Deletes whatever is stored under `key`, unconditionally. */
+  abstract purge(key: IdempotencyKey): Promise<void>;
+
+  /** The live entry under `key`, without claiming it. */
+  abstract get(key: IdempotencyKey): Promise<AnyEntry | undefined>;
+
+  /** Releases what the store opened itself. The default does nothing. */
+  async close(): Promise<void> {}
+
+  /** Checks the store answers; throws when it does not. The default does nothing. */
+  async ping(): Promise<void> {}
+
+  /**
+   * Starts a claim of `key` with a processing lease of `leaseMs`:
+   * `store.claim(key, 10_000).fingerprint('POST /charges', body).executeOrReplay(86_400_000, run)`.
+   */
+  claim(key: IdempotencyKey, leaseMs: number): ClaimBuilder {
+    return new ClaimBuilder(this, key, assertDuration('leaseMs', leaseMs));
+  }
+}
