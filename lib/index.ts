@@ -19,10 +19,24 @@ export { Fingerprint } from './core/fingerprint';
 export { DefaultFingerprintStrategy } from './core/fingerprint-strategy';
 export type { FingerprintStrategy } from './core/fingerprint-strategy';
 export { IdempotencyEntry } from './core/idempotency-entry';
-export type { AnyEntry, CompletedEntry, EntryState, IdempotencyEntryJSON, ProcessingEntry } from './core/idempotency-entry';
+export type {
+  AnyEntry,
+  CompletedEntry,
+  EntryState,
+  IdempotencyEntryJSON,
+  ProcessingEntry,
+} from './core/idempotency-entry';
 export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
 export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
 export { CompletionFailedError, LeaseLostError } from './core/lease';
 export { IdempotencyStore } from './stores/idempotency.store';
 export { MemoryStore } from './stores/memory.store';
 export type { MemoryStoreOptions } from './stores/memory.store';
+export { StoreTimeoutError, ValkeyStore } from './stores/valkey.store';
+export type {
+  ServerCheck,
+  ServerNodeCheck,
+  ValkeyClient,
+  ValkeyNode,
+  ValkeyStoreOptions,
+} from './stores/valkey.store';

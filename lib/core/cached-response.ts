@@ -34,7 +34,8 @@ export class CachedResponse {
     else throw new TypeError('body must be a Uint8Array or a string');
     const meta: Record<string, string> = {};
     if (metadata !== undefined) {
-      if (typeof metadata !== 'object' || metadata === null) throw new TypeError('metadata must be an object of strings');
+      if (typeof metadata !== 'object' || metadata === null)
+        throw new TypeError('metadata must be an object of strings');
       for (const [name, value] of Object.entries(metadata)) {
         if (typeof value !== 'string') throw new TypeError(`metadata "${name}" must be a string`);
         meta[name] = value;

@@ -98,4 +98,3 @@ export class FingerprintedClaim {
     return { kind: 'in-flight' };
   }
 }
-

@@ -1,10 +1,5 @@
 /** Codes carried by {@link IdempotencyKeyError}. */
-export type IdempotencyKeyErrorCode =
-  | 'EMPTY_KEY'
-  | 'KEY_TOO_LONG'
-  | 'INVALID_KEY'
-  | 'EMPTY_SCOPE'
-  | 'INVALID_SCOPE';
+export type IdempotencyKeyErrorCode = 'EMPTY_KEY' | 'KEY_TOO_LONG' | 'INVALID_KEY' | 'EMPTY_SCOPE' | 'INVALID_SCOPE';
 
 /** Base class of every error this library throws on purpose. */
 export class IdempotencyError extends Error {

@@ -37,10 +37,7 @@ export class IdempotencyKey {
       throw new IdempotencyKeyError('KEY_TOO_LONG', `idempotency key is longer than ${MAX_KEY_BYTES} bytes`);
     }
     if (FORBIDDEN.test(value)) {
-      throw new IdempotencyKeyError(
-        'INVALID_KEY',
-        "idempotency key contains a control character, ':' or '/'",
-      );
+      throw new IdempotencyKeyError('INVALID_KEY', "idempotency key contains a control character, ':' or '/'");
     }
     this.#value = value;
   }
@@ -59,10 +56,7 @@ export class IdempotencyKey {
       throw new IdempotencyKeyError('EMPTY_SCOPE', 'idempotency key scope is empty');
     }
     if (FORBIDDEN.test(scope)) {
-      throw new IdempotencyKeyError(
-        'INVALID_SCOPE',
-        "idempotency key scope contains a control character, ':' or '/'",
-      );
+      throw new IdempotencyKeyError('INVALID_SCOPE', "idempotency key scope contains a control character, ':' or '/'");
     }
     const joined = `${this.#value}/${scope}`;
     if (byteLength(joined) > MAX_KEY_BYTES) {

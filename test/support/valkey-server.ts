@@ -159,16 +159,20 @@ function describeWith(kind: ServerKind, name: string, fn: () => void): void {
   }
   describe(name, () => {
     let before = new Set<TrackedProcess>();
+    let dirsBefore = new Set<string>();
     beforeAll(() => {
       before = new Set(registry().processes);
+      dirsBefore = new Set(registry().ownedDirs);
     });
     fn();
     afterAll(async () => {
-      const leaked = [...registry().processes].filter((p) => !before.has(p));
+      const reg = registry();
+      const leaked = [...reg.processes].filter((p) => !before.has(p));
       if (leaked.length > 0) {
         console.warn(`valkey harness: suite "${name}" left ${leaked.length} server(s) running; stopping them.`);
         await Promise.all(leaked.map((p) => p.stop()));
       }
+      for (const dir of [...reg.ownedDirs]) if (!dirsBefore.has(dir)) releaseOwnedDir(dir);
     });
   });
 }
@@ -189,13 +193,13 @@ export function describeRedis7(name: string, fn: () => void): void {
 
 interface TrackedProcess {
   child: ChildProcess;
-  /** Temp dir to remove on exit (harness-created only). */
-  ownedDir?: string;
   stop(): Promise<void>;
 }
 
 interface Registry {
   processes: Set<TrackedProcess>;
+  /** Harness-created temp dirs, removed when their owner stops or the process exits. */
+  ownedDirs: Set<string>;
   reservedPorts: Set<number>;
 }
 
@@ -225,22 +229,36 @@ function killAllSync(reg: Registry): void {
         // already gone
       }
     }
-    if (p.ownedDir) {
-      try {
-        fs.rmSync(p.ownedDir, { recursive: true, force: true });
-      } catch {
-        // best effort
-      }
-    }
   }
   reg.processes.clear();
+  for (const dir of reg.ownedDirs) removeDir(dir);
+  reg.ownedDirs.clear();
+}
+
+function removeDir(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // best effort
+  }
+}
+
+function makeOwnedDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  registry().ownedDirs.add(dir);
+  return dir;
+}
+
+function releaseOwnedDir(dir: string): void {
+  removeDir(dir);
+  registry().ownedDirs.delete(dir);
 }
 
 function registry(): Registry {
   const host = hostProcess() as NodeJS.Process & { [REGISTRY_KEY]?: Registry };
   let reg = host[REGISTRY_KEY];
   if (!reg) {
-    const created: Registry = { processes: new Set(), reservedPorts: new Set() };
+    const created: Registry = { processes: new Set(), ownedDirs: new Set(), reservedPorts: new Set() };
     reg = created;
     host[REGISTRY_KEY] = created;
     host.on('exit', () => killAllSync(created));
@@ -305,7 +323,10 @@ export function sendCommand(port: number, args: string[], timeoutMs = 1_000, hos
       if (err) reject(err);
       else resolve(value ?? '');
     };
-    const timer = setRealTimeout(() => finish(new Error(`timeout after ${timeoutMs} ms: ${args.join(' ')}`)), timeoutMs);
+    const timer = setRealTimeout(
+      () => finish(new Error(`timeout after ${timeoutMs} ms: ${args.join(' ')}`)),
+      timeoutMs,
+    );
     sock.once('error', (e) => finish(e));
     sock.once('close', () => finish(new Error('connection closed before reply')));
     sock.on('data', (chunk: Buffer) => {
@@ -368,7 +389,7 @@ interface LaunchSpec {
 class AddressInUseError extends Error {}
 
 /** Spawn one server process and wait until it answers PING. */
-async function launch(spec: LaunchSpec, ownedDir: string | undefined): Promise<TrackedProcess> {
+async function launch(spec: LaunchSpec): Promise<TrackedProcess> {
   fs.mkdirSync(spec.dir, { recursive: true });
   const fd = fs.openSync(spec.logFile, 'a');
   let child: ChildProcess;
@@ -380,7 +401,6 @@ async function launch(spec: LaunchSpec, ownedDir: string | undefined): Promise<T
   const reg = registry();
   const tracked: TrackedProcess = {
     child,
-    ownedDir,
     stop: async () => {
       if (isAlive(child) && child.pid !== undefined) {
         try {
@@ -456,7 +476,7 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
   const kind = opts.binary ?? 'valkey';
   const bin = resolveServerBinary(kind);
   const ownsDir = opts.dir === undefined;
-  const dir = opts.dir ? path.resolve(opts.dir) : fs.mkdtempSync(path.join(os.tmpdir(), `${kind}-test-`));
+  const dir = opts.dir ? path.resolve(opts.dir) : makeOwnedDir(`${kind}-test-`);
   const appendonly = opts.appendonly ?? false;
 
   const makeSpec = async (port: number): Promise<LaunchSpec> => ({
@@ -466,12 +486,18 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
     dir,
     logFile: path.join(dir, opts.logName ?? `${kind}-${port}.log`),
     args: [
-      '--port', String(port),
-      '--bind', HOST,
-      '--save', '',
-      '--daemonize', 'no',
-      '--dir', dir,
-      '--appendonly', appendonly ? 'yes' : 'no',
+      '--port',
+      String(port),
+      '--bind',
+      HOST,
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--dir',
+      dir,
+      '--appendonly',
+      appendonly ? 'yes' : 'no',
       ...(opts.argsForPort ? await opts.argsForPort(port, dir) : []),
       ...(opts.extraArgs ?? []),
     ],
@@ -483,14 +509,14 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
     for (let attempt = 1; !proc; attempt++) {
       spec = await makeSpec(opts.port ?? (await getFreePort()));
       try {
-        proc = await launch(spec, ownsDir ? dir : undefined);
+        proc = await launch(spec);
       } catch (e) {
         // Port grabbed between probing and binding: try another one.
         if (!(e instanceof AddressInUseError) || opts.port !== undefined || attempt >= 3) throw e;
       }
     }
   } catch (e) {
-    if (ownsDir) fs.rmSync(dir, { recursive: true, force: true });
+    if (ownsDir) releaseOwnedDir(dir);
     throw e;
   }
 
@@ -506,7 +532,8 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
   };
   const signal = (sig: NodeJS.Signals): void => {
     const pid = current.child.pid;
-    if (pid === undefined || !isAlive(current.child)) throw new Error(`${kind}-server on port ${launchSpec.port} is not running`);
+    if (pid === undefined || !isAlive(current.child))
+      throw new Error(`${kind}-server on port ${launchSpec.port} is not running`);
     process.kill(pid, sig);
   };
 
@@ -536,7 +563,7 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
         stopped = true;
         paused = false;
         await current.stop();
-        if (ownsDir) fs.rmSync(dir, { recursive: true, force: true });
+        if (ownsDir) releaseOwnedDir(dir);
       }),
     restart: () =>
       serialize(async () => {
@@ -546,7 +573,7 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
         // The port was just released by our own process; retry briefly if something races us.
         for (let attempt = 1; ; attempt++) {
           try {
-            current = await launch(launchSpec, ownsDir ? dir : undefined);
+            current = await launch(launchSpec);
             return;
           } catch (e) {
             if (!(e instanceof AddressInUseError) || attempt >= 5) throw e;
@@ -606,11 +633,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
   if (!cli) throw new Error(`${kind}-cli not found on PATH`);
   if (primaries < 3) throw new Error(`--cluster create needs at least 3 primaries (got ${primaries})`);
 
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), `${kind}-cluster-`));
+  const root = makeOwnedDir(`${kind}-cluster-`);
   const servers: StandaloneServer[] = [];
   const stopAll = async (): Promise<void> => {
     await Promise.all(servers.map((s) => s.stop()));
-    fs.rmSync(root, { recursive: true, force: true });
+    releaseOwnedDir(root);
   };
 
   try {
@@ -622,11 +649,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
           dir: nodeDir,
           logName: 'server.log',
           argsForPort: async (_port, dir) => [
-            '--cluster-enabled', 'yes',
-            '--cluster-config-file', path.join(dir, 'nodes.conf'),
-            '--cluster-node-timeout', '5000',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            path.join(dir, 'nodes.conf'),
+            '--cluster-node-timeout',
+            '5000',
             // Explicit bus port (instead of port+10000, which may be > 65535 or taken).
-            '--cluster-port', String(await getFreePort()),
+            '--cluster-port',
+            String(await getFreePort()),
           ],
         }),
       );
@@ -674,7 +705,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
       await sleep(100);
     }
   } catch (e) {
-    const logs = servers.map((s) => `--- node ${s.port} ---\n${readTail(path.join(s.dir, 'server.log'), 3_000)}`).join('\n');
+    const logs = servers
+      .map((s) => `--- node ${s.port} ---\n${readTail(path.join(s.dir, 'server.log'), 3_000)}`)
+      .join('\n');
     await stopAll();
     (e as Error).message += `\n${logs}`;
     throw e;

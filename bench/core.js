@@ -1,0 +1,85 @@
+// Core micro-benchmarks: DefaultFingerprintStrategy on 1 KiB bodies and MemoryStore
+// claim+complete pairs, on one core. Run after `npm run build`: `node bench/core.js`.
+'use strict';
+const { performance } = require('node:perf_hooks');
+const {
+  CachedResponse,
+  DefaultFingerprintStrategy,
+  IdempotencyEntry,
+  IdempotencyKey,
+  MemoryStore,
+} = require('../dist');
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 2);
+
+function measure(name, fn, batch) {
+  // Warm up, then run whole batches until the time is up.
+  const warmUntil = performance.now() + 300;
+  while (performance.now() < warmUntil) fn(batch);
+  let ops = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  while (performance.now() < end) ops += fn(batch);
+  return { name, opsPerSec: ops / ((performance.now() - start) / 1000) };
+}
+
+async function measureAsync(name, fn, batch) {
+  const warmUntil = performance.now() + 300;
+  while (performance.now() < warmUntil) await fn(batch);
+  let ops = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  while (performance.now() < end) ops += await fn(batch);
+  return { name, opsPerSec: ops / ((performance.now() - start) / 1000) };
+}
+
+async function main() {
+  const strategy = new DefaultFingerprintStrategy();
+  const body1k = Buffer.alloc(1024, 'x');
+  const json1k = JSON.stringify({ data: 'y'.repeat(1010) });
+  const results = [];
+  results.push(
+    measure('fingerprint 1 KiB Buffer', (n) => {
+      for (let i = 0; i < n; i++) strategy.compute('POST /orders', body1k);
+      return n;
+    }, 1000),
+  );
+  results.push(
+    measure('fingerprint 1 KiB string', (n) => {
+      for (let i = 0; i < n; i++) strategy.compute('POST /orders', json1k);
+      return n;
+    }, 1000),
+  );
+
+  const store = new MemoryStore({ maxEntries: 10_000_000 });
+  const fp = strategy.compute('POST /orders', body1k);
+  const response = new CachedResponse({ statusCode: 201, body: '{"ok":true}' });
+  const ttl = 60_000;
+  let counter = 0;
+  const keys = Array.from({ length: 1 << 16 }, (_, i) => new IdempotencyKey(`bench-${i}`));
+  results.push(
+    await measureAsync('MemoryStore claim+complete pairs', async (n) => {
+      for (let i = 0; i < n; i++) {
+        const key = keys[counter++ & 0xffff];
+        const claim = await store.tryInsert(key, new IdempotencyEntry(fp, ttl));
+        if (claim.kind !== 'claimed') {
+          await store.purge(key);
+          continue;
+        }
+        await store.complete(key, claim.entry.complete(response), claim.fencingToken, ttl);
+        await store.purge(key);
+      }
+      return n;
+    }, 1000),
+  );
+  await store.close();
+
+  const rows = results.map((r) => ({ benchmark: r.name, 'ops/s': Math.round(r.opsPerSec).toLocaleString('en') }));
+  console.table(rows);
+  if (process.argv.includes('--json')) console.log(JSON.stringify(results));
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
