@@ -1,0 +1,420 @@
+import { assertDuration } from '../core/duration';
+import { IdempotencyStoreError, StoreDecodeError } from '../core/errors';
+import { FencedOutcome } from '../core/fenced-outcome';
+import { FencingToken } from '../core/fencing-token';
+import { AnyEntry, CompletedEntry, IdempotencyEntry, ProcessingEntry } from '../core/idempotency-entry';
+import { IdempotencyKey } from '../core/idempotency-key';
+import { InsertResult } from '../core/insert-result';
+import { newNonce } from '../core/nonce';
+import { IdempotencyStore } from './idempotency.store';
+import { decodeEntry, pairsToFields } from './valkey-codec';
+import { assertPrefix, valkeyKeys } from './valkey-keys';
+import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
+
+/**
+ * What the store needs of its client: an ioredis `Redis` or `Cluster` satisfies it. Declared
+ * here, structurally, so that ioredis types never reach this package's declarations (ioredis is
+ * an optional peer dependency).
+ */
+export interface ValkeyClient {
+  /** `true` for an ioredis `Cluster`. */
+  readonly isCluster: boolean;
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number; readOnly?: boolean }): void;
+  call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
+  hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
+  del(...keys: string[]): Promise<number>;
+  ping(): Promise<string>;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  /** A cluster's nodes (ioredis `Cluster.nodes`). */
+  nodes?(role?: 'all' | 'master' | 'slave'): ValkeyNode[];
+}
+
+/** A single server connection, as a cluster's `nodes()` lists them. */
+export interface ValkeyNode {
+  readonly options: { readonly host?: string; readonly port?: number };
+  call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
+}
+
+export interface ValkeyStoreOptions {
+  /**
+   * Prepended to every key the store writes (at most 64 printable ASCII characters; no spaces or
+   * braces, since the store places its own hash tags).
+   * @default 'idem:'
+   */
+  prefix?: string;
+  /**
+   * Time limit of each command, in ms. A command that gets no answer in time fails with
+   * {@link StoreTimeoutError}; the client and its other commands are left alone.
+   * @default 1000
+   */
+  commandTimeoutMs?: number;
+  /**
+   * Hand the client over to the store: `close()` then quits it. Only for a client made for this
+   * store alone; by default the store never disconnects the client it is given.
+   * @default false
+   */
+  closeClient?: boolean;
+  /**
+   * Run {@link ValkeyStore.checkServer} once when Nest initialises the module that provides the
+   * store, reporting each warning through `onWarning`.
+   * @default true
+   */
+  checkServerOnInit?: boolean;
+  /**
+   * Receives the warnings of the start-up server check.
+   * @default a Node process warning (`process.emitWarning`)
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** What {@link ValkeyStore.checkServer} found on one server. */
+export interface ServerNodeCheck {
+  /** `host:port`, or `default` for the client's own connection. */
+  readonly address: string;
+  /** `maxmemory-policy`, when it could be read. */
+  readonly maxmemoryPolicy?: string;
+  /** Whether AOF persistence is on, when it could be read. */
+  readonly appendonly?: boolean;
+  /** `appendfsync` (`always`, `everysec` or `no`), when it could be read. */
+  readonly appendfsync?: string;
+}
+
+/** The answer of {@link ValkeyStore.checkServer}. */
+export interface ServerCheck {
+  /** `true` when there is nothing to warn about. */
+  readonly ok: boolean;
+  /** One line per problem, each naming the server it concerns. */
+  readonly warnings: readonly string[];
+  /** What was read from each server (each primary of a cluster). */
+  readonly nodes: readonly ServerNodeCheck[];
+}
+
+/** A Valkey command got no answer within `commandTimeoutMs` (paused, overloaded or unreachable server). */
+export class StoreTimeoutError extends IdempotencyStoreError {
+  constructor(
+    readonly operation: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`valkey ${operation} got no answer within ${timeoutMs} ms`);
+  }
+}
+
+// Script commands are defined on the client under these names (plus ioredis' `Buffer` variants).
+const COMMAND_NAMES: Readonly<Record<keyof ValkeyScripts, string>> = {
+  claim: 'nestjsIdempotentV1Claim',
+  complete: 'nestjsIdempotentV1Complete',
+  touch: 'nestjsIdempotentV1Touch',
+  remove: 'nestjsIdempotentV1Remove',
+};
+
+// The integer answers of the complete, touch and remove scripts.
+const OUTCOMES: readonly FencedOutcome[] = [
+  FencedOutcome.Applied,
+  FencedOutcome.FencingMismatch,
+  FencedOutcome.KeyExpired,
+  FencedOutcome.FingerprintMismatch,
+];
+
+type ScriptCommand = (...args: (string | Buffer)[]) => Promise<unknown>;
+
+/**
+ * The Valkey/Redis store (Valkey 7/8, Redis 7; standalone or cluster). Each of claim, complete,
+ * touch and remove is one Lua script (one round trip); get and purge are single commands.
+ *
+ * Keys: `<prefix>{<bucket>}:e:<sha256(key), 128 bits>` holds an entry (a hash, always with a
+ * TTL); `<prefix>{<bucket>}:fence` is the fencing counter of one of 16384 key buckets. Both share
+ * a hash tag, so a script's keys sit in one cluster slot.
+ *
+ * The store never connects, reconfigures or disconnects the client it is given.
+ */
+export class ValkeyStore extends IdempotencyStore {
+  readonly kind = 'valkey';
+  readonly #client: ValkeyClient;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #closeClient: boolean;
+  readonly #checkOnInit: boolean;
+  readonly #onWarning: (message: string) => void;
+  readonly #claim: ScriptCommand;
+  readonly #complete: ScriptCommand;
+  readonly #touch: ScriptCommand;
+  readonly #remove: ScriptCommand;
+  #closed = false;
+  #initChecked = false;
+
+  constructor(client: ValkeyClient, options: ValkeyStoreOptions = {}) {
+    super();
+    if (typeof client !== 'object' || client === null || typeof client.defineCommand !== 'function') {
+      throw new TypeError('ValkeyStore needs an ioredis Redis or Cluster client');
+    }
+    this.#client = client;
+    this.#prefix = assertPrefix(options.prefix ?? 'idem:');
+    this.#timeoutMs = assertDuration('commandTimeoutMs', options.commandTimeoutMs ?? 1000);
+    this.#closeClient = options.closeClient ?? false;
+    this.#checkOnInit = options.checkServerOnInit ?? true;
+    this.#onWarning = options.onWarning ?? ((message) => process.emitWarning(message, 'IdempotencyWarning'));
+    const scripts = valkeyScripts();
+    const define = (op: keyof ValkeyScripts): ScriptCommand => {
+      const name = COMMAND_NAMES[op];
+      client.defineCommand(name, { lua: scripts[op], numberOfKeys: SCRIPT_KEYS[op] });
+      const command = (client as unknown as Record<string, ScriptCommand>)[`${name}Buffer`];
+      if (typeof command !== 'function') throw new TypeError('the client did not define the store commands');
+      return command.bind(client);
+    };
+    this.#claim = define('claim');
+    this.#complete = define('complete');
+    this.#touch = define('touch');
+    this.#remove = define('remove');
+  }
+
+  /** The key prefix in use. */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /** The time limit of each command, in ms. */
+  get commandTimeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  async tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
+    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'processing') {
+      throw new TypeError('tryInsert needs a processing IdempotencyEntry');
+    }
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    // Made here, once per call: a claim script ioredis re-sends carries the same nonce and finds
+    // its own claim instead of a conflict.
+    const nonce = newNonce();
+    const reply = await this.#run('claim', () =>
+      this.#claim(keys.entry, keys.fence, entry.fingerprint.toString(), String(entry.ttl), nonce),
+    );
+    if (typeof reply === 'number') return { kind: 'claimed', fencingToken: new FencingToken(reply, nonce), entry };
+    if (!Array.isArray(reply)) throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
+    const stored = decodeEntry(pairsToFields(reply as Buffer[]), keys.entry);
+    if (stored.nonce === nonce && stored.entry.isProcessing()) {
+      return { kind: 'claimed', fencingToken: new FencingToken(stored.token, nonce), entry };
+    }
+    return { kind: 'exists', entry: stored.entry };
+  }
+
+  async complete(
+    key: IdempotencyKey,
+    entry: CompletedEntry,
+    fencingToken: FencingToken,
+    ttlMs: number,
+  ): Promise<FencedOutcome> {
+    assertDuration('ttlMs', ttlMs);
+    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'completed') {
+      throw new TypeError('complete needs a completed IdempotencyEntry');
+    }
+    const { response } = entry;
+    const body = response.body;
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    const [token, nonce] = tokenArgs(fencingToken);
+    const reply = await this.#run('complete', () =>
+      this.#complete(
+        keys.entry,
+        token,
+        nonce,
+        entry.fingerprint.toString(),
+        String(ttlMs),
+        String(response.statusCode),
+        Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+        JSON.stringify(response.metadata),
+      ),
+    );
+    return outcomeOf(reply, keys.entry);
+  }
+
+  async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    const [token, nonce] = tokenArgs(fencingToken);
+    return outcomeOf(await this.#run('remove', () => this.#remove(keys.entry, token, nonce)), keys.entry);
+  }
+
+  async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
+    assertDuration('ttlMs', ttlMs);
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    const [token, nonce] = tokenArgs(fencingToken);
+    return outcomeOf(await this.#run('touch', () => this.#touch(keys.entry, token, nonce, String(ttlMs))), keys.entry);
+  }
+
+  async purge(key: IdempotencyKey): Promise<void> {
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    await this.#run('purge', () => this.#client.del(keys.entry));
+  }
+
+  async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
+    const keys = valkeyKeys(this.#prefix, key.toString());
+    const fields = await this.#run('get', () => this.#client.hgetallBuffer(keys.entry));
+    if (fields === null || typeof fields !== 'object') throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
+    return Object.keys(fields).length === 0 ? undefined : decodeEntry(fields, keys.entry).entry;
+  }
+
+  /** Checks the server answers (within `commandTimeoutMs`); throws an `IdempotencyStoreError` when it does not. */
+  override async ping(): Promise<void> {
+    await this.#run('ping', () => this.#client.ping());
+  }
+
+  /**
+   * Stops the store: later operations fail with `IdempotencyStoreError`. The client is left
+   * connected (it belongs to the caller) unless the store was given it with `closeClient: true`;
+   * then it is quit (waiting for pending replies at most `commandTimeoutMs`, then disconnected).
+   */
+  override async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#closeClient) return;
+    const client = this.#client;
+    let timer: NodeJS.Timeout | undefined;
+    const quit = client.quit().then(
+      () => true,
+      () => false,
+    );
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#timeoutMs);
+    });
+    const quitCleanly = await Promise.race([quit, timedOut]);
+    clearTimeout(timer);
+    if (!quitCleanly) client.disconnect();
+  }
+
+  /**
+   * Reads the settings at-most-once depends on from the server (every primary of a cluster) and
+   * warns about `maxmemory-policy` other than `noeviction` (eviction drops live claims), AOF off
+   * and `appendfsync no` (a restart loses claims and stored responses). Never throws: what cannot
+   * be read becomes a warning.
+   */
+  async checkServer(): Promise<ServerCheck> {
+    let targets: { address: string; node: Pick<ValkeyNode, 'call'> }[];
+    if (this.#client.isCluster && typeof this.#client.nodes === 'function') {
+      targets = this.#client
+        .nodes('master')
+        .map((node) => ({ address: `${node.options.host ?? '?'}:${node.options.port ?? '?'}`, node }));
+    } else {
+      targets = [{ address: 'default', node: this.#client }];
+    }
+    const checks = await Promise.all(targets.map(({ address, node }) => this.#checkNode(address, node)));
+    const warnings = checks.flatMap((check) => check.warnings);
+    if (targets.length === 0) warnings.push('could not read config: the cluster client knows no primaries yet');
+    return { ok: warnings.length === 0, warnings, nodes: checks.map((check) => check.node) };
+  }
+
+  /** Nest lifecycle hook: runs {@link checkServer} once (unless `checkServerOnInit` is false). */
+  async onModuleInit(): Promise<void> {
+    if (!this.#checkOnInit || this.#initChecked) return;
+    this.#initChecked = true;
+    const check = await this.checkServer();
+    for (const warning of check.warnings) this.#onWarning(`ValkeyStore: ${warning}`);
+  }
+
+  async #checkNode(
+    address: string,
+    node: Pick<ValkeyNode, 'call'>,
+  ): Promise<{ node: ServerNodeCheck; warnings: string[] }> {
+    const warnings: string[] = [];
+    let policy: string | undefined;
+    let aof: boolean | undefined;
+    let fsync: string | undefined;
+    try {
+      const reply = await this.#run('config', () =>
+        node.call('CONFIG', 'GET', 'maxmemory-policy', 'appendonly', 'appendfsync'),
+      );
+      const config = Array.isArray(reply) ? pairsToFields(reply.map((v) => Buffer.from(String(v)))) : {};
+      policy = config['maxmemory-policy']?.toString();
+      const appendonly = config.appendonly?.toString();
+      aof = appendonly === undefined ? undefined : appendonly === 'yes';
+      fsync = config.appendfsync?.toString();
+      if (policy === undefined || aof === undefined) throw new Error('CONFIG GET answered without the settings');
+    } catch (error) {
+      warnings.push(`could not read config on ${address} (${messageOf(error)}); falling back to INFO`);
+      try {
+        const info = parseInfo(String(await this.#run('info', () => node.call('INFO', 'memory'))));
+        const persistence = parseInfo(String(await this.#run('info', () => node.call('INFO', 'persistence'))));
+        policy = info.maxmemory_policy;
+        aof = persistence.aof_enabled === undefined ? undefined : persistence.aof_enabled === '1';
+      } catch (infoError) {
+        warnings.push(`could not read INFO on ${address} either (${messageOf(infoError)})`);
+      }
+    }
+    if (policy !== undefined && policy !== 'noeviction') {
+      warnings.push(
+        `maxmemory-policy is ${policy} on ${address}: the server may evict live claims and stored responses, ` +
+          'allowing a second execution; set it to noeviction',
+      );
+    }
+    if (aof === false) {
+      warnings.push(
+        `AOF is off on ${address} (appendonly no): a restart loses claims and stored responses, ` +
+          'allowing a second execution; set appendonly yes',
+      );
+    } else if (aof === true && fsync === 'no') {
+      warnings.push(`appendfsync is no on ${address}: a crash can lose recent claims; use everysec (or always)`);
+    }
+    return { node: { address, maxmemoryPolicy: policy, appendonly: aof, appendfsync: fsync }, warnings };
+  }
+
+  /** Awaits a command with the time limit, mapping failures to typed store errors. */
+  #run<T>(operation: string, send: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new IdempotencyStoreError(`the ValkeyStore is closed (${operation})`));
+    let pending: Promise<T>;
+    try {
+      pending = send();
+    } catch (error) {
+      return Promise.reject(storeError(error, operation));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, this.#timeoutMs)), this.#timeoutMs);
+      pending.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(storeError(error, operation));
+        },
+      );
+    });
+  }
+}
+
+function tokenArgs(fencingToken: FencingToken): [string, string] {
+  // A foreign object never matches a stored claim (no stored token or nonce is empty).
+  if (!(fencingToken instanceof FencingToken)) return ['', ''];
+  return [fencingToken.value.toString(), fencingToken.nonce ?? ''];
+}
+
+function outcomeOf(reply: unknown, where: string): FencedOutcome {
+  const outcome = typeof reply === 'number' ? OUTCOMES[reply] : undefined;
+  if (outcome === undefined) throw new StoreDecodeError(`${where}: unexpected script answer ${String(reply)}`);
+  return outcome;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function storeError(error: unknown, operation: string): IdempotencyStoreError {
+  if (error instanceof IdempotencyStoreError) return error;
+  const message = messageOf(error);
+  if (/IDEMCORRUPT|WRONGTYPE/.test(message)) {
+    return new StoreDecodeError(
+      `valkey ${operation}: data under the store's key is not an idempotency entry (${message})`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return new IdempotencyStoreError(`valkey ${operation} failed: ${message}`, { cause: error });
+}
+
+function parseInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) out[line.slice(0, colon)] = line.slice(colon + 1).trim();
+  }
+  return out;
+}
