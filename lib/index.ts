@@ -40,3 +40,35 @@ export type {
   ValkeyNode,
   ValkeyStoreOptions,
 } from './stores/valkey.store';
+export { canonicalJson } from './core/canonical-json';
+export {
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  DEFAULT_REPLAY_HEADERS,
+  DEFAULT_RETRY_AFTER_SECONDS,
+  DEFAULT_TTL_MS,
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_OPTIONS,
+  IDEMPOTENCY_PROBLEM_TYPES,
+  IDEMPOTENT_METADATA,
+  IDEMPOTENT_REPLAYED_HEADER,
+  PROBLEM_CONTENT_TYPE,
+} from './idempotency.constants';
+export { IdempotencyModule } from './idempotency.module';
+export { DEFAULT_IDEMPOTENCY_OPTIONS, defaultScope } from './idempotency.providers';
+export type { ResolvedIdempotencyOptions } from './idempotency.providers';
+export type {
+  CacheErrorsOption,
+  FingerprintFunction,
+  IdempotencyModuleAsyncOptions,
+  IdempotencyModuleOptions,
+  IdempotencyModuleRootOptions,
+  IdempotencyOptions,
+  IdempotencyRequest,
+  ScopeFunction,
+} from './interfaces/idempotency-options.interface';
+export { IdempotencyInterceptor } from './http/idempotency.interceptor';
+export { Idempotent } from './http/idempotent.decorator';
+export { parseKeyValue, readKeyHeader } from './http/key-header';
+export type { ProblemDetails } from './http/problem-details';
+export { storeKeyFor } from './http/store-key';

@@ -1,0 +1,467 @@
+import {
+  CallHandler,
+  ClassSerializerInterceptor,
+  ExecutionContext,
+  Inject,
+  Injectable,
+  Logger,
+  NestInterceptor,
+  StreamableFile,
+} from '@nestjs/common';
+import { INTERCEPTORS_METADATA } from '@nestjs/common/constants';
+import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/class-serializer.interfaces';
+import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
+import { EmptyError, from, lastValueFrom, type Observable, of } from 'rxjs';
+import { CachedResponse } from '../core/cached-response';
+import { canonicalJson } from '../core/canonical-json';
+import { IdempotencyKeyError } from '../core/errors';
+import { FencedOutcome } from '../core/fenced-outcome';
+import { Fingerprint } from '../core/fingerprint';
+import { IdempotencyEntry } from '../core/idempotency-entry';
+import { IdempotencyKey } from '../core/idempotency-key';
+import { ClaimedResult, InsertResult } from '../core/insert-result';
+import { completeWithRetry, Lease, LeaseLostError } from '../core/lease';
+import { IDEMPOTENCY_OPTIONS, IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { IdempotencyOptions, IdempotencyRequest } from '../interfaces/idempotency-options.interface';
+import { IdempotencyStore } from '../stores/idempotency.store';
+import { type HttpPlatform, type Payload, platformOf, UnsupportedResultError } from './http-platform';
+import { readKeyHeader } from './key-header';
+import { type PreparedProblem, prepareProblem, Problems } from './problem-details';
+import { hasReplyGuard, installReplyGuard } from './reply-guard';
+import {
+  captureResponse,
+  renderException,
+  replayHeaderNames,
+  sendPayload,
+  sendProblem,
+  sendReplay,
+  statusOfError,
+  TOO_LARGE_RESPONSE,
+} from './response-capture';
+import { unsupportedReason } from './route-check';
+import { storeKeyFor } from './store-key';
+
+/** A ClassSerializerInterceptor outside this one, and the options it would use on the route. */
+interface OuterSerializer {
+  readonly interceptor: ClassSerializerInterceptor;
+  readonly options: ClassSerializerContextOptions;
+}
+
+/** Everything about a route that does not change between requests, worked out once. @internal */
+interface Route {
+  readonly options: ResolvedIdempotencyOptions;
+  readonly replayHeaders: readonly string[];
+  /** Global or controller-level ClassSerializerInterceptors outside this one, innermost first. */
+  readonly serializers: readonly OuterSerializer[];
+  /** More than one idempotency interceptor is bound: only the outermost acts. */
+  readonly shared: boolean;
+  readonly unsupported: string | undefined;
+  readonly cacheError: (error: unknown) => boolean;
+  readonly inFlight: PreparedProblem;
+  readonly storeUnavailable: PreparedProblem;
+  readonly completionFailed: PreparedProblem;
+  readonly keyMissing: PreparedProblem;
+  readonly name: string;
+}
+
+const NOT_IDEMPOTENT = null;
+const NO_VALUE: unique symbol = Symbol('no value');
+const LAST_VALUE = { defaultValue: NO_VALUE } as const;
+const DONE = of(undefined);
+const KEY_REUSED = prepareProblem(Problems.keyReused());
+
+/** Requests an idempotency interceptor has taken on, when several are bound to one route. */
+const takenRequests = new WeakSet<object>();
+
+/**
+ * Makes `@Idempotent()` routes run at most once per key, and replays their stored response.
+ * `@Idempotent()` binds it; nothing else is needed.
+ *
+ * To change how keys, scopes or fingerprints are found, subclass it, override the protected
+ * hooks, and register the subclass with `APP_INTERCEPTOR`: it then handles every `@Idempotent()`
+ * route, and the interceptor the decorator binds steps aside.
+ */
+@Injectable()
+export class IdempotencyInterceptor implements NestInterceptor {
+  protected readonly logger = new Logger('Idempotency');
+  readonly #routes = new WeakMap<object, Map<object, Route | typeof NOT_IDEMPOTENT>>();
+  #platform: HttpPlatform | undefined;
+  readonly #onLeaseLost = (error: LeaseLostError): void => {
+    this.logger.warn(`${error.message}; the handler is still running, its result will not be stored twice`);
+  };
+
+  constructor(
+    protected readonly store: IdempotencyStore,
+    @Inject(IDEMPOTENCY_OPTIONS) protected readonly moduleOptions: ResolvedIdempotencyOptions,
+    protected readonly reflector: Reflector,
+    protected readonly adapterHost: HttpAdapterHost,
+    protected readonly applicationConfig: ApplicationConfig,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    if (context.getType() !== 'http') return next.handle();
+    const route = this.#route(context);
+    if (route === NOT_IDEMPOTENT) return next.handle();
+    const req = context.getArgByIndex(0);
+    if (route.shared) {
+      if (takenRequests.has(req)) return next.handle();
+      takenRequests.add(req);
+    }
+    if (route.unsupported !== undefined) throw new Error(route.unsupported);
+    if (this.shouldSkip(context)) return next.handle();
+
+    const res = context.getArgByIndex(1);
+    const platform = this.#platform ?? this.#initPlatform();
+    const options = route.options;
+    let clientKey: IdempotencyKey;
+    try {
+      const text = this.getKey(context, options);
+      if (text === undefined) {
+        if (!options.required) return next.handle();
+        sendProblem(platform, res, route.keyMissing);
+        return DONE;
+      }
+      clientKey = new IdempotencyKey(text);
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyError)) throw error;
+      sendProblem(platform, res, prepareProblem(Problems.keyInvalid(options.headerName, error.message)));
+      return DONE;
+    }
+    const key = this.getStoreKey(clientKey, this.getScope(context, options));
+    const fingerprint = this.getFingerprint(context, options);
+    return from(this.#execute(next, platform, res, route, key, fingerprint));
+  }
+
+  /** Whether to let this request through without idempotency. Runs for every guarded request. */
+  protected shouldSkip(_context: ExecutionContext): boolean {
+    return false;
+  }
+
+  /**
+   * The client's key text, or `undefined` when the request has none.
+   * @throws IdempotencyKeyError for a malformed header (the client gets 400)
+   */
+  protected getKey(context: ExecutionContext, options: ResolvedIdempotencyOptions): string | undefined {
+    const req = context.getArgByIndex(0);
+    return readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey);
+  }
+
+  /** The principal the key belongs to, or `undefined` for none. */
+  protected getScope(context: ExecutionContext, options: ResolvedIdempotencyOptions): string | undefined {
+    if (options.scope === false) return undefined;
+    const principal = options.scope(context.getArgByIndex(0));
+    if (typeof principal === 'string') return principal.length > 0 ? principal : undefined;
+    if (typeof principal === 'number' || typeof principal === 'bigint') return String(principal);
+    return undefined;
+  }
+
+  /** The key under which the request is stored: the client's key, scoped to the principal. */
+  protected getStoreKey(clientKey: IdempotencyKey, scope: string | undefined): IdempotencyKey {
+    return storeKeyFor(clientKey, scope);
+  }
+
+  /**
+   * The request's fingerprint, computed once before the handler runs: by default method, path
+   * with query, and the body (raw bytes when Nest keeps `rawBody`, else canonical JSON).
+   */
+  protected getFingerprint(context: ExecutionContext, options: ResolvedIdempotencyOptions): Fingerprint {
+    const req: IdempotencyRequest = context.getArgByIndex(0);
+    const fingerprint = options.fingerprint;
+    if (typeof fingerprint === 'function') return fingerprint(req);
+    return fingerprint.compute(`${req.method} ${req.originalUrl ?? req.url}`, requestBody(req));
+  }
+
+  async #execute(
+    next: CallHandler,
+    platform: HttpPlatform,
+    res: unknown,
+    route: Route,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+  ): Promise<unknown> {
+    const options = route.options;
+    let claim: InsertResult;
+    try {
+      claim = await this.store.tryInsert(key, new IdempotencyEntry(fingerprint, options.leaseMs));
+    } catch (error) {
+      if (options.failOpen) {
+        this.logger.warn(`store unreachable (${messageOf(error)}); ${route.name} runs without idempotency (failOpen)`);
+        return lastValueFrom(next.handle());
+      }
+      this.logger.error(`store unreachable (${messageOf(error)}); ${route.name} answered 503 without running`);
+      sendProblem(platform, res, route.storeUnavailable);
+      return undefined;
+    }
+    if (claim.kind === 'exists') {
+      const entry = claim.entry;
+      if (!entry.fingerprintMatches(fingerprint)) sendProblem(platform, res, KEY_REUSED);
+      else if (entry.isCompleted()) sendReplay(platform, res, entry.response);
+      else sendProblem(platform, res, route.inFlight);
+      return undefined;
+    }
+    return this.#runClaimed(next, platform, res, route, key, claim, fingerprint);
+  }
+
+  async #runClaimed(
+    next: CallHandler,
+    platform: HttpPlatform,
+    res: unknown,
+    route: Route,
+    key: IdempotencyKey,
+    claim: ClaimedResult,
+    fingerprint: Fingerprint,
+  ): Promise<unknown> {
+    const options = route.options;
+    const lease = new Lease(this.store, key, claim.fencingToken, options.leaseMs, this.#onLeaseLost);
+    // Subscribed here, not through the Observable Nest holds: a client that goes away tears
+    // Nest's subscription down, and the result must still be recorded.
+    let value: unknown;
+    try {
+      value = await lastValueFrom(next.handle(), LAST_VALUE);
+    } catch (error) {
+      lease.stop();
+      if (route.cacheError(error)) await this.#storeError(platform, res, route, key, claim, lease, error);
+      else await this.#release(key, claim, route);
+      throw error;
+    }
+    if (value === NO_VALUE) {
+      lease.stop();
+      await this.#release(key, claim, route);
+      // What Nest itself does with an empty Observable.
+      throw new EmptyError();
+    }
+
+    let payload: Payload;
+    let response: CachedResponse;
+    try {
+      if (platform.isSent(res)) throw new Error(`${route.name} sent its response itself, so it cannot be stored`);
+      for (let i = 0; i < route.serializers.length; i++) {
+        const { interceptor, options: serializerOptions } = route.serializers[i];
+        value = interceptor.serialize(value as object, serializerOptions);
+      }
+      payload = platform.toPayload(res, value);
+      // Too large to store: only a 413 marker is, so retries get 413 and the handler does not run again.
+      response =
+        payloadBytes(payload) > options.maxResponseBytes
+          ? TOO_LARGE_RESPONSE
+          : captureResponse(platform, res, payload, route.replayHeaders);
+    } catch (error) {
+      lease.stop();
+      await this.#release(key, claim, route);
+      if (!(error instanceof UnsupportedResultError)) throw error;
+      return this.#refuseStream(platform, res, route, value);
+    }
+
+    // The heartbeat stops first, so completion retries are bounded by what is left of the lease
+    // even when the store keeps renewing leases but refuses completions.
+    lease.stop();
+    let outcome: FencedOutcome;
+    try {
+      outcome = await completeWithRetry(this.store, key, claim.entry.complete(response), lease, options.ttlMs);
+    } catch (error) {
+      // The handler ran: the key is not released, the client is told to come back.
+      this.logger.error(`the result of ${route.name} could not be recorded: ${messageOf(error)}`);
+      sendProblem(platform, res, route.completionFailed);
+      return undefined;
+    }
+    if (outcome === FencedOutcome.Applied) {
+      sendPayload(platform, res, payload);
+      return undefined;
+    }
+    // The lease was lost and another claim holds the key: answer with what it holds now.
+    this.logger.warn(`the completion of ${route.name} was refused (${outcome}): its lease had been taken over`);
+    await this.#answerWithCurrent(platform, res, route, key, fingerprint);
+    return undefined;
+  }
+
+  async #answerWithCurrent(
+    platform: HttpPlatform,
+    res: unknown,
+    route: Route,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+  ): Promise<void> {
+    try {
+      const current = await this.store.get(key);
+      if (current !== undefined && current.isCompleted() && current.fingerprintMatches(fingerprint)) {
+        sendReplay(platform, res, current.response);
+        return;
+      }
+    } catch (error) {
+      this.logger.warn(`could not read the entry of ${route.name} after losing its lease: ${messageOf(error)}`);
+    }
+    sendProblem(platform, res, route.inFlight);
+  }
+
+  /** Stores the response Nest will render for `error`, so retries replay it. */
+  async #storeError(
+    platform: HttpPlatform,
+    res: unknown,
+    route: Route,
+    key: IdempotencyKey,
+    claim: ClaimedResult,
+    lease: Lease,
+    error: unknown,
+  ): Promise<void> {
+    try {
+      const { status, body } = renderException(error);
+      platform.setStatus(res, status);
+      const payload = platform.toPayload(res, body, status);
+      const response =
+        payloadBytes(payload) > route.options.maxResponseBytes
+          ? TOO_LARGE_RESPONSE
+          : captureResponse(platform, res, payload, route.replayHeaders, status);
+      const outcome = await completeWithRetry(
+        this.store,
+        key,
+        claim.entry.complete(response),
+        lease,
+        route.options.ttlMs,
+      );
+      if (outcome !== FencedOutcome.Applied) {
+        this.logger.warn(
+          `the error response of ${route.name} was not stored (${outcome}): its lease had been taken over`,
+        );
+      }
+    } catch (storeError) {
+      this.logger.error(`the error response of ${route.name} could not be recorded: ${messageOf(storeError)}`);
+    } finally {
+      lease.stop();
+    }
+  }
+
+  /** Releases the key, so a retry runs the handler again. */
+  async #release(key: IdempotencyKey, claim: ClaimedResult, route: Route): Promise<void> {
+    try {
+      await this.store.remove(key, claim.fencingToken);
+    } catch (error) {
+      this.logger.warn(
+        `could not release the key of ${route.name} (${messageOf(error)}); it frees when its lease ends`,
+      );
+    }
+  }
+
+  #refuseStream(platform: HttpPlatform, res: unknown, route: Route, value: unknown): undefined {
+    const isFile = value instanceof StreamableFile;
+    if (isFile) value.getStream().destroy?.();
+    else (value as { destroy?: () => void }).destroy?.();
+    const message =
+      `${route.name} returned ${isFile ? 'a StreamableFile' : 'a stream'}, which @Idempotent() cannot store ` +
+      'for replay. Return the data itself, or remove @Idempotent() from the route.';
+    this.logger.error(message);
+    sendProblem(platform, res, prepareProblem(Problems.unsupportedResult(message)));
+    return undefined;
+  }
+
+  #initPlatform(): HttpPlatform {
+    const adapter = this.adapterHost.httpAdapter;
+    if (!hasReplyGuard(adapter)) installReplyGuard(adapter);
+    this.#platform = platformOf(adapter?.getType?.());
+    return this.#platform;
+  }
+
+  #route(context: ExecutionContext): Route | typeof NOT_IDEMPOTENT {
+    const controller = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = this.#routes.get(controller);
+    if (byHandler === undefined) {
+      byHandler = new Map();
+      this.#routes.set(controller, byHandler);
+    }
+    let route = byHandler.get(handler);
+    if (route === undefined) {
+      route = this.#resolveRoute(context, controller, handler);
+      byHandler.set(handler, route);
+    }
+    return route;
+  }
+
+  #resolveRoute(
+    context: ExecutionContext,
+    controller: { name: string },
+    handler: { name: string },
+  ): Route | typeof NOT_IDEMPOTENT {
+    const classOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, controller) as IdempotencyOptions | undefined;
+    const methodOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotencyOptions | undefined;
+    if (classOptions === undefined && methodOptions === undefined) return NOT_IDEMPOTENT;
+    const options = mergeOptions(mergeOptions(this.moduleOptions, classOptions), methodOptions);
+
+    // The interceptors bound to the route, outermost first, as Nest runs them.
+    const chain: unknown[] = [
+      ...this.applicationConfig.getGlobalInterceptors(),
+      ...((Reflect.getMetadata(INTERCEPTORS_METADATA, controller) as unknown[] | undefined) ?? []),
+      ...((Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? []),
+    ];
+    const isIdempotency = (i: unknown) =>
+      i instanceof IdempotencyInterceptor ||
+      (typeof i === 'function' && (i === IdempotencyInterceptor || i.prototype instanceof IdempotencyInterceptor));
+    const first = chain.findIndex(isIdempotency);
+    const serializers: OuterSerializer[] = [];
+    for (const outer of chain.slice(0, Math.max(first, 0)).reverse()) {
+      const interceptor = this.#serializerOf(outer);
+      if (interceptor === undefined) continue;
+      const defaults = (interceptor as unknown as { defaultOptions?: ClassSerializerContextOptions }).defaultOptions;
+      const contextOptions = (
+        interceptor as unknown as { getContextOptions(c: ExecutionContext): ClassSerializerContextOptions | undefined }
+      ).getContextOptions(context);
+      serializers.push({ interceptor, options: { ...defaults, ...contextOptions } });
+    }
+
+    const name = `${controller.name}.${handler.name}()`;
+    const retryAfter = options.retryAfterSeconds;
+    return {
+      options,
+      replayHeaders: replayHeaderNames(options.replayHeaders),
+      serializers,
+      shared: chain.filter(isIdempotency).length > 1,
+      unsupported: unsupportedReason(controller, handler, handler.name),
+      cacheError: cacheErrorPredicate(options),
+      inFlight: prepareProblem(Problems.inFlight(), retryAfter),
+      storeUnavailable: prepareProblem(Problems.storeUnavailable(), retryAfter),
+      completionFailed: prepareProblem(Problems.completionFailed(), retryAfter),
+      keyMissing: prepareProblem(Problems.keyMissing(options.headerName)),
+      name,
+    };
+  }
+
+  #serializerOf(interceptor: unknown): ClassSerializerInterceptor | undefined {
+    if (interceptor instanceof ClassSerializerInterceptor) return interceptor;
+    if (
+      typeof interceptor === 'function' &&
+      (interceptor === ClassSerializerInterceptor || interceptor.prototype instanceof ClassSerializerInterceptor)
+    ) {
+      // Bound as a class: Nest builds it with the Reflector and no default options, as here.
+      return new (interceptor as new (reflector: Reflector) => ClassSerializerInterceptor)(this.reflector);
+    }
+    return undefined;
+  }
+}
+
+/** The body to fingerprint: raw bytes when Nest keeps them, else canonical JSON of the parsed body. */
+function requestBody(req: IdempotencyRequest): Uint8Array | string {
+  const raw = req.rawBody;
+  if (raw instanceof Uint8Array) return raw;
+  const body = req.body;
+  if (body === undefined) return '';
+  if (typeof body === 'string' || body instanceof Uint8Array) return body;
+  return canonicalJson(body) ?? '';
+}
+
+function cacheErrorPredicate(options: ResolvedIdempotencyOptions): (error: unknown) => boolean {
+  const cacheErrors = options.cacheErrors;
+  if (cacheErrors === true) return () => true;
+  if (cacheErrors === false) return () => false;
+  if (typeof cacheErrors === 'function') return cacheErrors as (error: unknown) => boolean;
+  const statuses = new Set(cacheErrors);
+  return (error) => statuses.has(statusOfError(error));
+}
+
+function payloadBytes(payload: Payload): number {
+  if (payload === undefined) return 0;
+  return typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.byteLength;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

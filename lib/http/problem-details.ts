@@ -1,0 +1,101 @@
+import { IDEMPOTENCY_PROBLEM_TYPES, PROBLEM_CONTENT_TYPE } from '../idempotency.constants';
+
+/** An RFC 9457 problem details object, as this library sends it. */
+export interface ProblemDetails {
+  /** A URI naming the kind of problem; see `IDEMPOTENCY_PROBLEM_TYPES`. */
+  type: string;
+  /** A short summary of the kind of problem; the same for every occurrence. */
+  title: string;
+  /** The HTTP status code. */
+  status: number;
+  /** What went wrong this time, for a human. */
+  detail?: string;
+}
+
+/** A problem ready to send: its status, body text and extra headers. */
+export interface PreparedProblem {
+  readonly status: number;
+  readonly body: string;
+  /** `Retry-After`, in seconds, when the client should come back. */
+  readonly retryAfter: number | undefined;
+}
+
+/** The body text of a problem (`application/problem+json`). */
+export function problemBody(problem: ProblemDetails): string {
+  return JSON.stringify(problem);
+}
+
+export function prepareProblem(problem: ProblemDetails, retryAfter?: number): PreparedProblem {
+  return Object.freeze({ status: problem.status, body: problemBody(problem), retryAfter });
+}
+
+/** @internal The problems this library answers with. */
+export const Problems = {
+  keyMissing(headerName: string): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.keyMissing,
+      title: 'Idempotency key required',
+      status: 400,
+      detail: `This route requires an ${headerName} header.`,
+    };
+  },
+  keyInvalid(headerName: string, reason: string): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.keyInvalid,
+      title: 'Invalid idempotency key',
+      status: 400,
+      detail: `The ${headerName} header is not a valid key: ${reason}.`,
+    };
+  },
+  inFlight(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+      title: 'Request in progress',
+      status: 409,
+      detail: 'A request with this idempotency key is still being processed; retry later.',
+    };
+  },
+  keyReused(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.keyReused,
+      title: 'Idempotency key reused',
+      status: 422,
+      detail: 'This idempotency key was already used for a different request (method, path, query or body).',
+    };
+  },
+  responseTooLarge(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.responseTooLarge,
+      title: 'Response too large to replay',
+      status: 413,
+      detail:
+        'The request with this idempotency key was processed, but its response was too large to be stored for replay.',
+    };
+  },
+  storeUnavailable(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable,
+      title: 'Idempotency store unavailable',
+      status: 503,
+      detail: 'The idempotency store could not be reached, so the request was not processed; retry later.',
+    };
+  },
+  completionFailed(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable,
+      title: 'Idempotency store unavailable',
+      status: 503,
+      detail: 'The request was processed, but its result could not be recorded; retry with the same key later.',
+    };
+  },
+  unsupportedResult(what: string): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult,
+      title: 'Result cannot be stored',
+      status: 500,
+      detail: `${what} Nothing was stored; the key was released.`,
+    };
+  },
+};
+
+export { PROBLEM_CONTENT_TYPE };

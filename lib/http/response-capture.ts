@@ -1,0 +1,160 @@
+import { HttpException } from '@nestjs/common';
+import { STATUS_CODES } from 'node:http';
+import { CachedResponse } from '../core/cached-response';
+import { DEFAULT_REPLAY_HEADERS, IDEMPOTENT_REPLAYED_HEADER, PROBLEM_CONTENT_TYPE } from '../idempotency.constants';
+import type { HttpPlatform, Payload } from './http-platform';
+import { Problems, prepareProblem, type PreparedProblem } from './problem-details';
+import { markSent } from './reply-guard';
+
+/**
+ * Metadata entry naming what kind of payload the body was handed to the platform as: `text`,
+ * `binary` or `none`. Header names cannot start with `:`, so it never meets a header.
+ * @internal
+ */
+export const PAYLOAD_KIND = ':payload';
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The lower-case header names stored for replay: the default allowlist plus `extra`, never
+ * `set-cookie`.
+ * @internal
+ */
+export function replayHeaderNames(extra: readonly string[]): readonly string[] {
+  const names = new Set<string>();
+  for (const name of [...DEFAULT_REPLAY_HEADERS, ...extra]) {
+    const lower = name.toLowerCase();
+    if (lower !== 'set-cookie') names.add(lower);
+  }
+  return Object.freeze([...names]);
+}
+
+/**
+ * The response to store for `payload`: the status code and allowlisted headers now on `res`, and
+ * the body bytes the platform will send.
+ * @internal
+ */
+export function captureResponse(
+  platform: HttpPlatform,
+  res: unknown,
+  payload: Payload,
+  headerNames: readonly string[],
+  statusCode = platform.statusCode(res),
+): CachedResponse {
+  const metadata: Record<string, string> = {};
+  for (let i = 0; i < headerNames.length; i++) {
+    const value = platform.getHeader(res, headerNames[i]);
+    if (value !== undefined) metadata[headerNames[i]] = value;
+  }
+  let body: Uint8Array;
+  if (payload === undefined) {
+    metadata[PAYLOAD_KIND] = 'none';
+    body = EMPTY;
+  } else if (typeof payload === 'string') {
+    metadata[PAYLOAD_KIND] = 'text';
+    body = Buffer.from(payload, 'utf8');
+  } else {
+    metadata[PAYLOAD_KIND] = 'binary';
+    body = payload;
+  }
+  return new CachedResponse({ statusCode, body, metadata });
+}
+
+// Decoded text of stored bodies: the memory store hands back the same object on every replay.
+const decoded = new WeakMap<CachedResponse, string>();
+
+/** The payload to hand the platform for a stored response. @internal */
+export function payloadOf(response: CachedResponse): Payload {
+  const kind = response.metadata[PAYLOAD_KIND];
+  if (kind === 'text') {
+    let text = decoded.get(response);
+    if (text === undefined) {
+      text = response.text();
+      decoded.set(response, text);
+    }
+    return text;
+  }
+  // Entries written by other means (the programmatic API) carry no kind: their bytes go out raw.
+  if (kind === 'none' || (kind === undefined && response.body.byteLength === 0)) return undefined;
+  const body = response.body;
+  return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+/**
+ * Sends a stored response: its status, its headers, `Idempotent-Replayed: true` and its body.
+ * @internal
+ */
+export function sendReplay(platform: HttpPlatform, res: unknown, response: CachedResponse): void {
+  platform.setStatus(res, response.statusCode);
+  const metadata = response.metadata;
+  for (const name in metadata) {
+    if (name.charCodeAt(0) !== 0x3a) platform.setHeader(res, name, metadata[name]);
+  }
+  platform.setHeader(res, IDEMPOTENT_REPLAYED_HEADER, 'true');
+  platform.send(res, payloadOf(response));
+  markSent(res);
+}
+
+/** Sends `payload` with the status and headers already on `res`. @internal */
+export function sendPayload(platform: HttpPlatform, res: unknown, payload: Payload): void {
+  platform.send(res, payload);
+  markSent(res);
+}
+
+/** Sends an RFC 9457 problem. @internal */
+export function sendProblem(platform: HttpPlatform, res: unknown, problem: PreparedProblem): void {
+  platform.setStatus(res, problem.status);
+  platform.setHeader(res, 'Content-Type', PROBLEM_CONTENT_TYPE);
+  if (problem.retryAfter !== undefined) platform.setHeader(res, 'Retry-After', String(problem.retryAfter));
+  platform.send(res, problem.body);
+  markSent(res);
+}
+
+/**
+ * The stored stand-in for a response over `maxResponseBytes`: retries get 413 and the handler
+ * does not run again.
+ * @internal
+ */
+export const TOO_LARGE_RESPONSE = ((): CachedResponse => {
+  const problem = prepareProblem(Problems.responseTooLarge());
+  return new CachedResponse({
+    statusCode: problem.status,
+    body: problem.body,
+    metadata: { 'content-type': PROBLEM_CONTENT_TYPE, [PAYLOAD_KIND]: 'text' },
+  });
+})();
+
+/** Whether `error` looks like an `http-errors` error, as Nest's BaseExceptionFilter checks. */
+function isHttpError(error: unknown): error is { statusCode: number; message: string; expose?: boolean } {
+  const e = error as { statusCode?: unknown; message?: unknown } | null;
+  return typeof e === 'object' && e !== null && !!e.statusCode && !!e.message;
+}
+
+/** The HTTP status a thrown error answers with under Nest's built-in exception filter. @internal */
+export function statusOfError(error: unknown): number {
+  if (error instanceof HttpException) return error.getStatus();
+  if (isHttpError(error) && Number.isInteger(error.statusCode)) return error.statusCode;
+  return 500;
+}
+
+/**
+ * The status and body Nest's built-in exception filter (`BaseExceptionFilter`) renders for a
+ * thrown error, before the platform serialises it.
+ * @internal
+ */
+export function renderException(error: unknown): { status: number; body: unknown } {
+  if (error instanceof HttpException) {
+    const response = error.getResponse();
+    const status = error.getStatus();
+    return {
+      status,
+      body: typeof response === 'object' && response !== null ? response : { statusCode: status, message: response },
+    };
+  }
+  if (isHttpError(error)) {
+    const message =
+      error.expose === false ? (STATUS_CODES[error.statusCode] ?? 'Internal server error') : error.message;
+    return { status: error.statusCode, body: { statusCode: error.statusCode, message } };
+  }
+  return { status: 500, body: { statusCode: 500, message: 'Internal server error' } };
+}

@@ -1,0 +1,100 @@
+import { DynamicModule, Inject, Logger, Module, OnApplicationShutdown, OnModuleInit, Provider } from '@nestjs/common';
+import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
+import { findUnsupportedRoutes } from './http/route-check';
+import { installReplyGuard } from './http/reply-guard';
+import {
+  createAsyncStateProviders,
+  createModuleState,
+  IDEMPOTENCY_MODULE_STATE,
+  type IdempotencyModuleState,
+} from './idempotency.providers';
+import { IDEMPOTENCY_OPTIONS } from './idempotency.constants';
+import type {
+  IdempotencyModuleAsyncOptions,
+  IdempotencyModuleRootOptions,
+} from './interfaces/idempotency-options.interface';
+import { IdempotencyStore } from './stores/idempotency.store';
+
+function sharedProviders(): Provider[] {
+  return [
+    {
+      provide: IDEMPOTENCY_OPTIONS,
+      useFactory: (state: IdempotencyModuleState) => state.options,
+      inject: [IDEMPOTENCY_MODULE_STATE],
+    },
+    {
+      provide: IdempotencyStore,
+      useFactory: (state: IdempotencyModuleState) => state.store,
+      inject: [IDEMPOTENCY_MODULE_STATE],
+    },
+  ];
+}
+
+const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS];
+
+/**
+ * Configures the store and the module-wide options of `@Idempotent()`, and provides
+ * `IdempotencyStore` for injection. Global unless `isGlobal: false`.
+ *
+ * Store ownership: a store handed to `forRoot` belongs to the caller and is left open at
+ * shutdown; a store returned by a `forRootAsync` factory was made for the module and is closed
+ * when the application shuts down. `closeStoreOnShutdown` overrides either default.
+ */
+@Module({})
+export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('Idempotency');
+
+  constructor(
+    @Inject(IDEMPOTENCY_MODULE_STATE) private readonly state: IdempotencyModuleState,
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly modules: ModulesContainer,
+  ) {}
+
+  /** `forRoot(store)` or `forRoot({ store, ...options })`. */
+  static forRoot(storeOrOptions: IdempotencyStore | IdempotencyModuleRootOptions): DynamicModule {
+    const isGlobal = storeOrOptions instanceof IdempotencyStore ? true : (storeOrOptions?.isGlobal ?? true);
+    const state = createModuleState(storeOrOptions, false, 'IdempotencyModule.forRoot');
+    return {
+      module: IdempotencyModule,
+      global: isGlobal,
+      providers: [{ provide: IDEMPOTENCY_MODULE_STATE, useValue: state }, ...sharedProviders()],
+      exports: EXPORTS,
+    };
+  }
+
+  /** `forRootAsync({ imports, inject, useFactory })`; the factory returns a store or `{ store, ...options }`. */
+  static forRootAsync(options: IdempotencyModuleAsyncOptions): DynamicModule {
+    if (typeof options?.useFactory !== 'function') {
+      throw new TypeError('IdempotencyModule.forRootAsync: useFactory must be a function');
+    }
+    return {
+      module: IdempotencyModule,
+      global: options.isGlobal ?? true,
+      imports: options.imports ?? [],
+      providers: [...createAsyncStateProviders(options), ...sharedProviders()],
+      exports: EXPORTS,
+    };
+  }
+
+  onModuleInit(): void {
+    // Before the first request: lets the interceptor answer by itself without Nest replying again.
+    installReplyGuard(this.adapterHost.httpAdapter);
+    const controllers = new Set<{ name: string; prototype: object }>();
+    for (const module of this.modules.values()) {
+      for (const wrapper of module.controllers.values()) {
+        if (typeof wrapper.metatype === 'function') controllers.add(wrapper.metatype);
+      }
+    }
+    const problems = findUnsupportedRoutes(controllers);
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (!this.state.closeStoreOnShutdown) return;
+    try {
+      await this.state.store.close();
+    } catch (error) {
+      this.logger.error(`closing the idempotency store failed: ${(error as Error).message}`);
+    }
+  }
+}

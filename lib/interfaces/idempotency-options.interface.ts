@@ -1,0 +1,132 @@
+import type { ModuleMetadata } from '@nestjs/common';
+import type { Fingerprint } from '../core/fingerprint';
+import type { FingerprintStrategy } from '../core/fingerprint-strategy';
+import type { IdempotencyStore } from '../stores/idempotency.store';
+
+/**
+ * The request object of the platform in use (Express `Request` or `FastifyRequest`). Typed
+ * loosely so that neither platform package is needed to compile against this library.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type IdempotencyRequest = any;
+
+/** Computes the fingerprint of a request; see {@link IdempotencyOptions.fingerprint}. */
+export type FingerprintFunction = (request: IdempotencyRequest) => Fingerprint;
+
+/** Names the principal a key belongs to; see {@link IdempotencyOptions.scope}. */
+export type ScopeFunction = (request: IdempotencyRequest) => string | number | null | undefined;
+
+/** Picks the thrown errors whose responses are stored; see {@link IdempotencyOptions.cacheErrors}. */
+export type CacheErrorsOption = boolean | readonly number[] | ((error: unknown) => boolean);
+
+/** Options of `@Idempotent()`, and the module-wide defaults they override. */
+export interface IdempotencyOptions {
+  /**
+   * The request header carrying the client's key. Read as an RFC 8941 sf-string (`"abc"`) or as
+   * the bare value (`abc`).
+   * @default 'Idempotency-Key'
+   */
+  headerName?: string;
+  /**
+   * Whether a request without a key is refused with 400. When false, such a request runs the
+   * handler normally and nothing is stored.
+   * @default false
+   */
+  required?: boolean;
+  /**
+   * The processing lease, in ms: how long a claim blocks the key if its process dies. While the
+   * handler runs, the lease is renewed every third of this.
+   * @default 10_000
+   */
+  leaseMs?: number;
+  /**
+   * The replay window, in ms: how long a completed response is kept and replayed.
+   * @default 86_400_000 (24 h)
+   */
+  ttlMs?: number;
+  /**
+   * How a request is fingerprinted: a {@link FingerprintStrategy} fed with `"<METHOD> <path?query>"`
+   * and the body (raw bytes when Nest keeps `rawBody`, else canonical JSON of the parsed body), or a
+   * function of the request that returns the {@link Fingerprint} itself. A retry whose
+   * fingerprint differs from the original's is answered with 422.
+   * @default new DefaultFingerprintStrategy() (XXH3-128)
+   */
+  fingerprint?: FingerprintStrategy | FingerprintFunction;
+  /**
+   * The principal a key belongs to: keys of different principals never meet. Return `undefined`
+   * (or `null`, or `''`) for "no principal". `false` turns scoping off for the route.
+   * @default request.user.id, else request.user.sub, when present
+   */
+  scope?: ScopeFunction | false;
+  /**
+   * Response headers stored and replayed on top of the default allowlist (Content-Type,
+   * Location, Content-Location, ETag, Last-Modified, Link, Cache-Control). `Set-Cookie` is never
+   * stored, even if listed.
+   * @default []
+   */
+  replayHeaders?: readonly string[];
+  /**
+   * Which errors thrown by the handler are stored (and replayed) instead of releasing the key:
+   * `true` for all, a list of HTTP status codes, or a predicate. The stored response is the one
+   * Nest's built-in exception filter renders.
+   * @default false (every thrown error releases the key, so a retry runs the handler again)
+   */
+  cacheErrors?: CacheErrorsOption;
+  /**
+   * When the store cannot be reached for the claim: `false` answers 503 and does not run the
+   * handler; `true` runs the handler without idempotency and logs a warning.
+   * @default false
+   */
+  failOpen?: boolean;
+  /**
+   * Largest response body stored, in bytes. A larger response still reaches the first caller in
+   * full, but only a 413 marker is stored: retries get 413 and the handler does not run again.
+   * @default 1_048_576 (1 MiB)
+   */
+  maxResponseBytes?: number;
+  /**
+   * The `Retry-After` of 409 (in flight) and 503 (store unavailable) answers, in seconds.
+   * @default 1
+   */
+  retryAfterSeconds?: number;
+}
+
+/** `IdempotencyModule.forRoot({ store, ...options })`. */
+export interface IdempotencyModuleOptions extends IdempotencyOptions {
+  /** The store that holds keys and responses. */
+  store: IdempotencyStore;
+  /**
+   * Whether `store.close()` is called when the application shuts down. A store handed to
+   * `forRoot` belongs to the caller; one returned by a `forRootAsync` factory was created for the
+   * module, so the module closes it.
+   * @default false for `forRoot`, true for `forRootAsync`
+   */
+  closeStoreOnShutdown?: boolean;
+}
+
+/** `IdempotencyModule.forRootAsync({ imports, inject, useFactory })`. */
+export interface IdempotencyModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  /** Providers handed to `useFactory`, in order. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  inject?: any[];
+  /** Returns the store, or the store with options. */
+  useFactory: (
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    ...args: any[]
+  ) => IdempotencyModuleOptions | IdempotencyStore | Promise<IdempotencyModuleOptions | IdempotencyStore>;
+  /**
+   * Whether the module is global, so `@Idempotent()` and `IdempotencyStore` work everywhere
+   * without importing it again.
+   * @default true
+   */
+  isGlobal?: boolean;
+}
+
+/** `forRoot` also takes `isGlobal`. */
+export interface IdempotencyModuleRootOptions extends IdempotencyModuleOptions {
+  /**
+   * Whether the module is global.
+   * @default true
+   */
+  isGlobal?: boolean;
+}

@@ -1,0 +1,885 @@
+import { Controller, Injectable, Module, Post, Res, Sse } from '@nestjs/common';
+import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { map, Observable, of } from 'rxjs';
+import {
+  IDEMPOTENCY_PROBLEM_TYPES,
+  IdempotencyInterceptor,
+  IdempotencyKey,
+  IdempotencyModule,
+  IdempotencyStore,
+  Idempotent,
+  MemoryStore,
+  ResolvedIdempotencyOptions,
+  storeKeyFor,
+} from '../../lib';
+import { FaultyStore, type Platform, startApp, type TestApp, UsersController } from './http-app';
+import type { HttpResponse } from './http-client';
+
+export interface StoreUnderTest {
+  store: IdempotencyStore;
+  close: () => Promise<void>;
+}
+
+const PLATFORMS: Platform[] = ['express', 'fastify'];
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const newKey = () => randomUUID();
+
+/** Runs a full garbage collection (exposing `gc` for this process if needed), then lets finalizers run. */
+async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await sleep(20);
+  }
+}
+
+/** Headers a replay must reproduce: everything but those that change per response. */
+function stableHeaders(response: HttpResponse): Record<string, unknown> {
+  const { date: _date, connection: _connection, 'keep-alive': _keepAlive, ...rest } = response.headers;
+  delete rest['idempotent-replayed'];
+  return rest;
+}
+
+function expectProblem(response: HttpResponse, status: number, type: string): void {
+  expect(response.status).toBe(status);
+  expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = response.json();
+  expect(body).toEqual(
+    expect.objectContaining({ type, status, title: expect.any(String), detail: expect.any(String) }),
+  );
+}
+
+function expectReplayOf(replay: HttpResponse, first: HttpResponse): void {
+  expect(replay.status).toBe(first.status);
+  expect(replay.body.equals(first.body)).toBe(true);
+  expect(replay.headers['idempotent-replayed']).toBe('true');
+  expect(first.headers['idempotent-replayed']).toBeUndefined();
+}
+
+/**
+ * The HTTP behaviour of `@Idempotent()` (DESIGN.md section 3), on Express and Fastify, against
+ * the store `makeStore` creates. Each app gets a fresh store, closed with `close`.
+ */
+export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUnderTest>): void {
+  describe.each(PLATFORMS)(`@Idempotent() over HTTP on %s (${storeName} store)`, (platform) => {
+    let made: StoreUnderTest;
+    let store: FaultyStore;
+    let t: TestApp;
+    const extraStores: StoreUnderTest[] = [];
+    const extraApps: TestApp[] = [];
+
+    /** A further app on a fresh store, closed after the suite. */
+    async function startExtra(options: Omit<Parameters<typeof startApp>[1], 'store'> & { faulty?: boolean } = {}) {
+      const fresh = await makeStore();
+      extraStores.push(fresh);
+      const wrapped = new FaultyStore(fresh.store);
+      const started = await startApp(platform, { ...options, store: wrapped });
+      extraApps.push(started);
+      return { app: started, store: wrapped };
+    }
+
+    beforeAll(async () => {
+      made = await makeStore();
+      store = new FaultyStore(made.store);
+      t = await startApp(platform, { store });
+    });
+
+    afterAll(async () => {
+      for (const app of extraApps) await app.close();
+      await t?.close();
+      for (const s of extraStores) await s.close();
+      await made?.close();
+    });
+
+    afterEach(() => {
+      store.failTryInsert = false;
+      store.failCompletes = 0;
+      store.failTouch = false;
+    });
+
+    const stored = (key: string, principal?: string) => store.get(storeKeyFor(new IdempotencyKey(key), principal));
+
+    describe('keys', () => {
+      it('no key, route not required: the handler runs every time and nothing is stored', async () => {
+        const a = await t.client.post('/items', { body: { x: 1 } });
+        const b = await t.client.post('/items', { body: { x: 1 } });
+        expect([a.status, b.status]).toEqual([201, 201]);
+        expect(a.json().n + 1).toBe(b.json().n);
+        expect(b.headers['idempotent-replayed']).toBeUndefined();
+      });
+
+      it('no key, route required: 400 problem and the handler does not run', async () => {
+        const res = await t.client.post('/items/required');
+        expectProblem(res, 400, IDEMPOTENCY_PROBLEM_TYPES.keyMissing);
+        expect(t.executions.count('required-without-key')).toBe(0);
+      });
+
+      it.each([
+        ['empty', ''],
+        ['blank', '   '],
+        ['256 bytes', 'k'.repeat(256)],
+        ['a colon', 'a:b'],
+        ['a slash', 'a/b'],
+        ['a tab', 'a\tb'],
+        ['an unterminated sf-string', '"abc'],
+        ['an sf-string with a bad escape', '"a\\bc"'],
+        ['an empty sf-string', '""'],
+        ['an sf-string with junk after it', '"abc" x'],
+        ['invalid UTF-8', Buffer.from([0x61, 0xff, 0x62]).toString('latin1')],
+      ])('malformed key (%s): 400 problem, handler not run', async (_name, value) => {
+        const res = await t.client.post('/items/required', { headers: { 'idempotency-key': value } });
+        expectProblem(res, 400, IDEMPOTENCY_PROBLEM_TYPES.keyInvalid);
+        expect(t.executions.count(value)).toBe(0);
+      });
+
+      it('the header sent twice is malformed (judged from raw header lines): 400', async () => {
+        const key = newKey();
+        const res = await t.client.post('/items', { headers: { 'idempotency-key': [key, key] } });
+        expectProblem(res, 400, IDEMPOTENCY_PROBLEM_TYPES.keyInvalid);
+        expect(res.json().detail).toMatch(/more than once/);
+        expect(t.executions.count(`${key}, ${key}`)).toBe(0);
+      });
+
+      it('a bare value with commas and quotes is the key itself', async () => {
+        const key = `${newKey()}, "x", y`;
+        const a = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        const b = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expect(a.status).toBe(201);
+        expectReplayOf(b, a);
+        expect((await stored(key))?.isCompleted()).toBe(true);
+      });
+
+      it('an sf-string and the bare form of the same text are the same key', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items', { headers: { 'idempotency-key': `"${key}"` }, body: {} });
+        const b = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        const c = await t.client.post('/items', { headers: { 'idempotency-key': `"${key}";v=1;ok` }, body: {} });
+        expect(a.status).toBe(201);
+        expectReplayOf(b, a);
+        expectReplayOf(c, a);
+        const escaped = await t.client.post('/items', { headers: { 'idempotency-key': `"${key}\\"q"` }, body: {} });
+        const bare = await t.client.post('/items', { headers: { 'idempotency-key': `${key}"q` }, body: {} });
+        expect(escaped.status).toBe(201);
+        expectReplayOf(bare, escaped);
+      });
+
+      it('any valid key up to 255 bytes is accepted, with or without a principal scope', async () => {
+        const ascii = 'k'.repeat(250) + newKey().slice(0, 5);
+        // 85 three-byte characters: 255 bytes, sent as raw UTF-8 bytes.
+        const utf8 = '€'.repeat(84) + String.fromCharCode(0x41 + Math.floor(Math.random() * 26)) + '¢';
+        expect(Buffer.byteLength(ascii)).toBe(255);
+        for (const key of [ascii, utf8]) {
+          expect(Buffer.byteLength(key)).toBe(255);
+          const wire = Buffer.from(key, 'utf8').toString('latin1');
+          for (const user of [undefined, 'alice', 'u'.repeat(1000)]) {
+            const headers = { 'idempotency-key': wire, 'x-user': user };
+            const a = await t.client.post('/items', { headers, body: { user } });
+            const b = await t.client.post('/items', { headers, body: { user } });
+            expect(a.status).toBe(201);
+            expectReplayOf(b, a);
+          }
+          expect(t.executions.count(wire)).toBe(3);
+        }
+      });
+
+      it('the header name is configurable per route', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items/custom-header', { headers: { 'x-request-id': key } });
+        const b = await t.client.post('/items/custom-header', { headers: { 'x-request-id': key } });
+        expectReplayOf(b, a);
+        expect(t.executions.count(key)).toBe(1);
+      });
+    });
+
+    describe('first request and replays', () => {
+      it('runs once; status, body and allowlisted headers are stored before the response is sent', async () => {
+        const key = newKey();
+        const first = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: { amount: 5 } });
+        // Stored by the time the client has the answer: a retry right now is a replay, not a 409.
+        const entry = await stored(key);
+        expect(entry?.isCompleted()).toBe(true);
+        const retry = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: { amount: 5 } });
+        expect(first.status).toBe(201);
+        expect(first.json()).toEqual({ n: 1, echo: { amount: 5 } });
+        expectReplayOf(retry, first);
+        expect(stableHeaders(retry)).toEqual(stableHeaders(first));
+        expect(retry.headers.location).toBe('/items/1');
+        expect(retry.headers['cache-control']).toBe('no-store');
+        expect(t.executions.count(key)).toBe(1);
+        // Not on the allowlist: stored nowhere, yet set again by the route's own @Header().
+        expect(entry?.isCompleted() && entry.response.metadata['x-unlisted']).toBeUndefined();
+      });
+
+      it('key order in a JSON body does not matter; a different body does (422)', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items', {
+          headers: { 'idempotency-key': key },
+          body: { a: 1, b: { c: 2, d: 3 } },
+        });
+        const b = await t.client.post('/items', {
+          headers: { 'idempotency-key': key, 'content-type': 'application/json' },
+          body: '{"b":{"d":3,"c":2},"a":1}',
+        });
+        expect(a.status).toBe(201);
+        expectReplayOf(b, a);
+        const c = await t.client.post('/items', {
+          headers: { 'idempotency-key': key },
+          body: { a: 2, b: { c: 2, d: 3 } },
+        });
+        expectProblem(c, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('same key with a different method, path or query: 422', async () => {
+        const key = newKey();
+        const headers = { 'idempotency-key': key };
+        expect((await t.client.post('/items', { headers, body: {} })).status).toBe(201);
+        expectProblem(
+          await t.client.request('PUT', '/items/7', { headers, body: {} }),
+          422,
+          IDEMPOTENCY_PROBLEM_TYPES.keyReused,
+        );
+        expectProblem(await t.client.post('/items/http-code', { headers }), 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        expectProblem(
+          await t.client.post('/items?x=1', { headers, body: {} }),
+          422,
+          IDEMPOTENCY_PROBLEM_TYPES.keyReused,
+        );
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('retry while the first is still running: 409 with Retry-After', async () => {
+        const key = newKey();
+        const headers = { 'idempotency-key': key };
+        const first = t.client.post('/items/gated', { headers });
+        while (t.executions.count(key) === 0) await sleep(2);
+        const retry = await t.client.post('/items/gated', { headers });
+        expectProblem(retry, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        expect(retry.headers['retry-after']).toBe('1');
+        t.executions.open(key);
+        const done = await first;
+        expect(done.status).toBe(201);
+        expectReplayOf(await t.client.post('/items/gated', { headers }), done);
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('30 concurrent identical requests run the handler exactly once', async () => {
+        const key = newKey();
+        const responses = await Promise.all(
+          Array.from({ length: 30 }, () =>
+            t.client.post('/items/sleep?ms=50', { headers: { 'idempotency-key': key } }),
+          ),
+        );
+        expect(t.executions.count(key)).toBe(1);
+        const ok = responses.filter((r) => r.status === 201);
+        const busy = responses.filter((r) => r.status === 409);
+        expect(ok.length + busy.length).toBe(30);
+        expect(ok.length).toBeGreaterThanOrEqual(1);
+        for (const r of ok) expect(r.json()).toEqual({ n: 1 });
+        expect(ok.filter((r) => r.headers['idempotent-replayed'] === undefined)).toHaveLength(1);
+      });
+
+      it('replays the status set with @HttpCode(), with @Res({ passthrough: true }) and 204', async () => {
+        for (const [path, status] of [
+          ['/items/http-code', 202],
+          ['/items/passthrough', 207],
+          ['/items/no-content', 204],
+        ] as const) {
+          const key = newKey();
+          const first = await t.client.post(path, { headers: { 'idempotency-key': key } });
+          const retry = await t.client.post(path, { headers: { 'idempotency-key': key } });
+          expect(first.status).toBe(status);
+          expectReplayOf(retry, first);
+          expect(stableHeaders(retry)).toEqual(stableHeaders(first));
+          expect(t.executions.count(key)).toBe(1);
+        }
+      });
+
+      it('never stores or replays Set-Cookie, even when listed; replays listed extra headers', async () => {
+        const key = newKey();
+        const first = await t.client.post('/items/replay-headers', { headers: { 'idempotency-key': key } });
+        expect(first.headers['set-cookie']).toEqual(['session=secret; HttpOnly']);
+        const entry = await stored(key);
+        expect(entry?.isCompleted()).toBe(true);
+        const metadata = entry!.isCompleted() ? entry!.response.metadata : {};
+        expect(Object.keys(metadata).map((k) => k.toLowerCase())).not.toContain('set-cookie');
+        expect(metadata['x-extra']).toBe('extra');
+        // The route sets the cookie again itself (@Header), but nothing stored brings it back.
+        const retry = await t.client.post('/items/replay-headers', { headers: { 'idempotency-key': key } });
+        expectReplayOf(retry, first);
+        expect(retry.headers['x-extra']).toBe('extra');
+      });
+
+      it('a GET route works too, and conditional requests behave as on a bare route', async () => {
+        const key = newKey();
+        const first = await t.client.get('/items/read', { headers: { 'idempotency-key': key } });
+        const retry = await t.client.get('/items/read', { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(200);
+        expectReplayOf(retry, first);
+        expect(stableHeaders(retry)).toEqual(stableHeaders(first));
+        if (first.headers.etag !== undefined) {
+          const conditional = await t.client.get('/items/read', {
+            headers: { 'idempotency-key': key, 'if-none-match': first.headers.etag },
+          });
+          expect(conditional.status).toBe(304);
+        }
+      });
+    });
+
+    describe('result kinds match a bare route byte for byte', () => {
+      it.each([
+        'object',
+        'array',
+        'string',
+        'empty-string',
+        'number',
+        'boolean',
+        'null',
+        'undefined',
+        'buffer',
+        'promise',
+        'observable',
+        'promised-observable',
+        'json-content-type',
+        'text-content-type',
+      ])('%s', async (kind) => {
+        const bare = await t.client.post(`/kinds/${kind}`);
+        const key = newKey();
+        const first = await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
+        const replay = await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(bare.status);
+        expect(first.body.equals(bare.body)).toBe(true);
+        expect(stableHeaders(first)).toEqual(stableHeaders(bare));
+        expectReplayOf(replay, first);
+        expect(stableHeaders(replay)).toEqual(stableHeaders(first));
+        const entry = await stored(key);
+        expect(entry?.isCompleted() && Buffer.from(entry.response.body).equals(first.body)).toBe(true);
+      });
+
+      it('@Idempotent() on the controller and on a method: method options win, and the route is claimed once', async () => {
+        expectProblem(await t.client.post('/ikinds/strict'), 400, IDEMPOTENCY_PROBLEM_TYPES.keyMissing);
+        expect(t.executions.count('strict-without-key')).toBe(0);
+        const key = newKey();
+        const first = await t.client.post('/ikinds/strict', { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(201);
+        expectReplayOf(await t.client.post('/ikinds/strict', { headers: { 'idempotency-key': key } }), first);
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('an empty Observable releases the key and answers as Nest does (500)', async () => {
+        const key = newKey();
+        const first = await t.client.post('/ikinds/empty', { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(500);
+        expect(await stored(key)).toBeUndefined();
+        await t.client.post('/ikinds/empty', { headers: { 'idempotency-key': key } });
+        expect(t.executions.count(key)).toBe(2);
+        t.logger.clear();
+      });
+
+      it.each(['streamable', 'readable'])(
+        'a %s result: a clear 500 problem, nothing stored, key released',
+        async (kind) => {
+          const key = newKey();
+          const first = await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
+          expectProblem(first, 500, IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult);
+          expect(first.json().detail).toMatch(/cannot store/);
+          expect(await stored(key)).toBeUndefined();
+          await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
+          expect(t.executions.count(key)).toBe(2);
+          expect(t.logger.errors.join('\n')).toMatch(/@Idempotent\(\)/);
+          t.logger.clear();
+        },
+      );
+
+      it('a result that cannot be serialised: an error, nothing stored, key released', async () => {
+        const key = newKey();
+        const first = await t.client.post('/ikinds/circular', { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(500);
+        expect(await stored(key)).toBeUndefined();
+        t.logger.clear();
+      });
+
+      it('a response over maxResponseBytes reaches the first caller in full; retries get 413', async () => {
+        const key = newKey();
+        const first = await t.client.post('/items/large', { headers: { 'idempotency-key': key } });
+        expect(first.status).toBe(201);
+        expect(first.json().filler).toHaveLength(5000);
+        const retry = await t.client.post('/items/large', { headers: { 'idempotency-key': key } });
+        expectProblem(retry, 413, IDEMPOTENCY_PROBLEM_TYPES.responseTooLarge);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(t.executions.count(key)).toBe(1);
+      });
+    });
+
+    describe('errors', () => {
+      it('handler throws: the key is released and a retry runs again', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items/fail', { headers: { 'idempotency-key': key } });
+        expect(a.status).toBe(500);
+        expect(await stored(key)).toBeUndefined();
+        const b = await t.client.post('/items/fail', { headers: { 'idempotency-key': key } });
+        expect(b.status).toBe(500);
+        expect(t.executions.count(key)).toBe(2);
+        t.logger.clear();
+      });
+
+      it('cacheErrors keeps selected errors: the retry replays the error as Nest rendered it', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items/fail-cached', { headers: { 'idempotency-key': key } });
+        expect(a.status).toBe(400);
+        expect(a.json()).toEqual({ message: 'rejected', n: 1 });
+        const b = await t.client.post('/items/fail-cached', { headers: { 'idempotency-key': key } });
+        expectReplayOf(b, a);
+        expect(stableHeaders(b)).toEqual(stableHeaders(a));
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('cacheErrors leaves other errors alone: released', async () => {
+        const key = newKey();
+        expect((await t.client.post('/items/fail-uncached', { headers: { 'idempotency-key': key } })).status).toBe(500);
+        expect((await t.client.post('/items/fail-uncached', { headers: { 'idempotency-key': key } })).status).toBe(500);
+        expect(t.executions.count(key)).toBe(2);
+        const all = newKey();
+        const a = await t.client.post('/items/fail-cached-all', { headers: { 'idempotency-key': all } });
+        const b = await t.client.post('/items/fail-cached-all', { headers: { 'idempotency-key': all } });
+        expect(a.status).toBe(500);
+        expectReplayOf(b, a);
+        expect(t.executions.count(all)).toBe(1);
+        t.logger.clear();
+      });
+
+      it('store unreachable: 503 with Retry-After, handler not run', async () => {
+        const key = newKey();
+        store.failTryInsert = true;
+        const res = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expectProblem(res, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
+        expect(res.headers['retry-after']).toBe('1');
+        expect(t.executions.count(key)).toBe(0);
+        t.logger.clear();
+      });
+
+      it('store unreachable with failOpen: the handler runs without idempotency, with a warning', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { failOpen: true } });
+        s.failTryInsert = true;
+        const key = newKey();
+        const a = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+        const b = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+        expect([a.status, b.status]).toEqual([201, 201]);
+        expect(app.executions.count(key)).toBe(2);
+        expect(app.logger.warnings.join('\n')).toMatch(/failOpen/);
+      });
+
+      it('storing the completion fails for a while: retried with the same token, handler ran once', async () => {
+        const key = newKey();
+        store.failCompletes = 3;
+        const first = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expect(first.status).toBe(201);
+        const retry = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expectReplayOf(retry, first);
+        expect(t.executions.count(key)).toBe(1);
+      });
+
+      it('storing the completion keeps failing: 503, and the key is never released', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 1000 } });
+        const key = newKey();
+        s.failCompletes = Number.POSITIVE_INFINITY;
+        const first = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expectProblem(first, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
+        expect(first.headers['retry-after']).toBeDefined();
+        // Still held (processing) until the lease ends: a retry now is a 409, not a second run.
+        const entry = await s.get(new IdempotencyKey(key));
+        expect(entry?.isProcessing()).toBe(true);
+        expectProblem(
+          await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} }),
+          409,
+          IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+        );
+        expect(app.executions.count(key)).toBe(1);
+        expect(app.logger.errors.join('\n')).toMatch(/could not be recorded/);
+      });
+
+      it('a holder whose lease was taken over: its completion is refused and its client gets the stored answer', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
+        s.failTouch = true; // the heartbeat cannot renew: the lease runs out while the handler sleeps
+        const key = newKey();
+        const slow = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '600' } });
+        await sleep(320);
+        const taker = await app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '20' } });
+        expect(taker.status).toBe(201);
+        expect(taker.json()).toEqual({ n: 2 });
+        const first = await slow;
+        expectReplayOf(first, taker);
+        expect(app.executions.count(key)).toBe(2);
+        expect(app.logger.warnings.join('\n')).toMatch(/refused/);
+      });
+
+      it('a holder whose lease was taken over by one still running gets 409', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
+        s.failTouch = true;
+        const key = newKey();
+        const slow = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '500' } });
+        await sleep(320);
+        s.failTouch = false; // the taker's heartbeat works
+        const taker = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '500' } });
+        const first = await slow;
+        expectProblem(first, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        expect((await taker).status).toBe(201);
+      });
+    });
+
+    describe('lease heartbeat', () => {
+      it('a handler running 3x the lease keeps its key: a concurrent retry gets 409, never a second run', async () => {
+        const { app } = await startExtra({ moduleOptions: { leaseMs: 150 } });
+        const key = newKey();
+        const headers = { 'idempotency-key': key };
+        const first = app.client.post('/items/sleep?ms=450', { headers });
+        for (const wait of [100, 100, 100]) {
+          await sleep(wait);
+          expectProblem(
+            await app.client.post('/items/sleep?ms=450', { headers }),
+            409,
+            IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+          );
+        }
+        const done = await first;
+        expect(done.status).toBe(201);
+        expectReplayOf(await app.client.post('/items/sleep?ms=450', { headers }), done);
+        expect(app.executions.count(key)).toBe(1);
+        expect(app.logger.warnings).toEqual([]);
+      });
+    });
+
+    describe('client disconnect', () => {
+      it.each(['sleep', 'sleep-observable'])(
+        'does not stop the result of a %s handler from being recorded',
+        async (route) => {
+          const key = newKey();
+          const headers = { 'idempotency-key': key };
+          const abort = new AbortController();
+          const gone = t.client.post(`/items/${route}?ms=250`, { headers, signal: abort.signal }).catch((e) => e);
+          while (t.executions.count(key) === 0) await sleep(2);
+          abort.abort();
+          expect(await gone).toHaveProperty('name', 'AbortError');
+          await sleep(400);
+          expect((await stored(key))?.isCompleted()).toBe(true);
+          const retry = await t.client.post(`/items/${route}?ms=250`, { headers });
+          expect(retry.status).toBe(201);
+          expect(retry.headers['idempotent-replayed']).toBe('true');
+          expect(retry.json()).toEqual({ n: 1 });
+          expect(t.executions.count(key)).toBe(1);
+        },
+      );
+    });
+
+    describe('principal scope', () => {
+      it('the same key from another principal is an unrelated key: runs normally, never 409/422', async () => {
+        const key = newKey();
+        const alice = await t.client.post('/items', {
+          headers: { 'idempotency-key': key, 'x-user': 'alice' },
+          body: { a: 1 },
+        });
+        const bob = await t.client.post('/items', {
+          headers: { 'idempotency-key': key, 'x-user': 'bob' },
+          body: { b: 2 },
+        });
+        const anonymous = await t.client.post('/items', { headers: { 'idempotency-key': key }, body: { d: 4 } });
+        for (const r of [alice, bob, anonymous]) {
+          expect(r.status).toBe(201);
+          expect(r.headers['idempotent-replayed']).toBeUndefined();
+        }
+        // `user.sub` is used when there is no `user.id`: the same text gives the same principal.
+        const again = await t.client.post('/items', {
+          headers: { 'idempotency-key': key, 'x-user': 'sub:alice' },
+          body: { a: 1 },
+        });
+        expectReplayOf(again, alice);
+        expect(t.executions.count(key)).toBe(3);
+        expect((await stored(key, 'alice'))?.isCompleted()).toBe(true);
+      });
+
+      it('a key in flight for one principal is free for another', async () => {
+        const key = newKey();
+        const first = t.client.post('/items/gated', { headers: { 'idempotency-key': key, 'x-user': 'carol' } });
+        while (t.executions.count(key) === 0) await sleep(2);
+        const other = t.client.post('/items/gated', { headers: { 'idempotency-key': key, 'x-user': 'dave' } });
+        while (t.executions.count(key) === 1) await sleep(2);
+        t.executions.open(key);
+        expect((await first).status).toBe(201);
+        expect((await other).status).toBe(201);
+      });
+
+      it('scope can be a function of the request, or turned off per route', async () => {
+        const key = newKey();
+        const a = await t.client.post('/items/custom-scope', { headers: { 'idempotency-key': key, 'x-tenant': 't1' } });
+        const b = await t.client.post('/items/custom-scope', { headers: { 'idempotency-key': key, 'x-tenant': 't2' } });
+        const c = await t.client.post('/items/custom-scope', { headers: { 'idempotency-key': key, 'x-tenant': 't1' } });
+        expect(b.headers['idempotent-replayed']).toBeUndefined();
+        expectReplayOf(c, a);
+        const shared = newKey();
+        const d = await t.client.post('/items/unscoped', { headers: { 'idempotency-key': shared, 'x-user': 'alice' } });
+        const e = await t.client.post('/items/unscoped', { headers: { 'idempotency-key': shared, 'x-user': 'bob' } });
+        expectReplayOf(e, d);
+      });
+    });
+
+    describe('ClassSerializerInterceptor', () => {
+      let s: TestApp;
+      beforeAll(async () => {
+        s = (await startExtra({ globalSerializer: true })).app;
+      });
+
+      it('a global one: @Exclude() fields never reach the store, and replays are byte-identical', async () => {
+        const key = newKey();
+        const bare = await s.client.post('/users/bare');
+        const first = await s.client.post('/users', { headers: { 'idempotency-key': key } });
+        const replay = await s.client.post('/users', { headers: { 'idempotency-key': key } });
+        expect(bare.json()).toEqual({ id: 1, name: 'ada' });
+        expect(first.body.equals(bare.body)).toBe(true);
+        expect(stableHeaders(first)).toEqual(stableHeaders(bare));
+        expectReplayOf(replay, first);
+        const entry = await s.app.get(IdempotencyStore).get(new IdempotencyKey(key));
+        const body = entry?.isCompleted() ? Buffer.from(entry.response.body).toString() : '';
+        expect(body).toContain('ada');
+        expect(body).not.toContain('s3cret');
+        expect(body).not.toContain('password');
+        expect(s.executions.count(key)).toBe(1);
+      });
+
+      it('honours @SerializeOptions() of the route', async () => {
+        const key = newKey();
+        const first = await s.client.post('/users/admin', { headers: { 'idempotency-key': key } });
+        expect(first.json()).toEqual([{ id: 1, name: 'ada', role: 'admin' }]);
+        expectReplayOf(await s.client.post('/users/admin', { headers: { 'idempotency-key': key } }), first);
+      });
+
+      it('a controller-level one', async () => {
+        const key = newKey();
+        const first = await t.client.post('/serialized', { headers: { 'idempotency-key': key } });
+        expect(first.json()).toEqual({ id: 1, name: 'ada' });
+        expectReplayOf(await t.client.post('/serialized', { headers: { 'idempotency-key': key } }), first);
+        const entry = await stored(key);
+        expect(entry?.isCompleted() && Buffer.from(entry.response.body).toString()).not.toContain('s3cret');
+      });
+    });
+
+    describe('raw bodies', () => {
+      it('with rawBody, the raw bytes are fingerprinted', async () => {
+        const { app } = await startExtra({ rawBody: true });
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'content-type': 'application/json' };
+        const a = await app.client.post('/items', { headers, body: '{"a":1,"b":2}' });
+        const b = await app.client.post('/items', { headers, body: '{"a":1,"b":2}' });
+        expectReplayOf(b, a);
+        const c = await app.client.post('/items', { headers, body: '{"b":2,"a":1}' });
+        expectProblem(c, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+      });
+    });
+
+    describe('no double replies, no leaks', () => {
+      it('2,000 replays (and fresh requests) log no error, and every interceptor chain completes', async () => {
+        let completed = 0;
+        let collected = 0;
+        const responses = new FinalizationRegistry<number>(() => collected++);
+        const counting = {
+          intercept: (context: { getArgByIndex(i: number): object }, next: { handle(): Observable<unknown> }) => {
+            responses.register(context.getArgByIndex(1), 0);
+            return new Observable((subscriber) =>
+              next.handle().subscribe({
+                next: (v) => subscriber.next(v),
+                error: (e) => subscriber.error(e),
+                complete: () => {
+                  completed++;
+                  subscriber.complete();
+                },
+              }),
+            );
+          },
+        };
+        const { app } = await startExtra({ globalInterceptors: [counting] });
+        const key = newKey();
+        const headers = { 'idempotency-key': key };
+        const first = await app.client.post('/items', { headers, body: { x: 1 } });
+        await collectGarbage();
+        const before = process.memoryUsage().heapUsed;
+        for (let batch = 0; batch < 20; batch++) {
+          const replies = await Promise.all(
+            Array.from({ length: 100 }, () => app.client.post('/items', { headers, body: { x: 1 } })),
+          );
+          for (const r of replies) expectReplayOf(r, first);
+        }
+        for (let i = 0; i < 50; i++) {
+          const fresh = await app.client.post('/items/sleep-observable?ms=0', {
+            headers: { 'idempotency-key': newKey() },
+          });
+          expect(fresh.status).toBe(201);
+        }
+        // A second reply to a 204 would throw on Express (it strips headers already sent).
+        const noContentKey = newKey();
+        for (let i = 0; i < 50; i++) {
+          const r = await app.client.post('/items/no-content', { headers: { 'idempotency-key': noContentKey } });
+          expect(r.status).toBe(204);
+        }
+        const problems = await Promise.all(
+          Array.from({ length: 50 }, () => app.client.post('/items', { headers, body: { x: 2 } })),
+        );
+        for (const p of problems) expect(p.status).toBe(422);
+        expect(completed).toBe(1 + 2000 + 50 + 50 + 50);
+        expect(app.logger.errors).toEqual([]);
+        expect(app.logger.warnings).toEqual([]);
+        expect(app.platformLog.lines).toEqual([]);
+        expect(app.executions.count(key)).toBe(1);
+        // Nothing per request is kept: the responses are garbage once answered.
+        app.client.close();
+        await collectGarbage();
+        expect(collected).toBeGreaterThan(0.95 * completed);
+        expect(process.memoryUsage().heapUsed - before).toBeLessThan(16 * 1024 * 1024);
+      });
+      it('an outer interceptor that maps values does not cause a second reply (it is bypassed)', async () => {
+        const wrapping = {
+          intercept: (_context: unknown, next: { handle(): Observable<unknown> }) =>
+            next.handle().pipe(map((data) => ({ data }))),
+        };
+        const { app } = await startExtra({ globalInterceptors: [wrapping] });
+        const key = newKey();
+        const first = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        const replay = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expect(first.json()).toEqual({ n: 1, echo: {} });
+        expectReplayOf(replay, first);
+        // Routes without @Idempotent() keep the envelope.
+        expect((await app.client.post('/kinds/array')).json()).toEqual({ data: [3, { b: 2, a: 1 }, 'x'] });
+        expect(app.logger.errors).toEqual([]);
+        expect(app.platformLog.lines).toEqual([]);
+      });
+    });
+
+    describe('module and extension points', () => {
+      it('forRootAsync builds the store from injected providers and closes it on shutdown', async () => {
+        const closed: string[] = [];
+        class ClosingStore extends MemoryStore {
+          override async close() {
+            closed.push('closed');
+            await super.close();
+          }
+        }
+        @Injectable()
+        class Config {
+          readonly leaseMs = 5_000;
+        }
+        @Module({ providers: [Config], exports: [Config] })
+        class ConfigModule {}
+        const { app } = await startExtra({
+          module: IdempotencyModule.forRootAsync({
+            imports: [ConfigModule],
+            inject: [Config],
+            useFactory: (config: Config) => ({ store: new ClosingStore(), leaseMs: config.leaseMs, required: true }),
+          }),
+        });
+        expect(app.app.get(IdempotencyStore)).toBeInstanceOf(ClosingStore);
+        const res = await app.client.post('/items', { body: {} });
+        expectProblem(res, 400, IDEMPOTENCY_PROBLEM_TYPES.keyMissing);
+        await app.close();
+        extraApps.splice(extraApps.indexOf(app), 1);
+        expect(closed).toEqual(['closed']);
+      });
+
+      it('forRoot leaves a store it was handed open, unless closeStoreOnShutdown', async () => {
+        for (const closeStoreOnShutdown of [undefined, true]) {
+          let closed = false;
+          const own = new (class extends MemoryStore {
+            override async close() {
+              closed = true;
+            }
+          })();
+          const started = await startApp(platform, {
+            store: own,
+            module: IdempotencyModule.forRoot({ store: own, closeStoreOnShutdown }),
+          });
+          await started.close();
+          expect(closed).toBe(closeStoreOnShutdown === true);
+        }
+      });
+
+      it('refuses @Sse() and @Res() routes at bootstrap with a clear error', async () => {
+        @Controller('sse')
+        class SseController {
+          @Sse('events')
+          @Idempotent()
+          events() {
+            return of({ data: 1 });
+          }
+        }
+        @Controller('res')
+        class ResController {
+          @Post()
+          @Idempotent()
+          write(@Res() res: { send(body: string): void }) {
+            res.send('x');
+          }
+        }
+        for (const controller of [SseController, ResController]) {
+          const app = await NestFactory.create(
+            {
+              module: class BadModule {},
+              imports: [IdempotencyModule.forRoot(new MemoryStore())],
+              controllers: [controller],
+            },
+            { logger: false },
+          );
+          await expect(app.init()).rejects.toThrow(/@Idempotent\(\) cannot guard/);
+          await app.close().catch(() => undefined);
+        }
+        // Listed above @Sse(), @Idempotent() sees it at once (decorators apply bottom-up).
+        expect(() => {
+          class Decorated {
+            @Idempotent()
+            @Sse('x')
+            events() {
+              return of(1);
+            }
+          }
+          return Decorated;
+        }).toThrow(/cannot guard the @Sse\(\) route/);
+      });
+
+      it('a subclass registered with APP_INTERCEPTOR takes over every @Idempotent() route, hooks included', async () => {
+        @Injectable()
+        class TenantInterceptor extends IdempotencyInterceptor {
+          protected override shouldSkip(context: Parameters<IdempotencyInterceptor['intercept']>[0]): boolean {
+            return context.switchToHttp().getRequest().headers['x-skip'] === '1';
+          }
+          protected override getKey(
+            context: Parameters<IdempotencyInterceptor['intercept']>[0],
+            options: ResolvedIdempotencyOptions,
+          ): string | undefined {
+            const key = super.getKey(context, options);
+            return key === undefined ? undefined : `tenant-${key}`;
+          }
+        }
+        const { app, store: s } = await startExtra({
+          providers: [{ provide: APP_INTERCEPTOR, useClass: TenantInterceptor }],
+        });
+        const key = newKey();
+        const a = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        const b = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        expectReplayOf(b, a);
+        expect((await s.get(new IdempotencyKey(`tenant-${key}`)))?.isCompleted()).toBe(true);
+        expect(await s.get(new IdempotencyKey(key))).toBeUndefined();
+        const skipped = await app.client.post('/items', {
+          headers: { 'idempotency-key': key, 'x-skip': '1' },
+          body: {},
+        });
+        expect(skipped.headers['idempotent-replayed']).toBeUndefined();
+        expect(app.executions.count(key)).toBe(2);
+      });
+
+      it('IdempotencyStore can be injected into services', async () => {
+        expect(t.app.get(IdempotencyStore)).toBe(store);
+        expect(t.app.get(UsersController)).toBeDefined();
+      });
+    });
+  });
+}
