@@ -13,6 +13,7 @@ import type {
   IdempotencyModuleAsyncOptions,
   IdempotencyModuleRootOptions,
 } from './interfaces/idempotency-options.interface';
+import { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 import { IdempotencyStore } from './stores/idempotency.store';
 
 function sharedProviders(): Provider[] {
@@ -27,10 +28,11 @@ function sharedProviders(): Provider[] {
       useFactory: (state: IdempotencyModuleState) => state.store,
       inject: [IDEMPOTENCY_MODULE_STATE],
     },
+    IdempotencyHealthIndicator,
   ];
 }
 
-const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS];
+const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator];
 
 /**
  * Configures the store and the module-wide options of `@Idempotent()`, and provides
@@ -76,7 +78,7 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     // Before the first request: lets the interceptor answer by itself without Nest replying again.
     installReplyGuard(this.adapterHost.httpAdapter);
     const controllers = new Set<{ name: string; prototype: object }>();
@@ -87,6 +89,17 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     }
     const problems = findUnsupportedRoutes(controllers);
     if (problems.length > 0) throw new Error(problems.join('\n'));
+    // Store start-up checks (e.g. ValkeyStore's eviction and persistence check) report here.
+    const store = this.state.store as IdempotencyStore & {
+      onModuleInit?: (warn: (message: string) => void) => unknown;
+    };
+    if (typeof store.onModuleInit === 'function') {
+      try {
+        await store.onModuleInit((message) => this.logger.warn(message));
+      } catch (error) {
+        this.logger.warn(`the idempotency store's start-up check failed: ${(error as Error).message}`);
+      }
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

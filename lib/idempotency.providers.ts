@@ -18,6 +18,9 @@ import type {
   IdempotencyRequest,
   ScopeFunction,
 } from './interfaces/idempotency-options.interface';
+import { InstrumentedStore } from './observability/instrumented.store';
+import type { IdempotencyEventHandler } from './observability/idempotency-event';
+import { otel } from './observability/telemetry';
 import { IdempotencyStore } from './stores/idempotency.store';
 
 /** Options with every default applied, as the interceptor uses them. */
@@ -35,6 +38,10 @@ export interface ResolvedIdempotencyOptions {
   readonly failOpen: boolean;
   readonly maxResponseBytes: number;
   readonly retryAfterSeconds: number;
+  /** Module-wide only: the event hook. */
+  readonly onEvent: IdempotencyEventHandler | undefined;
+  /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
+  readonly telemetry: boolean;
 }
 
 /** The default scope: the authenticated principal's `id`, else its `sub`, when there is one. */
@@ -59,6 +66,8 @@ export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.fr
   failOpen: false,
   maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
   retryAfterSeconds: DEFAULT_RETRY_AFTER_SECONDS,
+  onEvent: undefined,
+  telemetry: true,
 });
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -155,6 +164,25 @@ export interface IdempotencyModuleState {
   readonly closeStoreOnShutdown: boolean;
 }
 
+function moduleState(
+  store: IdempotencyStore,
+  options: ResolvedIdempotencyOptions,
+  closeStoreOnShutdown: boolean,
+): IdempotencyModuleState {
+  return Object.freeze({ store, options, closeStoreOnShutdown });
+}
+
+/**
+ * The store the interceptor works through: wrapped for OpenTelemetry store spans when telemetry
+ * is on and `@opentelemetry/api` is installed (the injected `IdempotencyStore` stays the store
+ * the app configured).
+ * @internal
+ */
+export function operationalStore(store: IdempotencyStore, options: ResolvedIdempotencyOptions): IdempotencyStore {
+  const traced = options.telemetry && otel() !== null && !(store instanceof InstrumentedStore);
+  return traced ? new InstrumentedStore(store) : store;
+}
+
 /** @internal */
 export const IDEMPOTENCY_MODULE_STATE = Symbol.for('nestjs-idempotent:module-state');
 const IDEMPOTENCY_ASYNC_INPUT = Symbol.for('nestjs-idempotent:async-input');
@@ -175,22 +203,23 @@ export function createModuleState(
   closeByDefault: boolean,
   where: string,
 ): IdempotencyModuleState {
-  if (isStore(input)) {
-    return Object.freeze({ store: input, options: DEFAULT_IDEMPOTENCY_OPTIONS, closeStoreOnShutdown: closeByDefault });
-  }
+  if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closeByDefault);
   if (input === null || typeof input !== 'object') fail(where, 'expected a store or { store, ...options }');
-  const { store, closeStoreOnShutdown, ...options } = input;
+  const { store, closeStoreOnShutdown, onEvent, telemetry, ...options } = input;
   delete (options as { isGlobal?: unknown }).isGlobal;
   if (!isStore(store)) fail(where, 'store must be an IdempotencyStore');
   if (closeStoreOnShutdown !== undefined && typeof closeStoreOnShutdown !== 'boolean') {
     fail(where, 'closeStoreOnShutdown must be a boolean');
   }
+  if (onEvent !== undefined && typeof onEvent !== 'function') fail(where, 'onEvent must be a function');
+  if (telemetry !== undefined && typeof telemetry !== 'boolean') fail(where, 'telemetry must be a boolean');
   validateOptions(options, where);
-  return Object.freeze({
-    store,
-    options: mergeOptions(DEFAULT_IDEMPOTENCY_OPTIONS, options),
-    closeStoreOnShutdown: closeStoreOnShutdown ?? closeByDefault,
+  const resolved = Object.freeze({
+    ...mergeOptions(DEFAULT_IDEMPOTENCY_OPTIONS, options),
+    onEvent,
+    telemetry: telemetry ?? true,
   });
+  return moduleState(store, resolved, closeStoreOnShutdown ?? closeByDefault);
 }
 
 /** @internal */

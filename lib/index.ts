@@ -33,13 +33,7 @@ export { IdempotencyStore } from './stores/idempotency.store';
 export { MemoryStore } from './stores/memory.store';
 export type { MemoryStoreOptions } from './stores/memory.store';
 export { StoreTimeoutError, ValkeyStore } from './stores/valkey.store';
-export type {
-  ServerCheck,
-  ServerNodeCheck,
-  ValkeyClient,
-  ValkeyNode,
-  ValkeyStoreOptions,
-} from './stores/valkey.store';
+export type { ServerCheck, ServerNodeCheck, ValkeyClient, ValkeyNode, ValkeyStoreOptions } from './stores/valkey.store';
 export { canonicalJson } from './core/canonical-json';
 export {
   DEFAULT_LEASE_MS,
@@ -72,3 +66,9 @@ export { Idempotent } from './http/idempotent.decorator';
 export { parseKeyValue, readKeyHeader } from './http/key-header';
 export type { ProblemDetails } from './http/problem-details';
 export { storeKeyFor } from './http/store-key';
+export { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
+export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';
+export type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './observability/idempotency-event';
+export { InstrumentedStore } from './observability/instrumented.store';
+export { keyHash } from './observability/key-hash';
+export { TELEMETRY_ATTRIBUTES, TELEMETRY_NAMES } from './observability/telemetry';

@@ -8,7 +8,8 @@ import {
   NestInterceptor,
   StreamableFile,
 } from '@nestjs/common';
-import { INTERCEPTORS_METADATA } from '@nestjs/common/constants';
+import { INTERCEPTORS_METADATA, METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
+import { RequestMethod } from '@nestjs/common/enums/request-method.enum';
 import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/class-serializer.interfaces';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { EmptyError, from, lastValueFrom, type Observable, of } from 'rxjs';
@@ -22,8 +23,10 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { ClaimedResult, InsertResult } from '../core/insert-result';
 import { completeWithRetry, Lease, LeaseLostError } from '../core/lease';
 import { IDEMPOTENCY_OPTIONS, IDEMPOTENT_METADATA } from '../idempotency.constants';
-import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { mergeOptions, operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyOptions, IdempotencyRequest } from '../interfaces/idempotency-options.interface';
+import type { IdempotencyOutcome } from '../observability/idempotency-event';
+import { type OutcomeDetails, RequestReporter, type RequestTrace } from '../observability/request-reporter';
 import { IdempotencyStore } from '../stores/idempotency.store';
 import { type HttpPlatform, type Payload, platformOf, UnsupportedResultError } from './http-platform';
 import { readKeyHeader } from './key-header';
@@ -62,7 +65,17 @@ interface Route {
   readonly storeUnavailable: PreparedProblem;
   readonly completionFailed: PreparedProblem;
   readonly keyMissing: PreparedProblem;
+  /** `Controller.method()`, for logs. */
   readonly name: string;
+  /** `METHOD /path/:pattern`, for telemetry and events. */
+  readonly label: string;
+}
+
+/** One claimed or refused request, as reported. */
+interface Attempt {
+  readonly route: Route;
+  readonly key: IdempotencyKey;
+  readonly trace: RequestTrace | undefined;
 }
 
 const NOT_IDEMPOTENT = null;
@@ -87,9 +100,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
   protected readonly logger = new Logger('Idempotency');
   readonly #routes = new WeakMap<object, Map<object, Route | typeof NOT_IDEMPOTENT>>();
   #platform: HttpPlatform | undefined;
-  readonly #onLeaseLost = (error: LeaseLostError): void => {
-    this.logger.warn(`${error.message}; the handler is still running, its result will not be stored twice`);
-  };
+  #reporter: RequestReporter | undefined;
+  /** `store`, wrapped for store spans when telemetry is on. */
+  readonly #ops: IdempotencyStore;
 
   constructor(
     protected readonly store: IdempotencyStore,
@@ -97,7 +110,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
     protected readonly reflector: Reflector,
     protected readonly adapterHost: HttpAdapterHost,
     protected readonly applicationConfig: ApplicationConfig,
-  ) {}
+  ) {
+    this.#ops = operationalStore(store, moduleOptions);
+  }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
@@ -130,7 +145,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
     const key = this.getStoreKey(clientKey, this.getScope(context, options));
     const fingerprint = this.getFingerprint(context, options);
-    return from(this.#execute(next, platform, res, route, key, fingerprint));
+    const reporter = this.#reporter ?? this.#initReporter();
+    const trace = reporter.start(route.label, key);
+    const attempt: Attempt = { route, key, trace };
+    return from(reporter.within(trace, () => this.#execute(next, platform, res, attempt, fingerprint)));
   }
 
   /** Whether to let this request through without idempotency. Runs for every guarded request. */
@@ -176,44 +194,54 @@ export class IdempotencyInterceptor implements NestInterceptor {
     next: CallHandler,
     platform: HttpPlatform,
     res: unknown,
-    route: Route,
-    key: IdempotencyKey,
+    attempt: Attempt,
     fingerprint: Fingerprint,
   ): Promise<unknown> {
+    const { route, key } = attempt;
     const options = route.options;
     let claim: InsertResult;
     try {
-      claim = await this.store.tryInsert(key, new IdempotencyEntry(fingerprint, options.leaseMs));
+      claim = await this.#ops.tryInsert(key, new IdempotencyEntry(fingerprint, options.leaseMs));
     } catch (error) {
       if (options.failOpen) {
-        this.logger.warn(`store unreachable (${messageOf(error)}); ${route.name} runs without idempotency (failOpen)`);
+        this.#report('fail_open', attempt, { error });
         return lastValueFrom(next.handle());
       }
-      this.logger.error(`store unreachable (${messageOf(error)}); ${route.name} answered 503 without running`);
+      this.#report('store_error', attempt, { error, statusCode: 503 });
       sendProblem(platform, res, route.storeUnavailable);
       return undefined;
     }
     if (claim.kind === 'exists') {
       const entry = claim.entry;
-      if (!entry.fingerprintMatches(fingerprint)) sendProblem(platform, res, KEY_REUSED);
-      else if (entry.isCompleted()) sendReplay(platform, res, entry.response);
-      else sendProblem(platform, res, route.inFlight);
+      if (!entry.fingerprintMatches(fingerprint)) {
+        this.#report('fingerprint_mismatch', attempt, { statusCode: 422 });
+        sendProblem(platform, res, KEY_REUSED);
+      } else if (entry.isCompleted()) {
+        this.#report('replayed', attempt, { statusCode: entry.response.statusCode });
+        sendReplay(platform, res, entry.response);
+      } else {
+        this.#report('in_flight', attempt, { statusCode: 409 });
+        sendProblem(platform, res, route.inFlight);
+      }
       return undefined;
     }
-    return this.#runClaimed(next, platform, res, route, key, claim, fingerprint);
+    return this.#runClaimed(next, platform, res, attempt, claim, fingerprint);
   }
 
   async #runClaimed(
     next: CallHandler,
     platform: HttpPlatform,
     res: unknown,
-    route: Route,
-    key: IdempotencyKey,
+    attempt: Attempt,
     claim: ClaimedResult,
     fingerprint: Fingerprint,
   ): Promise<unknown> {
+    const { route, key } = attempt;
     const options = route.options;
-    const lease = new Lease(this.store, key, claim.fencingToken, options.leaseMs, this.#onLeaseLost);
+    const fencingToken = claim.fencingToken;
+    const lease = new Lease(this.#ops, key, fencingToken, options.leaseMs, (error: LeaseLostError) =>
+      this.#report('lease_lost', attempt, { error, fencingToken }, false),
+    );
     // Subscribed here, not through the Observable Nest holds: a client that goes away tears
     // Nest's subscription down, and the result must still be recorded.
     let value: unknown;
@@ -221,13 +249,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
       value = await lastValueFrom(next.handle(), LAST_VALUE);
     } catch (error) {
       lease.stop();
-      if (route.cacheError(error)) await this.#storeError(platform, res, route, key, claim, lease, error);
-      else await this.#release(key, claim, route);
+      if (route.cacheError(error)) await this.#storeError(platform, res, attempt, claim, lease, error);
+      else await this.#release(attempt, claim, error);
       throw error;
     }
     if (value === NO_VALUE) {
       lease.stop();
-      await this.#release(key, claim, route);
+      await this.#release(attempt, claim, new EmptyError());
       // What Nest itself does with an empty Observable.
       throw new EmptyError();
     }
@@ -248,7 +276,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
           : captureResponse(platform, res, payload, route.replayHeaders);
     } catch (error) {
       lease.stop();
-      await this.#release(key, claim, route);
+      await this.#release(attempt, claim, error);
       if (!(error instanceof UnsupportedResultError)) throw error;
       return this.#refuseStream(platform, res, route, value);
     }
@@ -258,19 +286,21 @@ export class IdempotencyInterceptor implements NestInterceptor {
     lease.stop();
     let outcome: FencedOutcome;
     try {
-      outcome = await completeWithRetry(this.store, key, claim.entry.complete(response), lease, options.ttlMs);
+      outcome = await completeWithRetry(this.#ops, key, claim.entry.complete(response), lease, options.ttlMs);
     } catch (error) {
       // The handler ran: the key is not released, the client is told to come back.
       this.logger.error(`the result of ${route.name} could not be recorded: ${messageOf(error)}`);
+      this.#report('store_error', attempt, { error, fencingToken, statusCode: 503 });
       sendProblem(platform, res, route.completionFailed);
       return undefined;
     }
     if (outcome === FencedOutcome.Applied) {
+      this.#report('claimed', attempt, { fencingToken, statusCode: response.statusCode });
       sendPayload(platform, res, payload);
       return undefined;
     }
     // The lease was lost and another claim holds the key: answer with what it holds now.
-    this.logger.warn(`the completion of ${route.name} was refused (${outcome}): its lease had been taken over`);
+    this.#report(outcome === FencedOutcome.KeyExpired ? 'key_expired' : 'stale_completion', attempt, { fencingToken });
     await this.#answerWithCurrent(platform, res, route, key, fingerprint);
     return undefined;
   }
@@ -283,7 +313,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     fingerprint: Fingerprint,
   ): Promise<void> {
     try {
-      const current = await this.store.get(key);
+      const current = await this.#ops.get(key);
       if (current !== undefined && current.isCompleted() && current.fingerprintMatches(fingerprint)) {
         sendReplay(platform, res, current.response);
         return;
@@ -298,12 +328,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
   async #storeError(
     platform: HttpPlatform,
     res: unknown,
-    route: Route,
-    key: IdempotencyKey,
+    attempt: Attempt,
     claim: ClaimedResult,
     lease: Lease,
     error: unknown,
   ): Promise<void> {
+    const { route, key } = attempt;
+    const fencingToken = claim.fencingToken;
     try {
       const { status, body } = renderException(error);
       platform.setStatus(res, status);
@@ -313,33 +344,61 @@ export class IdempotencyInterceptor implements NestInterceptor {
           ? TOO_LARGE_RESPONSE
           : captureResponse(platform, res, payload, route.replayHeaders, status);
       const outcome = await completeWithRetry(
-        this.store,
+        this.#ops,
         key,
         claim.entry.complete(response),
         lease,
         route.options.ttlMs,
       );
-      if (outcome !== FencedOutcome.Applied) {
-        this.logger.warn(
-          `the error response of ${route.name} was not stored (${outcome}): its lease had been taken over`,
-        );
-      }
+      if (outcome === FencedOutcome.Applied) this.#report('claimed', attempt, { fencingToken, statusCode: status });
+      else
+        this.#report(outcome === FencedOutcome.KeyExpired ? 'key_expired' : 'stale_completion', attempt, {
+          fencingToken,
+        });
     } catch (storeError) {
       this.logger.error(`the error response of ${route.name} could not be recorded: ${messageOf(storeError)}`);
+      this.#report('store_error', attempt, { error: storeError, fencingToken });
     } finally {
       lease.stop();
     }
   }
 
   /** Releases the key, so a retry runs the handler again. */
-  async #release(key: IdempotencyKey, claim: ClaimedResult, route: Route): Promise<void> {
+  async #release(attempt: Attempt, claim: ClaimedResult, cause: unknown): Promise<void> {
     try {
-      await this.store.remove(key, claim.fencingToken);
+      await this.#ops.remove(attempt.key, claim.fencingToken);
     } catch (error) {
       this.logger.warn(
-        `could not release the key of ${route.name} (${messageOf(error)}); it frees when its lease ends`,
+        `could not release the key of ${attempt.route.name} (${messageOf(error)}); it frees when its lease ends`,
       );
     }
+    this.#report('released', attempt, { error: cause, fencingToken: claim.fencingToken });
+  }
+
+  #report(type: IdempotencyOutcome, attempt: Attempt, details?: OutcomeDetails, terminal = true): void {
+    (this.#reporter ?? this.#initReporter()).report(
+      type,
+      attempt.route.label,
+      attempt.key,
+      attempt.trace,
+      details,
+      terminal,
+    );
+  }
+
+  #initReporter(): RequestReporter {
+    const logger = this.logger;
+    this.#reporter = new RequestReporter(
+      {
+        warn: (message) => logger.warn(message),
+        error: (message) => logger.error(message),
+        debug: (message) => logger.debug(message),
+      },
+      this.moduleOptions.onEvent,
+      this.store.kind,
+      this.moduleOptions.telemetry,
+    );
+    return this.#reporter;
   }
 
   #refuseStream(platform: HttpPlatform, res: unknown, route: Route, value: unknown): undefined {
@@ -409,6 +468,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
 
     const name = `${controller.name}.${handler.name}()`;
+    const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as number] ?? 'ALL';
+    const paths = [Reflect.getMetadata(PATH_METADATA, controller), Reflect.getMetadata(PATH_METADATA, handler)];
+    const path = paths
+      .map((p) => (Array.isArray(p) ? p[0] : p))
+      .filter((p): p is string => typeof p === 'string' && p !== '/' && p !== '')
+      .map((p) => p.replace(/^\/+|\/+$/g, ''))
+      .join('/');
     const retryAfter = options.retryAfterSeconds;
     return {
       options,
@@ -422,6 +488,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       completionFailed: prepareProblem(Problems.completionFailed(), retryAfter),
       keyMissing: prepareProblem(Problems.keyMissing(options.headerName)),
       name,
+      label: `${method} /${path}`,
     };
   }
 

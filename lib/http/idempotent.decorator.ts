@@ -1,6 +1,7 @@
 import { UseInterceptors } from '@nestjs/common';
 import { SSE_METADATA } from '@nestjs/common/constants';
-import { IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { idempotencyApiDocs } from '../swagger/idempotency-swagger';
 import { validateOptions } from '../idempotency.providers';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
@@ -21,6 +22,10 @@ export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & M
   validateOptions(options, '@Idempotent()');
   const stored = Object.freeze({ ...options });
   const bindInterceptor = UseInterceptors(IdempotencyInterceptor);
+  // OpenAPI docs when @nestjs/swagger is installed. Decorators run before the module is
+  // configured, so module-wide headerName/required are not known here: the route's own (or the
+  // defaults) are documented.
+  const docs = idempotencyApiDocs(options.headerName ?? IDEMPOTENCY_KEY_HEADER, options.required ?? false);
   return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (descriptor !== undefined) {
       if (Reflect.getMetadata(SSE_METADATA, descriptor.value)) {
@@ -30,10 +35,12 @@ export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & M
       }
       Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, descriptor.value);
       bindInterceptor(target, key as string | symbol, descriptor);
+      for (const doc of docs) doc(target, key as string | symbol, descriptor);
       return descriptor;
     }
     Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, target);
     (bindInterceptor as (target: object) => void)(target);
+    for (const doc of docs) (doc as (target: object) => void)(target);
     return target;
   }) as ClassDecorator & MethodDecorator;
 }

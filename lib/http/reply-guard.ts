@@ -23,9 +23,9 @@ interface ReplyingAdapter {
  * Observable completes normally and Nest's own `reply()` call is simply skipped.
  * @internal
  */
-export function installReplyGuard(adapter: object | undefined): void {
+export function installReplyGuard(adapter: object | null | undefined): void {
   const target = adapter as ReplyingAdapter | undefined;
-  if (target === undefined || typeof target.reply !== 'function' || target[GUARDED]) return;
+  if (target == null || typeof target.reply !== 'function' || target[GUARDED]) return;
   const reply = target.reply;
   target.reply = function guardedReply(this: unknown, response: unknown, body: unknown, statusCode?: number) {
     if (typeof response === 'object' && response !== null && sentByUs.has(response)) return response;

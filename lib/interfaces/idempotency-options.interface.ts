@@ -1,6 +1,7 @@
 import type { ModuleMetadata } from '@nestjs/common';
 import type { Fingerprint } from '../core/fingerprint';
 import type { FingerprintStrategy } from '../core/fingerprint-strategy';
+import type { IdempotencyEventHandler } from '../observability/idempotency-event';
 import type { IdempotencyStore } from '../stores/idempotency.store';
 
 /**
@@ -102,6 +103,19 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
    * @default false for `forRoot`, true for `forRootAsync`
    */
   closeStoreOnShutdown?: boolean;
+  /**
+   * Receives a typed event for every outcome (claimed, replayed, in flight, fingerprint mismatch,
+   * stale completion, store error, ...), e.g. to feed Prometheus or alerts without OpenTelemetry.
+   * Keys appear only as a hash; an exception thrown here is logged and never breaks the request.
+   * Module-wide only.
+   */
+  onEvent?: IdempotencyEventHandler;
+  /**
+   * OpenTelemetry spans (per request and per store operation) and metrics, through
+   * `@opentelemetry/api` when it is installed; without it this does nothing. Module-wide only.
+   * @default true
+   */
+  telemetry?: boolean;
 }
 
 /** `IdempotencyModule.forRootAsync({ imports, inject, useFactory })`. */

@@ -135,7 +135,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #timeoutMs: number;
   readonly #closeClient: boolean;
   readonly #checkOnInit: boolean;
-  readonly #onWarning: (message: string) => void;
+  readonly #onWarning: ((message: string) => void) | undefined;
   readonly #claim: ScriptCommand;
   readonly #complete: ScriptCommand;
   readonly #touch: ScriptCommand;
@@ -153,7 +153,7 @@ export class ValkeyStore extends IdempotencyStore {
     this.#timeoutMs = assertDuration('commandTimeoutMs', options.commandTimeoutMs ?? 1000);
     this.#closeClient = options.closeClient ?? false;
     this.#checkOnInit = options.checkServerOnInit ?? true;
-    this.#onWarning = options.onWarning ?? ((message) => process.emitWarning(message, 'IdempotencyWarning'));
+    this.#onWarning = options.onWarning;
     const scripts = valkeyScripts();
     const define = (op: keyof ValkeyScripts): ScriptCommand => {
       const name = COMMAND_NAMES[op];
@@ -301,12 +301,19 @@ export class ValkeyStore extends IdempotencyStore {
     return { ok: warnings.length === 0, warnings, nodes: checks.map((check) => check.node) };
   }
 
-  /** Nest lifecycle hook: runs {@link checkServer} once (unless `checkServerOnInit` is false). */
-  async onModuleInit(): Promise<void> {
+  /**
+   * Nest lifecycle hook: runs {@link checkServer} once (unless `checkServerOnInit` is false) and
+   * hands each warning to `onWarning`. `IdempotencyModule` calls it with its own logger as the
+   * fallback for `onWarning`; elsewhere the fallback is a Node process warning.
+   */
+  async onModuleInit(
+    warn: (message: string) => void = (message) => process.emitWarning(message, 'IdempotencyWarning'),
+  ): Promise<void> {
     if (!this.#checkOnInit || this.#initChecked) return;
     this.#initChecked = true;
     const check = await this.checkServer();
-    for (const warning of check.warnings) this.#onWarning(`ValkeyStore: ${warning}`);
+    const report = this.#onWarning ?? warn;
+    for (const warning of check.warnings) report(`ValkeyStore: ${warning}`);
   }
 
   async #checkNode(

@@ -1,0 +1,129 @@
+import type { Context, Span } from '@opentelemetry/api';
+import type { IdempotencyKey } from '../core/idempotency-key';
+import type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './idempotency-event';
+import { keyHash } from './key-hash';
+import { TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
+
+/** Where the reporter writes what it cannot hand to `onEvent`. @internal */
+export interface ReporterLogger {
+  warn(message: string): void;
+  error(message: string): void;
+  debug?(message: string): void;
+}
+
+/** Optional details of a reported outcome. @internal */
+export interface OutcomeDetails {
+  fencingToken?: { toString(): string };
+  statusCode?: number;
+  error?: unknown;
+}
+
+/** The telemetry of one idempotent request: its span and the context store spans nest under. @internal */
+export interface RequestTrace {
+  readonly span: Span;
+  readonly context: Context;
+}
+
+// Outcomes that need an operator's attention are warnings; normal traffic is logged at debug level.
+const WARNINGS: Partial<Record<IdempotencyOutcome, (route: string) => string>> = {
+  stale_completion: (route) => `the completion of ${route} was refused: its lease had been taken over (fencing)`,
+  key_expired: (route) => `the completion of ${route} was refused: its lease ran out before the result was stored`,
+  lease_lost: (route) => `the lease of ${route} was lost while its handler runs; its result will not be stored twice`,
+  store_error: (route) => `the idempotency store failed on ${route}`,
+  fail_open: (route) => `the idempotency store is unreachable; ${route} runs without idempotency (failOpen)`,
+};
+
+/**
+ * Reports request outcomes to `onEvent`, OpenTelemetry (request span and `idempotency.requests`
+ * counter) and the logger, with the key only as a hash. Costs nothing but a few checks when no
+ * hook is set and `@opentelemetry/api` is absent.
+ * @internal
+ */
+export class RequestReporter {
+  constructor(
+    private readonly logger: ReporterLogger,
+    private readonly onEvent: IdempotencyEventHandler | undefined,
+    private readonly storeKind: string,
+    private readonly telemetryEnabled: boolean,
+  ) {}
+
+  /** Starts the request span, or `undefined` when tracing is off. */
+  start(route: string, key: IdempotencyKey): RequestTrace | undefined {
+    const t = this.telemetryEnabled ? telemetry() : null;
+    if (t === null) return undefined;
+    const span = t.tracer.startSpan(TELEMETRY_NAMES.requestSpan, {
+      kind: t.api.SpanKind.INTERNAL,
+      attributes: { [A.store]: this.storeKind, [A.route]: route },
+    });
+    if (span.isRecording()) span.setAttribute(A.keyHash, keyHash(key));
+    return { span, context: t.api.trace.setSpan(t.api.context.active(), span) };
+  }
+
+  /** Runs `fn` with the request span active, so store spans become its children. */
+  within<T>(trace: RequestTrace | undefined, fn: () => T): T {
+    if (trace === undefined) return fn();
+    return telemetry()!.api.context.with(trace.context, fn);
+  }
+
+  /** Reports one outcome. Terminal outcomes end the request span. */
+  report(
+    type: IdempotencyOutcome,
+    route: string,
+    key: IdempotencyKey,
+    trace: RequestTrace | undefined,
+    details?: OutcomeDetails,
+    terminal = true,
+  ): void {
+    const t = this.telemetryEnabled ? telemetry() : null;
+    if (t !== null) {
+      t.requests.add(1, { [A.outcome]: type, [A.store]: this.storeKind, [A.route]: route });
+      if (trace !== undefined) {
+        if (details?.fencingToken !== undefined)
+          trace.span.setAttribute(A.fencingToken, details.fencingToken.toString());
+        if (details?.error !== undefined && (type === 'store_error' || type === 'released')) {
+          trace.span.recordException(details.error as Error);
+          trace.span.setStatus({ code: t.api.SpanStatusCode.ERROR, message: messageOf(details.error) });
+        }
+        if (terminal) {
+          trace.span.setAttribute(A.outcome, type);
+          trace.span.end();
+        } else {
+          trace.span.addEvent(type);
+        }
+      }
+    }
+    const warning = WARNINGS[type];
+    if (warning !== undefined) {
+      const cause = details?.error === undefined ? '' : `: ${messageOf(details.error)}`;
+      this.logger.warn(`${warning(route)} (key ${keyHash(key)})${cause}`);
+    } else if (this.logger.debug !== undefined) {
+      // Normal traffic: no key hash, so the debug line costs next to nothing when debug is off.
+      this.logger.debug(`${type} on ${route}`);
+    }
+    if (this.onEvent !== undefined) this.#emit(type, route, key, details);
+  }
+
+  #emit(type: IdempotencyOutcome, route: string, key: IdempotencyKey, details: OutcomeDetails | undefined): void {
+    let hash: string | undefined;
+    const event: IdempotencyEvent = {
+      type,
+      get keyHash() {
+        return (hash ??= keyHash(key));
+      },
+      store: this.storeKind,
+      route,
+      fencingToken: details?.fencingToken?.toString(),
+      statusCode: details?.statusCode,
+      error: details?.error,
+    };
+    try {
+      this.onEvent!(event);
+    } catch (error) {
+      this.logger.error(`the onEvent hook threw on "${type}": ${messageOf(error)}`);
+    }
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
