@@ -40,7 +40,13 @@ function buildApp() {
 
   class AppModule {}
   Reflect.decorate(
-    [Module({ imports: [IdempotencyModule.forRoot(new MemoryStore())], controllers: [OrdersController], providers: [StoreProbe] })],
+    [
+      Module({
+        imports: [IdempotencyModule.forRoot(new MemoryStore())],
+        controllers: [OrdersController],
+        providers: [StoreProbe],
+      }),
+    ],
     AppModule,
   );
   return { AppModule, StoreProbe, counter };
