@@ -85,6 +85,9 @@ export class FingerprintedClaim {
         await this.store.remove(this.key, claim.fencingToken).catch(() => undefined);
         throw error;
       }
+      // The heartbeat stops first, so completion retries are bounded by what is left of the lease
+      // even when the store keeps renewing leases but refuses completions.
+      lease.stop();
       outcome = await completeWithRetry(this.store, this.key, claim.entry.complete(response), lease, ttlMs);
     } finally {
       lease.stop();
