@@ -17,7 +17,10 @@ export default tseslint.config(
     files: ['lib/core/**/*.ts', 'lib/stores/**/*.ts'],
     ignores: ['**/*.spec.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['@nestjs/*'], message: 'the core and stores stay framework-free' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['@nestjs/*'], message: 'the core and stores stay framework-free' }] },
+      ],
     },
   },
 );
