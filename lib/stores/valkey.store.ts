@@ -186,9 +186,25 @@ export class ValkeyStore extends IdempotencyStore {
     // Made here, once per call: a claim script ioredis re-sends carries the same nonce and finds
     // its own claim instead of a conflict.
     const nonce = newNonce();
-    const reply = await this.#run('claim', () =>
-      this.#claim(keys.entry, keys.fence, entry.fingerprint.toString(), String(entry.ttl), nonce),
-    );
+    let sent: Promise<unknown> | undefined;
+    let reply: unknown;
+    try {
+      reply = await this.#run(
+        'claim',
+        () => (sent = this.#claim(keys.entry, keys.fence, entry.fingerprint.toString(), String(entry.ttl), nonce)),
+      );
+    } catch (error) {
+      // A claim that timed out can still run once the server answers again (paused, overloaded):
+      // it would then hold the key for nobody until its lease ends, and every retry would get 409.
+      // The caller was told it failed and never runs the work, so release that claim if it lands.
+      if (error instanceof StoreTimeoutError && sent !== undefined) {
+        sent.then(
+          (late) => this.#releaseLateClaim(keys.entry, late, nonce),
+          () => undefined,
+        );
+      }
+      throw error;
+    }
     if (typeof reply === 'number') return { kind: 'claimed', fencingToken: new FencingToken(reply, nonce), entry };
     if (!Array.isArray(reply)) throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
     const stored = decodeEntry(pairsToFields(reply as Buffer[]), keys.entry);
@@ -196,6 +212,23 @@ export class ValkeyStore extends IdempotencyStore {
       return { kind: 'claimed', fencingToken: new FencingToken(stored.token, nonce), entry };
     }
     return { kind: 'exists', entry: stored.entry };
+  }
+
+  /** Best effort: removes the claim a timed-out claim script made after all (token-checked). */
+  #releaseLateClaim(entryKey: string, late: unknown, nonce: string): void {
+    let token: number | bigint;
+    if (typeof late === 'number') token = late;
+    else if (!Array.isArray(late)) return;
+    else {
+      try {
+        const stored = decodeEntry(pairsToFields(late as Buffer[]), entryKey);
+        if (stored.nonce !== nonce || !stored.entry.isProcessing()) return;
+        token = stored.token;
+      } catch {
+        return;
+      }
+    }
+    this.#run('remove', () => this.#remove(entryKey, token.toString(), nonce)).catch(() => undefined);
   }
 
   async complete(
@@ -372,7 +405,13 @@ export class ValkeyStore extends IdempotencyStore {
       return Promise.reject(storeError(error, operation));
     }
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, this.#timeoutMs)), this.#timeoutMs);
+      // The rejection waits for the next check phase: after a stalled event loop (GC, CPU-bound
+      // work, a starved process) timers run before I/O, and an answer already waiting in the
+      // socket must win over a time limit that only ran out while nobody could read it.
+      const timer = setTimeout(
+        () => setImmediate(() => reject(new StoreTimeoutError(operation, this.#timeoutMs))),
+        this.#timeoutMs,
+      );
       pending.then(
         (value) => {
           clearTimeout(timer);
