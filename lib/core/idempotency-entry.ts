@@ -127,3 +127,18 @@ export function completedEntry(fingerprint: Fingerprint, ttlMs: number, response
     building = undefined;
   }
 }
+
+/**
+ * Checks, at run time, that a store was handed an entry in the state its operation needs (the
+ * types already say so; this guards JavaScript callers and casts).
+ * @internal
+ */
+export function assertEntryState<S extends EntryState>(
+  entry: unknown,
+  state: S,
+  operation: string,
+): asserts entry is IdempotencyEntry<S> {
+  if (!(entry instanceof Entry) || entry.state !== state) {
+    throw new TypeError(`${operation} needs a ${state} IdempotencyEntry`);
+  }
+}

@@ -3,7 +3,14 @@ import { StoreFullError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
-import { AnyEntry, CompletedEntry, completedEntry, IdempotencyEntry, ProcessingEntry } from '../core/idempotency-entry';
+import {
+  AnyEntry,
+  assertEntryState,
+  CompletedEntry,
+  completedEntry,
+  IdempotencyEntry,
+  ProcessingEntry,
+} from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { BUCKETS, bucketOf } from '../core/key-bucket';
@@ -67,9 +74,7 @@ export class MemoryStore extends IdempotencyStore {
   }
 
   async tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
-    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'processing') {
-      throw new TypeError('tryInsert needs a processing IdempotencyEntry');
-    }
+    assertEntryState(entry, 'processing', 'tryInsert');
     const id = key.toString();
     const now = this.#now();
     const live = this.#live(id, now);
@@ -99,9 +104,7 @@ export class MemoryStore extends IdempotencyStore {
     ttlMs: number,
   ): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
-    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'completed') {
-      throw new TypeError('complete needs a completed IdempotencyEntry');
-    }
+    assertEntryState(entry, 'completed', 'complete');
     const slot = this.#live(key.toString(), this.#now());
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;

@@ -2,7 +2,7 @@ import { assertDuration } from '../core/duration';
 import { IdempotencyStoreError, StoreDecodeError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
-import { AnyEntry, CompletedEntry, IdempotencyEntry, ProcessingEntry } from '../core/idempotency-entry';
+import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
@@ -179,9 +179,7 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   async tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
-    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'processing') {
-      throw new TypeError('tryInsert needs a processing IdempotencyEntry');
-    }
+    assertEntryState(entry, 'processing', 'tryInsert');
     const keys = valkeyKeys(this.#prefix, key.toString());
     // Made here, once per call: a claim script ioredis re-sends carries the same nonce and finds
     // its own claim instead of a conflict.
@@ -238,9 +236,7 @@ export class ValkeyStore extends IdempotencyStore {
     ttlMs: number,
   ): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
-    if (!(entry instanceof IdempotencyEntry) || entry.state !== 'completed') {
-      throw new TypeError('complete needs a completed IdempotencyEntry');
-    }
+    assertEntryState(entry, 'completed', 'complete');
     const { response } = entry;
     const body = response.body;
     const keys = valkeyKeys(this.#prefix, key.toString());
