@@ -392,7 +392,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
       {
         warn: (message) => logger.warn(message),
         error: (message) => logger.error(message),
-        debug: (message) => logger.debug(message),
+        // Debug lines only where the app set log levels that include debug: the default logger
+        // prints every level, and a line per request would cost more than the request.
+        debug: (message) => {
+          if (Logger.isLevelEnabled('debug')) logger.debug(message);
+        },
       },
       this.moduleOptions.onEvent,
       this.store.kind,

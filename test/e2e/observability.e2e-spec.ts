@@ -227,7 +227,10 @@ describe('logs', () => {
     const store = new FaultyStore(new MemoryStore());
     @Module({ imports: [IdempotencyModule.forRoot(store)], controllers: [ItemsController], providers: [Executions] })
     class LogModule {}
-    const app = await NestFactory.create(LogModule, new ExpressAdapter(), { logger });
+    // Log levels that include debug (the library writes debug lines only then), then our logger.
+    const app = await NestFactory.create(LogModule, new ExpressAdapter(), {
+      logger: ['log', 'error', 'warn', 'debug', 'verbose'],
+    });
     app.useLogger(logger);
     await app.listen(0, '127.0.0.1');
     const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
