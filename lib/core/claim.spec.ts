@@ -5,6 +5,7 @@ import {
   FencedOutcome,
   FencingToken,
   IdempotencyKey,
+  LeaseLostError,
   MemoryStore,
 } from '../index';
 
@@ -61,5 +62,35 @@ describe('executeOrReplay when storing the result fails', () => {
     const entry = await store.get(key);
     expect(entry?.isCompleted()).toBe(false);
     expect(await store.remove(key, new FencingToken(1n))).toBe(FencedOutcome.FencingMismatch);
+  });
+});
+
+describe('executeOrReplay lease heartbeat', () => {
+  class LosingStore extends MemoryStore {
+    touches = 0;
+    override async touch(): Promise<FencedOutcome> {
+      this.touches++;
+      return FencedOutcome.FencingMismatch; // as if another claim had taken the key over
+    }
+  }
+
+  it('aborts the side effect signal with LeaseLostError when a renewal is refused', async () => {
+    const store = new LosingStore();
+    let reason: unknown;
+    const result = await store
+      .claim(IdempotencyKey.default(), 90)
+      .fingerprint('POST /slow', '')
+      .executeOrReplay(60_000, async (_token, signal) => {
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+        reason = signal.reason;
+        return ok();
+      });
+    expect(store.touches).toBeGreaterThanOrEqual(1);
+    expect(reason).toBeInstanceOf(LeaseLostError);
+    expect((reason as LeaseLostError).outcome).toBe(FencedOutcome.FencingMismatch);
+    // The lease was only reported lost here (the memory store still holds the claim), so the
+    // completion goes through.
+    expect(result.kind).toBe('executed');
+    await store.close();
   });
 });

@@ -27,7 +27,9 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * @internal
  */
 export class Lease {
-  readonly #controller = new AbortController();
+  // Made on first use of `signal`: most leases end without anyone listening.
+  #controller: AbortController | undefined;
+  #lostWith: LeaseLostError | undefined;
   readonly #timer: NodeJS.Timeout;
   #expiresAt: number;
   #stopped = false;
@@ -47,6 +49,10 @@ export class Lease {
 
   /** Aborted (with a {@link LeaseLostError} as reason) once the lease is lost. */
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#lostWith !== undefined) this.#controller.abort(this.#lostWith);
+    }
     return this.#controller.signal;
   }
 
@@ -56,7 +62,7 @@ export class Lease {
   }
 
   get lost(): boolean {
-    return this.#controller.signal.aborted;
+    return this.#lostWith !== undefined;
   }
 
   stop(): void {
@@ -84,7 +90,8 @@ export class Lease {
   #lose(error: LeaseLostError): void {
     if (this.lost) return;
     this.stop();
-    this.#controller.abort(error);
+    this.#lostWith = error;
+    this.#controller?.abort(error);
     this.onLost?.(error);
   }
 }
