@@ -78,7 +78,7 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     // Before the first request: lets the interceptor answer by itself without Nest replying again.
     installReplyGuard(this.adapterHost.httpAdapter);
     const controllers = new Set<{ name: string; prototype: object }>();
@@ -89,17 +89,6 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     }
     const problems = findUnsupportedRoutes(controllers);
     if (problems.length > 0) throw new Error(problems.join('\n'));
-    // Store start-up checks (e.g. ValkeyStore's eviction and persistence check) report here.
-    const store = this.state.store as IdempotencyStore & {
-      onModuleInit?: (warn: (message: string) => void) => unknown;
-    };
-    if (typeof store.onModuleInit === 'function') {
-      try {
-        await store.onModuleInit((message) => this.logger.warn(message));
-      } catch (error) {
-        this.logger.warn(`the idempotency store's start-up check failed: ${(error as Error).message}`);
-      }
-    }
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Provider } from '@nestjs/common';
+import { Logger, type Provider } from '@nestjs/common';
 import { assertDuration } from './core/duration';
 import { DefaultFingerprintStrategy } from './core/fingerprint-strategy';
 import type { FingerprintStrategy } from './core/fingerprint-strategy';
@@ -164,11 +164,18 @@ export interface IdempotencyModuleState {
   readonly closeStoreOnShutdown: boolean;
 }
 
+const logger = new Logger('Idempotency');
+
 function moduleState(
   store: IdempotencyStore,
   options: ResolvedIdempotencyOptions,
   closeStoreOnShutdown: boolean,
 ): IdempotencyModuleState {
+  // Start-up warnings of a store (ValkeyStore's server check) go to the Nest logger. Nest runs the
+  // store's onModuleInit itself, as the IdempotencyStore provider's instance.
+  (store as { useWarningFallback?: (warn: (message: string) => void) => void }).useWarningFallback?.((message) =>
+    logger.warn(message),
+  );
   return Object.freeze({ store, options, closeStoreOnShutdown });
 }
 

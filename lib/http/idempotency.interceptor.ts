@@ -6,6 +6,7 @@ import {
   Injectable,
   Logger,
   NestInterceptor,
+  PipeTransform,
   StreamableFile,
 } from '@nestjs/common';
 import { INTERCEPTORS_METADATA, METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
@@ -43,6 +44,7 @@ import {
   TOO_LARGE_RESPONSE,
 } from './response-capture';
 import { unsupportedReason } from './route-check';
+import type { RouteBinding } from './route-handler';
 import { storeKeyFor } from './store-key';
 
 /** A ClassSerializerInterceptor outside this one, and the options it would use on the route. */
@@ -57,8 +59,6 @@ interface Route {
   readonly replayHeaders: readonly string[];
   /** Global or controller-level ClassSerializerInterceptors outside this one, innermost first. */
   readonly serializers: readonly OuterSerializer[];
-  /** More than one idempotency interceptor is bound: only the outermost acts. */
-  readonly shared: boolean;
   readonly unsupported: string | undefined;
   readonly cacheError: (error: unknown) => boolean;
   readonly inFlight: PreparedProblem;
@@ -79,24 +79,27 @@ interface Attempt {
 }
 
 const NOT_IDEMPOTENT = null;
+const PASS: unique symbol = Symbol('pass');
+const SENT: unique symbol = Symbol('sent');
 const NO_VALUE: unique symbol = Symbol('no value');
 const LAST_VALUE = { defaultValue: NO_VALUE } as const;
 const DONE = of(undefined);
 const KEY_REUSED = prepareProblem(Problems.keyReused());
 
-/** Requests an idempotency interceptor has taken on, when several are bound to one route. */
+/** Requests an idempotency interceptor has taken on, so the wrapped handler (or another interceptor) steps aside. */
 const takenRequests = new WeakSet<object>();
 
 /**
  * Makes `@Idempotent()` routes run at most once per key, and replays their stored response.
- * `@Idempotent()` binds it; nothing else is needed.
+ * `@Idempotent()` binds it to the route itself (as the engine of the route's wrapped handler, which
+ * spares every request Nest's interceptor chain); nothing else is needed.
  *
  * To change how keys, scopes or fingerprints are found, subclass it, override the protected
  * hooks, and register the subclass with `APP_INTERCEPTOR`: it then handles every `@Idempotent()`
- * route, and the interceptor the decorator binds steps aside.
+ * route as an interceptor, and the engine the decorator binds steps aside.
  */
 @Injectable()
-export class IdempotencyInterceptor implements NestInterceptor {
+export class IdempotencyInterceptor implements NestInterceptor, PipeTransform {
   protected readonly logger = new Logger('Idempotency');
   readonly #routes = new WeakMap<object, Map<object, Route | typeof NOT_IDEMPOTENT>>();
   #platform: HttpPlatform | undefined;
@@ -114,17 +117,50 @@ export class IdempotencyInterceptor implements NestInterceptor {
     this.#ops = operationalStore(store, moduleOptions);
   }
 
+  /**
+   * As an interceptor (a subclass registered with `APP_INTERCEPTOR`, or bound by hand): guards
+   * `@Idempotent()` routes, and the wrapped handler of such a route then steps aside.
+   */
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    if (context.getType() !== 'http') return next.handle();
-    const route = this.#route(context);
-    if (route === NOT_IDEMPOTENT) return next.handle();
     const req = context.getArgByIndex(0);
-    if (route.shared) {
+    if (context.getType() === 'http') {
       if (takenRequests.has(req)) return next.handle();
       takenRequests.add(req);
     }
+    const outcome = this.#process(context, next);
+    if (outcome === PASS) return next.handle();
+    return outcome === SENT ? DONE : from(outcome);
+  }
+
+  /**
+   * The pipe of the hidden parameter `@Idempotent()` adds to its routes: hands the wrapped
+   * handler its context and this instance (made by Nest's injector in the controller's module).
+   * @internal
+   */
+  transform(context: ExecutionContext): RouteBinding {
+    return { context, engine: this };
+  }
+
+  /**
+   * Runs an `@Idempotent()` route's handler (`passThrough`, or through `next`) under
+   * idempotency. Called by the wrapped handler.
+   * @internal
+   */
+  runRoute(context: ExecutionContext, next: CallHandler, passThrough: () => unknown): unknown {
+    // An interceptor instance (see `intercept`) already took the request on.
+    if (takenRequests.has(context.getArgByIndex(0))) return passThrough();
+    const outcome = this.#process(context, next);
+    if (outcome === PASS) return passThrough();
+    return outcome === SENT ? undefined : outcome;
+  }
+
+  /** Claims, replays or refuses; `PASS` when the handler should just run, `SENT` when answered. */
+  #process(context: ExecutionContext, next: CallHandler): Promise<unknown> | typeof PASS | typeof SENT {
+    if (context.getType() !== 'http') return PASS;
+    const route = this.#route(context);
+    if (route === NOT_IDEMPOTENT) return PASS;
     if (route.unsupported !== undefined) throw new Error(route.unsupported);
-    if (this.shouldSkip(context)) return next.handle();
+    if (this.shouldSkip(context)) return PASS;
 
     const res = context.getArgByIndex(1);
     const platform = this.#platform ?? this.#initPlatform();
@@ -133,22 +169,22 @@ export class IdempotencyInterceptor implements NestInterceptor {
     try {
       const text = this.getKey(context, options);
       if (text === undefined) {
-        if (!options.required) return next.handle();
+        if (!options.required) return PASS;
         sendProblem(platform, res, route.keyMissing);
-        return DONE;
+        return SENT;
       }
       clientKey = new IdempotencyKey(text);
     } catch (error) {
       if (!(error instanceof IdempotencyKeyError)) throw error;
       sendProblem(platform, res, prepareProblem(Problems.keyInvalid(options.headerName, error.message)));
-      return DONE;
+      return SENT;
     }
     const key = this.getStoreKey(clientKey, this.getScope(context, options));
     const fingerprint = this.getFingerprint(context, options);
     const reporter = this.#reporter ?? this.#initReporter();
     const trace = reporter.start(route.label, key);
     const attempt: Attempt = { route, key, trace };
-    return from(reporter.within(trace, () => this.#execute(next, platform, res, attempt, fingerprint)));
+    return reporter.within(trace, () => this.#execute(next, platform, res, attempt, fingerprint));
   }
 
   /** Whether to let this request through without idempotency. Runs for every guarded request. */
@@ -461,7 +497,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
       (typeof i === 'function' && (i === IdempotencyInterceptor || i.prototype instanceof IdempotencyInterceptor));
     const first = chain.findIndex(isIdempotency);
     const serializers: OuterSerializer[] = [];
-    for (const outer of chain.slice(0, Math.max(first, 0)).reverse()) {
+    // The wrapped handler runs inside every interceptor; an interceptor instance of this class
+    // inside those listed before it.
+    for (const outer of chain.slice(0, first === -1 ? chain.length : first).reverse()) {
       const interceptor = this.#serializerOf(outer);
       if (interceptor === undefined) continue;
       const defaults = (interceptor as unknown as { defaultOptions?: ClassSerializerContextOptions }).defaultOptions;
@@ -484,7 +522,6 @@ export class IdempotencyInterceptor implements NestInterceptor {
       options,
       replayHeaders: replayHeaderNames(options.replayHeaders),
       serializers,
-      shared: chain.filter(isIdempotency).length > 1,
       unsupported: unsupportedReason(controller, handler, handler.name),
       cacheError: cacheErrorPredicate(options),
       inFlight: prepareProblem(Problems.inFlight(), retryAfter),

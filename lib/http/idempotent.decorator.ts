@@ -1,14 +1,14 @@
-import { UseInterceptors } from '@nestjs/common';
 import { SSE_METADATA } from '@nestjs/common/constants';
 import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.constants';
 import { idempotencyApiDocs } from '../swagger/idempotency-swagger';
 import { validateOptions } from '../idempotency.providers';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
+import { wrapRouteHandler, wrapRouteHandlers } from './route-handler';
 
 /**
  * Makes a route (or every route of a controller) run at most once per `Idempotency-Key`, and
- * replay its stored response to retries. Binds the interceptor itself: nothing else is needed
+ * replay its stored response to retries. Binds the idempotency interceptor to the route itself: nothing else is needed
  * besides `IdempotencyModule.forRoot(...)`. Options override the module-wide ones; on a method
  * they also override those of an `@Idempotent()` on its controller.
  *
@@ -21,7 +21,6 @@ import { IdempotencyInterceptor } from './idempotency.interceptor';
 export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & MethodDecorator {
   validateOptions(options, '@Idempotent()');
   const stored = Object.freeze({ ...options });
-  const bindInterceptor = UseInterceptors(IdempotencyInterceptor);
   // OpenAPI docs when @nestjs/swagger is installed. Decorators run before the module is
   // configured, so module-wide headerName/required are not known here: the route's own (or the
   // defaults) are documented.
@@ -34,12 +33,12 @@ export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & M
         );
       }
       Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, descriptor.value);
-      bindInterceptor(target, key as string | symbol, descriptor);
+      wrapRouteHandler(target, key as string | symbol, descriptor, IdempotencyInterceptor);
       for (const doc of docs) doc(target, key as string | symbol, descriptor);
       return descriptor;
     }
     Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, target);
-    (bindInterceptor as (target: object) => void)(target);
+    wrapRouteHandlers(target as { prototype: object }, IdempotencyInterceptor);
     for (const doc of docs) (doc as (target: object) => void)(target);
     return target;
   }) as ClassDecorator & MethodDecorator;

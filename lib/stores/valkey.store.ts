@@ -141,6 +141,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #touch: ScriptCommand;
   readonly #remove: ScriptCommand;
   #closed = false;
+  #warningFallback: ((message: string) => void) | undefined;
   #initChecked = false;
 
   constructor(client: ValkeyClient, options: ValkeyStoreOptions = {}) {
@@ -331,6 +332,14 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   /**
+   * Where start-up warnings go when no `onWarning` was given (IdempotencyModule passes its logger).
+   * @internal
+   */
+  useWarningFallback(warn: (message: string) => void): void {
+    this.#warningFallback = warn;
+  }
+
+  /**
    * Nest lifecycle hook: runs {@link checkServer} once (unless `checkServerOnInit` is false) and
    * hands each warning to `onWarning`. `IdempotencyModule` calls it with its own logger as the
    * fallback for `onWarning`; elsewhere the fallback is a Node process warning.
@@ -341,7 +350,7 @@ export class ValkeyStore extends IdempotencyStore {
     if (!this.#checkOnInit || this.#initChecked) return;
     this.#initChecked = true;
     const check = await this.checkServer();
-    const report = this.#onWarning ?? warn;
+    const report = this.#onWarning ?? this.#warningFallback ?? warn;
     for (const warning of check.warnings) report(`ValkeyStore: ${warning}`);
   }
 
