@@ -93,7 +93,16 @@ export class FingerprintedClaim {
       lease.stop();
     }
     if (outcome === FencedOutcome.Applied) return { kind: 'executed', response, fencingToken: claim.fencingToken };
-    // The lease was lost and the completion refused: answer with what the key holds now.
+    if (outcome === FencedOutcome.KeyExpired) {
+      // The lease ran out and nobody took the key: claim it again and store the result after all,
+      // so a retry replays it instead of running the side effect a second time.
+      const again = await this.tryInsert();
+      if (again.kind === 'claimed') {
+        const late = await this.store.complete(this.key, again.entry.complete(response), again.fencingToken, ttlMs);
+        if (late === FencedOutcome.Applied) return { kind: 'executed', response, fencingToken: again.fencingToken };
+      }
+    }
+    // The lease was taken over and the completion refused: answer with what the key holds now.
     const current = await this.store.get(this.key);
     if (current?.isCompleted() && current.fingerprintMatches(this.fingerprint)) {
       return { kind: 'replayed', response: current.response };

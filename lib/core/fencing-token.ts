@@ -34,15 +34,14 @@ export class FencingToken {
   }
 
   static fromJSON(json: unknown): FencingToken {
-    if (typeof json === 'string' && DECIMAL.test(json)) return new FencingToken(BigInt(json));
-    if (typeof json === 'object' && json !== null) {
-      const { value, nonce } = json as Partial<FencingTokenJSON>;
-      if (typeof value === 'string' && DECIMAL.test(value) && (nonce === undefined || typeof nonce === 'string')) {
-        try {
-          return new FencingToken(BigInt(value), nonce);
-        } catch (error) {
-          throw new IdempotencyDecodeError(`not a fencing token: ${(error as Error).message}`);
-        }
+    const { value, nonce } = (
+      typeof json === 'string' ? { value: json } : typeof json === 'object' && json !== null ? json : {}
+    ) as Partial<FencingTokenJSON>;
+    if (typeof value === 'string' && DECIMAL.test(value) && (nonce === undefined || typeof nonce === 'string')) {
+      try {
+        return new FencingToken(BigInt(value), nonce);
+      } catch (error) {
+        throw new IdempotencyDecodeError(`not a fencing token: ${(error as Error).message}`);
       }
     }
     throw new IdempotencyDecodeError('not a serialised fencing token');

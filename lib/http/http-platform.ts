@@ -37,6 +37,8 @@ export interface HttpPlatform {
   send(res: unknown, payload: Payload): void;
   /** Whether the response has been sent (or its headers written). */
   isSent(res: unknown): boolean;
+  /** Removes every header set on the response so far. */
+  clearHeaders(res: unknown): void;
 }
 
 /** Nest's `isObject`: a non-null object. */
@@ -127,6 +129,10 @@ export const expressPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as ExpressResponse).setHeader(name, value),
   send: (res, payload) => void (res as ExpressResponse).send(payload),
   isSent: (res) => (res as ExpressResponse).headersSent,
+  clearHeaders: (res) => {
+    const r = res as { getHeaderNames(): string[]; removeHeader(name: string): void };
+    for (const name of r.getHeaderNames()) r.removeHeader(name);
+  },
 };
 
 interface FastifyReplyLike {
@@ -185,6 +191,10 @@ export const fastifyPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as FastifyReplyLike).header(name, value),
   send: (res, payload) => void (res as FastifyReplyLike).send(payload),
   isSent: (res) => (res as FastifyReplyLike).sent,
+  clearHeaders: (res) => {
+    const r = res as { getHeaders(): Record<string, unknown>; removeHeader(name: string): void };
+    for (const name of Object.keys(r.getHeaders())) r.removeHeader(name);
+  },
 };
 
 /** The platform of an HTTP adapter (`httpAdapter.getType()`). @internal */

@@ -18,6 +18,7 @@ import { CachedResponse } from '../core/cached-response';
 import { canonicalJson } from '../core/canonical-json';
 import { IdempotencyKeyError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
+import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
 import { IdempotencyEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
@@ -31,10 +32,11 @@ import { type OutcomeDetails, RequestReporter, type RequestTrace } from '../obse
 import { IdempotencyStore } from '../stores/idempotency.store';
 import { type HttpPlatform, type Payload, platformOf, UnsupportedResultError } from './http-platform';
 import { readKeyHeader } from './key-header';
-import { type PreparedProblem, prepareProblem, Problems } from './problem-details';
+import { type PreparedProblem, prepareProblem, PROBLEM_CONTENT_TYPE, Problems } from './problem-details';
 import { hasReplyGuard, installReplyGuard } from './reply-guard';
 import {
   captureResponse,
+  problemResponse,
   renderException,
   replayHeaderNames,
   sendPayload,
@@ -311,10 +313,17 @@ export class IdempotencyInterceptor implements NestInterceptor, PipeTransform {
           ? TOO_LARGE_RESPONSE
           : captureResponse(platform, res, payload, route.replayHeaders);
     } catch (error) {
-      lease.stop();
-      await this.#release(attempt, claim, error);
-      if (!(error instanceof UnsupportedResultError)) throw error;
-      return this.#refuseStream(platform, res, route, value);
+      // The handler ran, so its side effects happened: the key is not released. A 500 problem
+      // saying why is stored in place of the result, so a retry gets it and does not run again.
+      const problem = prepareProblem(Problems.unsupportedResult(this.#unsupportedMessage(route, value, error)));
+      response = problemResponse(problem);
+      if (platform.isSent(res)) {
+        payload = undefined;
+      } else {
+        platform.setStatus(res, problem.status);
+        platform.setHeader(res, 'Content-Type', PROBLEM_CONTENT_TYPE);
+        payload = problem.body;
+      }
     }
 
     // The heartbeat stops first, so completion retries are bounded by what is left of the lease
@@ -332,13 +341,51 @@ export class IdempotencyInterceptor implements NestInterceptor, PipeTransform {
     }
     if (outcome === FencedOutcome.Applied) {
       this.#report('claimed', attempt, { fencingToken, statusCode: response.statusCode });
-      sendPayload(platform, res, payload);
+      if (!platform.isSent(res)) sendPayload(platform, res, payload);
       return undefined;
     }
-    // The lease was lost and another claim holds the key: answer with what it holds now.
-    this.#report(outcome === FencedOutcome.KeyExpired ? 'key_expired' : 'stale_completion', attempt, { fencingToken });
+    if (outcome === FencedOutcome.KeyExpired) {
+      // The lease ran out and nobody took the key: claim it again and store the result after all,
+      // so a retry replays it instead of running the handler a second time.
+      const late = await this.#storeLate(attempt, fingerprint, response);
+      this.#report('key_expired', attempt, { fencingToken }, late === undefined);
+      if (late !== undefined) {
+        this.#report('claimed', attempt, { fencingToken: late, statusCode: response.statusCode });
+        if (!platform.isSent(res)) sendPayload(platform, res, payload);
+        return undefined;
+      }
+    } else {
+      this.#report('stale_completion', attempt, { fencingToken });
+    }
+    // Another claim holds the key: answer with what it holds now.
     await this.#answerWithCurrent(platform, res, route, key, fingerprint);
     return undefined;
+  }
+
+  /**
+   * Claims an expired key again and stores `response` for it: the new claim's token, or
+   * `undefined` if someone else holds the key (or the store fails).
+   */
+  async #storeLate(
+    attempt: Attempt,
+    fingerprint: Fingerprint,
+    response: CachedResponse,
+  ): Promise<FencingToken | undefined> {
+    const { key, route } = attempt;
+    try {
+      const again = await this.#ops.tryInsert(key, new IdempotencyEntry(fingerprint, route.options.leaseMs));
+      if (again.kind !== 'claimed') return undefined;
+      const outcome = await this.#ops.complete(
+        key,
+        again.entry.complete(response),
+        again.fencingToken,
+        route.options.ttlMs,
+      );
+      return outcome === FencedOutcome.Applied ? again.fencingToken : undefined;
+    } catch (error) {
+      this.logger.warn(`the late result of ${route.name} could not be stored: ${messageOf(error)}`);
+      return undefined;
+    }
   }
 
   async #answerWithCurrent(
@@ -348,6 +395,9 @@ export class IdempotencyInterceptor implements NestInterceptor, PipeTransform {
     key: IdempotencyKey,
     fingerprint: Fingerprint,
   ): Promise<void> {
+    if (platform.isSent(res)) return;
+    // Headers the stale handler set (cookies included) must not go out with another run's answer.
+    platform.clearHeaders(res);
     try {
       const current = await this.#ops.get(key);
       if (current !== undefined && current.isCompleted() && current.fingerprintMatches(fingerprint)) {
@@ -441,16 +491,21 @@ export class IdempotencyInterceptor implements NestInterceptor, PipeTransform {
     return this.#reporter;
   }
 
-  #refuseStream(platform: HttpPlatform, res: unknown, route: Route, value: unknown): undefined {
-    const isFile = value instanceof StreamableFile;
-    if (isFile) value.getStream().destroy?.();
-    else (value as { destroy?: () => void }).destroy?.();
-    const message =
-      `${route.name} returned ${isFile ? 'a StreamableFile' : 'a stream'}, which @Idempotent() cannot store ` +
-      'for replay. Return the data itself, or remove @Idempotent() from the route.';
+  /** Why the handler's result cannot be stored, for the developer; releases a returned stream. */
+  #unsupportedMessage(route: Route, value: unknown, error: unknown): string {
+    let message: string;
+    if (error instanceof UnsupportedResultError) {
+      const isFile = value instanceof StreamableFile;
+      if (isFile) value.getStream().destroy?.();
+      else (value as { destroy?: () => void }).destroy?.();
+      message =
+        `${route.name} returned ${isFile ? 'a StreamableFile' : 'a stream'}, which @Idempotent() cannot store ` +
+        'for replay. Return the data itself, or remove @Idempotent() from the route.';
+    } else {
+      message = `the result of ${route.name} cannot be stored for replay: ${messageOf(error)}.`;
+    }
     this.logger.error(message);
-    sendProblem(platform, res, prepareProblem(Problems.unsupportedResult(message)));
-    return undefined;
+    return message;
   }
 
   #initPlatform(): HttpPlatform {
@@ -560,7 +615,17 @@ function cacheErrorPredicate(options: ResolvedIdempotencyOptions): (error: unkno
   const cacheErrors = options.cacheErrors;
   if (cacheErrors === true) return () => true;
   if (cacheErrors === false) return () => false;
-  if (typeof cacheErrors === 'function') return cacheErrors as (error: unknown) => boolean;
+  if (typeof cacheErrors === 'function') {
+    const predicate = cacheErrors as (error: unknown) => boolean;
+    // A predicate that throws must not leave the key blocked: the error is then not cached.
+    return (error) => {
+      try {
+        return predicate(error) === true;
+      } catch {
+        return false;
+      }
+    };
+  }
   const statuses = new Set(cacheErrors);
   return (error) => statuses.has(statusOfError(error));
 }

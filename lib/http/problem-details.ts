@@ -93,7 +93,7 @@ export const Problems = {
       type: IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult,
       title: 'Result cannot be stored',
       status: 500,
-      detail: `${what} Nothing was stored; the key was released.`,
+      detail: `${what} The handler ran, so this answer is kept for the key: a retry gets it and does not run the handler again.`,
     };
   },
 };

@@ -115,14 +115,16 @@ export function sendProblem(platform: HttpPlatform, res: unknown, problem: Prepa
  * does not run again.
  * @internal
  */
-export const TOO_LARGE_RESPONSE = ((): CachedResponse => {
-  const problem = prepareProblem(Problems.responseTooLarge());
+export const TOO_LARGE_RESPONSE = problemResponse(prepareProblem(Problems.responseTooLarge()));
+
+/** A problem answer as a stored response, replayed as it was sent. @internal */
+export function problemResponse(problem: PreparedProblem): CachedResponse {
   return new CachedResponse({
     statusCode: problem.status,
     body: problem.body,
     metadata: { 'content-type': PROBLEM_CONTENT_TYPE, [PAYLOAD_KIND]: 'text' },
   });
-})();
+}
 
 /** Whether `error` looks like an `http-errors` error, as Nest's BaseExceptionFilter checks. */
 function isHttpError(error: unknown): error is { statusCode: number; message: string; expose?: boolean } {

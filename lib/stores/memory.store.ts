@@ -36,6 +36,8 @@ export interface MemoryStoreOptions {
   now?: () => number;
 }
 
+const FULL_SWEEP_MS = 100;
+
 interface Slot {
   fingerprint: Fingerprint;
   token: number;
@@ -58,6 +60,7 @@ export class MemoryStore extends IdempotencyStore {
   readonly #maxEntries: number;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
+  #nextFullSweep = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
     super();
@@ -80,7 +83,11 @@ export class MemoryStore extends IdempotencyStore {
     const live = this.#live(id, now);
     if (live !== undefined) return { kind: 'exists', entry: entryOf(live) };
     if (this.#slots.size >= this.#maxEntries) {
-      this.sweep();
+      // Sweeping walks every entry: when full, at most once per FULL_SWEEP_MS, not per claim.
+      if (now >= this.#nextFullSweep) {
+        this.sweep();
+        this.#nextFullSweep = now + FULL_SWEEP_MS;
+      }
       if (this.#slots.size >= this.#maxEntries) throw new StoreFullError(this.#maxEntries);
     }
     const bucket = bucketOf(id);
@@ -150,6 +157,11 @@ export class MemoryStore extends IdempotencyStore {
   sweep(): void {
     const now = this.#now();
     for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#slots.delete(id);
+  }
+
+  /** Nest lifecycle hook (the store is the `IdempotencyStore` provider): closes the store. */
+  async onModuleDestroy(): Promise<void> {
+    await this.close();
   }
 
   /** Stops the sweep timer and drops all entries. */

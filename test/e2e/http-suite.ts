@@ -381,25 +381,33 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
       });
 
       it.each(['streamable', 'readable'])(
-        'a %s result: a clear 500 problem, nothing stored, key released',
+        'a %s result: a clear 500 problem, kept for the key so a retry does not run the handler again',
         async (kind) => {
           const key = newKey();
           const first = await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
           expectProblem(first, 500, IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult);
           expect(first.json().detail).toMatch(/cannot store/);
-          expect(await stored(key)).toBeUndefined();
-          await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
-          expect(t.executions.count(key)).toBe(2);
+          const entry = await stored(key);
+          expect(entry?.isCompleted() && entry.response.statusCode).toBe(500);
+          const retry = await t.client.post(`/ikinds/${kind}`, { headers: { 'idempotency-key': key } });
+          expectProblem(retry, 500, IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult);
+          expect(retry.headers['idempotent-replayed']).toBe('true');
+          expect(retry.text).toBe(first.text);
+          expect(t.executions.count(key)).toBe(1);
           expect(t.logger.errors.join('\n')).toMatch(/@Idempotent\(\)/);
           t.logger.clear();
         },
       );
 
-      it('a result that cannot be serialised: an error, nothing stored, key released', async () => {
+      it('a result that cannot be serialised: a clear 500 problem, kept for the key', async () => {
         const key = newKey();
         const first = await t.client.post('/ikinds/circular', { headers: { 'idempotency-key': key } });
-        expect(first.status).toBe(500);
-        expect(await stored(key)).toBeUndefined();
+        expectProblem(first, 500, IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult);
+        expect(first.json().detail).toMatch(/cannot be stored for replay/);
+        const retry = await t.client.post('/ikinds/circular', { headers: { 'idempotency-key': key } });
+        expect(retry.status).toBe(500);
+        expect(retry.text).toBe(first.text);
+        expect(t.executions.count(key)).toBe(1);
         t.logger.clear();
       });
 
@@ -528,6 +536,19 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         const first = await slow;
         expectProblem(first, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
         expect((await taker).status).toBe(201);
+      });
+
+      it('a holder whose lease ran out with nobody taking the key over: its result is stored after all', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 150 } });
+        s.failTouch = true; // the lease runs out while the handler sleeps; nobody claims meanwhile
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'x-ms': '400' };
+        const first = await app.client.post('/items/sleep?ms=0', { headers });
+        expect(first.status).toBe(201);
+        expect(first.headers['idempotent-replayed']).toBeUndefined();
+        expectReplayOf(await app.client.post('/items/sleep?ms=0', { headers }), first);
+        expect(app.executions.count(key)).toBe(1);
+        expect(app.logger.warnings.join('\n')).toMatch(/lease ran out/);
       });
     });
 
@@ -759,10 +780,14 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
     describe('module and extension points', () => {
       it('forRootAsync builds the store from injected providers and closes it on shutdown', async () => {
         const closed: string[] = [];
-        class ClosingStore extends MemoryStore {
+        // A store without lifecycle hooks of its own, so only the module's ownership rule closes it.
+        class ClosingStore extends FaultyStore {
+          constructor() {
+            super(new MemoryStore());
+          }
           override async close() {
             closed.push('closed');
-            await super.close();
+            await this.inner.close();
           }
         }
         @Injectable()
@@ -789,11 +814,12 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
       it('forRoot leaves a store it was handed open, unless closeStoreOnShutdown', async () => {
         for (const closeStoreOnShutdown of [undefined, true]) {
           let closed = false;
-          const own = new (class extends MemoryStore {
+          // A store without lifecycle hooks of its own, so only the module's ownership rule closes it.
+          const own = new (class extends FaultyStore {
             override async close() {
               closed = true;
             }
-          })();
+          })(new MemoryStore());
           const started = await startApp(platform, {
             store: own,
             module: IdempotencyModule.forRoot({ store: own, closeStoreOnShutdown }),
@@ -801,6 +827,16 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
           await started.close();
           expect(closed).toBe(closeStoreOnShutdown === true);
         }
+      });
+
+      it('a MemoryStore is closed on module destroy (its own Nest hook), whoever made it', async () => {
+        const memory = new MemoryStore();
+        const started = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
+        const key = newKey();
+        expect((await started.client.post('/items', { headers: { 'idempotency-key': key } })).status).toBe(201);
+        expect(memory.size).toBe(1);
+        await started.close();
+        expect(memory.size).toBe(0);
       });
 
       it('refuses @Sse() and @Res() routes at bootstrap with a clear error', async () => {
