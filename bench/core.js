@@ -39,16 +39,24 @@ async function main() {
   const json1k = JSON.stringify({ data: 'y'.repeat(1010) });
   const results = [];
   results.push(
-    measure('fingerprint 1 KiB Buffer', (n) => {
-      for (let i = 0; i < n; i++) strategy.compute('POST /orders', body1k);
-      return n;
-    }, 1000),
+    measure(
+      'fingerprint 1 KiB Buffer',
+      (n) => {
+        for (let i = 0; i < n; i++) strategy.compute('POST /orders', body1k);
+        return n;
+      },
+      1000,
+    ),
   );
   results.push(
-    measure('fingerprint 1 KiB string', (n) => {
-      for (let i = 0; i < n; i++) strategy.compute('POST /orders', json1k);
-      return n;
-    }, 1000),
+    measure(
+      'fingerprint 1 KiB string',
+      (n) => {
+        for (let i = 0; i < n; i++) strategy.compute('POST /orders', json1k);
+        return n;
+      },
+      1000,
+    ),
   );
 
   const store = new MemoryStore({ maxEntries: 10_000_000 });
@@ -58,19 +66,23 @@ async function main() {
   let counter = 0;
   const keys = Array.from({ length: 1 << 16 }, (_, i) => new IdempotencyKey(`bench-${i}`));
   results.push(
-    await measureAsync('MemoryStore claim+complete pairs', async (n) => {
-      for (let i = 0; i < n; i++) {
-        const key = keys[counter++ & 0xffff];
-        const claim = await store.tryInsert(key, new IdempotencyEntry(fp, ttl));
-        if (claim.kind !== 'claimed') {
+    await measureAsync(
+      'MemoryStore claim+complete pairs',
+      async (n) => {
+        for (let i = 0; i < n; i++) {
+          const key = keys[counter++ & 0xffff];
+          const claim = await store.tryInsert(key, new IdempotencyEntry(fp, ttl));
+          if (claim.kind !== 'claimed') {
+            await store.purge(key);
+            continue;
+          }
+          await store.complete(key, claim.entry.complete(response), claim.fencingToken, ttl);
           await store.purge(key);
-          continue;
         }
-        await store.complete(key, claim.entry.complete(response), claim.fencingToken, ttl);
-        await store.purge(key);
-      }
-      return n;
-    }, 1000),
+        return n;
+      },
+      1000,
+    ),
   );
   await store.close();
 

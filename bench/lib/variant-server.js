@@ -1,0 +1,187 @@
+// One benchmark variant as its own Nest app: `node bench/lib/variant-server.js <variant> <platform>`.
+// Serves `POST /orders` (echoes the JSON body, counts executions) and `GET /__stats`, listens on
+// 127.0.0.1 port 0 and prints the port. Started by bench/http.js with an IPC channel: it reports
+// `{ type: 'ready', port }` (or `{ type: 'failed', error }`), answers `{ cmd: 'stats' }` and exits on
+// `{ cmd: 'stop' }` or when the parent goes away. Plain JavaScript: decorators applied by hand.
+'use strict';
+require('reflect-metadata');
+
+const VARIANTS = [
+  'bare',
+  'ours-memory',
+  'ours-valkey',
+  'node-idempotency-memory',
+  'node-idempotency-redis',
+  'noop-interceptor',
+];
+const PLATFORMS = ['express', 'fastify'];
+
+const [variant, platform = 'express'] = process.argv.slice(2);
+const valkeyUrl = process.env.BENCH_VALKEY_URL;
+
+let executions = 0;
+// Every HTTP request the server saw (replays never reach the handler, so they count here).
+let requests = 0;
+let app;
+let cleanup = async () => {};
+
+function send(message) {
+  if (process.send) process.send(message);
+}
+
+function fail(error) {
+  const text = error instanceof Error ? error.message : String(error);
+  console.error(`[${platform}/${variant}] ${text}`);
+  send({ type: 'failed', error: text });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100).unref();
+}
+
+/** `@Decorator()` on a method, as TypeScript's `__decorate` does it. */
+function decorateMethod(target, key, decorators) {
+  const descriptor = Object.getOwnPropertyDescriptor(target, key);
+  const result = Reflect.decorate(decorators, target, key, descriptor);
+  if (result) Object.defineProperty(target, key, result);
+}
+
+function idempotencyFor(name) {
+  // Answers { imports, routeDecorators, close } for the variant's idempotency layer.
+  if (name === 'bare') return { imports: [], routeDecorators: [] };
+  if (name === 'noop-interceptor') {
+    // The floor of any interceptor-based layer: Nest's interceptor chain around the handler.
+    const { Injectable, UseInterceptors } = require('@nestjs/common');
+    class NoopInterceptor {
+      intercept(_context, next) {
+        return next.handle();
+      }
+    }
+    Reflect.decorate([Injectable()], NoopInterceptor);
+    return { imports: [], routeDecorators: [UseInterceptors(NoopInterceptor)] };
+  }
+  if (name.startsWith('ours-')) {
+    const { loadLibrary } = require('./common');
+    const { lib, reason } = loadLibrary(['IdempotencyModule', 'Idempotent', 'MemoryStore', 'ValkeyStore']);
+    if (reason) throw new Error(reason);
+    let store;
+    let close;
+    if (name === 'ours-memory') {
+      // Room for every key of a long run: a full store would answer errors, not measure speed.
+      store = new lib.MemoryStore({ maxEntries: 20_000_000 });
+      close = async () => store.close();
+    } else {
+      const Redis = require('ioredis');
+      const client = new Redis(valkeyUrl, { enableAutoPipelining: process.env.BENCH_AUTOPIPELINE === '1' });
+      store = new lib.ValkeyStore(client, {
+        prefix: 'bench:',
+        commandTimeoutMs: 2_000,
+        checkServerOnInit: false,
+        onWarning: () => undefined,
+      });
+      close = async () => {
+        await store.close();
+        await client.quit().catch(() => client.disconnect());
+      };
+    }
+    return {
+      imports: [lib.IdempotencyModule.forRoot({ store })],
+      routeDecorators: [lib.Idempotent()],
+      close,
+    };
+  }
+  const nodeIdempotency = require('@node-idempotency/nestjs');
+  const storage =
+    name === 'node-idempotency-memory' ? { adapter: 'memory' } : { adapter: 'redis', options: { url: valkeyUrl } };
+  return {
+    imports: [nodeIdempotency.NodeIdempotencyModule.forRootAsync({ storage })],
+    routeDecorators: [nodeIdempotency.Idempotent()],
+  };
+}
+
+async function main() {
+  if (!VARIANTS.includes(variant) || !PLATFORMS.includes(platform)) {
+    throw new Error(`usage: variant-server.js <${VARIANTS.join('|')}> [${PLATFORMS.join('|')}]`);
+  }
+  const { Body, Controller, Get, Module, Post } = require('@nestjs/common');
+  const { NestFactory } = require('@nestjs/core');
+  const layer = idempotencyFor(variant);
+
+  class OrdersController {
+    create(body) {
+      executions++;
+      return body;
+    }
+  }
+  Reflect.decorate([Controller()], OrdersController);
+  decorateMethod(OrdersController.prototype, 'create', [
+    Post('orders'),
+    ...layer.routeDecorators,
+    (target, key) => Body()(target, key, 0),
+    Reflect.metadata('design:paramtypes', [Object]),
+  ]);
+
+  class StatsController {
+    stats() {
+      return { executions, rss: process.memoryUsage.rss() };
+    }
+  }
+  Reflect.decorate([Controller()], StatsController);
+  decorateMethod(StatsController.prototype, 'stats', [Get('__stats')]);
+
+  class AppModule {}
+  Reflect.decorate([Module({ imports: layer.imports, controllers: [OrdersController, StatsController] })], AppModule);
+
+  let adapter;
+  if (platform === 'fastify') {
+    const { FastifyAdapter } = require('@nestjs/platform-fastify');
+    adapter = new FastifyAdapter({ logger: false });
+  } else {
+    const { ExpressAdapter } = require('@nestjs/platform-express');
+    adapter = new ExpressAdapter();
+  }
+  app = await NestFactory.create(AppModule, adapter, { logger: ['error', 'warn'], abortOnError: false });
+  cleanup = async () => {
+    await app.close();
+    if (layer.close) await layer.close();
+  };
+  await app.listen(0, '127.0.0.1');
+  app.getHttpServer().on('request', () => requests++);
+  const { port } = app.getHttpServer().address();
+  console.log(`[${platform}/${variant}] listening on http://127.0.0.1:${port} (pid ${process.pid})`);
+  send({ type: 'ready', port });
+}
+
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => process.exit(0), 5_000);
+  force.unref();
+  try {
+    await cleanup();
+  } catch (error) {
+    console.error(`[${platform}/${variant}] close: ${error.message}`);
+  }
+  // process.exit (not a signal) so that --cpu-prof writes its profile.
+  process.exit(0);
+}
+
+process.on('message', (message) => {
+  if (message?.cmd === 'stats') {
+    const cpu = process.cpuUsage();
+    send({
+      type: 'stats',
+      id: message.id,
+      executions,
+      requests,
+      rss: process.memoryUsage.rss(),
+      cpuUs: cpu.user + cpu.system,
+    });
+  } else if (message?.cmd === 'stop') {
+    void stop();
+  }
+});
+process.on('disconnect', () => void stop());
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
+
+main().catch(fail);
