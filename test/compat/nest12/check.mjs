@@ -115,5 +115,5 @@ for (const [platform, makeAdapter] of [
   }
 }
 
-console.log(`nest12 compat: ${passed} passed, ${failed} failed`);
+console.log(`nest12: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);
