@@ -8,7 +8,7 @@ import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
 import { IdempotencyStore } from './idempotency.store';
 import { decodeEntry, pairsToFields } from './valkey-codec';
-import { assertPrefix, valkeyKeys } from './valkey-keys';
+import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 
 /**
@@ -141,6 +141,8 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #touch: ScriptCommand;
   readonly #remove: ScriptCommand;
   #closed = false;
+  // The digest of a key, made once per key object: a request's claim and completion share it.
+  readonly #keys = new WeakMap<IdempotencyKey, ValkeyKeys>();
   #warningFallback: ((message: string) => void) | undefined;
   #initChecked = false;
 
@@ -179,9 +181,18 @@ export class ValkeyStore extends IdempotencyStore {
     return this.#timeoutMs;
   }
 
+  #keysOf(key: IdempotencyKey): ValkeyKeys {
+    let keys = this.#keys.get(key);
+    if (keys === undefined) {
+      keys = valkeyKeys(this.#prefix, key.toString());
+      this.#keys.set(key, keys);
+    }
+    return keys;
+  }
+
   async tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
     assertEntryState(entry, 'processing', 'tryInsert');
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     // Made here, once per call: a claim script ioredis re-sends carries the same nonce and finds
     // its own claim instead of a conflict.
     const nonce = newNonce();
@@ -240,7 +251,7 @@ export class ValkeyStore extends IdempotencyStore {
     assertEntryState(entry, 'completed', 'complete');
     const { response } = entry;
     const body = response.body;
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     const [token, nonce] = tokenArgs(fencingToken);
     const reply = await this.#run('complete', () =>
       this.#complete(
@@ -258,25 +269,25 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     const [token, nonce] = tokenArgs(fencingToken);
     return outcomeOf(await this.#run('remove', () => this.#remove(keys.entry, token, nonce)), keys.entry);
   }
 
   async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     const [token, nonce] = tokenArgs(fencingToken);
     return outcomeOf(await this.#run('touch', () => this.#touch(keys.entry, token, nonce, String(ttlMs))), keys.entry);
   }
 
   async purge(key: IdempotencyKey): Promise<void> {
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     await this.#run('purge', () => this.#client.del(keys.entry));
   }
 
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
-    const keys = valkeyKeys(this.#prefix, key.toString());
+    const keys = this.#keysOf(key);
     const fields = await this.#run('get', () => this.#client.hgetallBuffer(keys.entry));
     if (fields === null || typeof fields !== 'object') throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
     return Object.keys(fields).length === 0 ? undefined : decodeEntry(fields, keys.entry).entry;

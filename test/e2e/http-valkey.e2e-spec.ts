@@ -17,6 +17,24 @@ import { runHttpSuite } from './http-suite';
 /** The store's start-up check warns about AOF off; these servers run without it on purpose. */
 const ignoreWarning = (): void => undefined;
 
+/** A `makeStore` for the suite: a new client per app (tracked so `afterAll` can drop leftovers) and a fresh prefix. */
+function storeFactory<C extends Redis | Cluster>(clients: Set<C>, connect: () => C, prefix: string) {
+  return async () => {
+    const client = connect();
+    clients.add(client);
+    await client.connect();
+    const store = new ValkeyStore(client, { prefix: freshPrefix(prefix), onWarning: ignoreWarning });
+    return {
+      store,
+      close: async () => {
+        await store.close();
+        client.disconnect();
+        clients.delete(client);
+      },
+    };
+  };
+}
+
 describeValkey('HTTP suite on ValkeyStore, standalone Valkey', () => {
   let server: StandaloneServer;
   const clients = new Set<Redis>();
@@ -32,20 +50,10 @@ describeValkey('HTTP suite on ValkeyStore, standalone Valkey', () => {
     await server?.stop();
   }, 30_000);
 
-  runHttpSuite('valkey standalone', async () => {
-    const client = new Redis({ host: server.host, port: server.port, lazyConnect: true });
-    clients.add(client);
-    await client.connect();
-    const store = new ValkeyStore(client, { prefix: freshPrefix('http'), onWarning: ignoreWarning });
-    return {
-      store,
-      close: async () => {
-        await store.close();
-        client.disconnect();
-        clients.delete(client);
-      },
-    };
-  });
+  runHttpSuite(
+    'valkey standalone',
+    storeFactory(clients, () => new Redis({ host: server.host, port: server.port, lazyConnect: true }), 'http'),
+  );
 });
 
 describeValkey('HTTP suite on ValkeyStore, 3-primary Valkey cluster', () => {
@@ -62,18 +70,8 @@ describeValkey('HTTP suite on ValkeyStore, 3-primary Valkey cluster', () => {
     await cluster?.stop();
   }, 30_000);
 
-  runHttpSuite('valkey cluster', async () => {
-    const client = new Cluster(cluster.nodes, { lazyConnect: true });
-    clients.add(client);
-    await client.connect();
-    const store = new ValkeyStore(client, { prefix: freshPrefix('httpc'), onWarning: ignoreWarning });
-    return {
-      store,
-      close: async () => {
-        await store.close();
-        client.disconnect();
-        clients.delete(client);
-      },
-    };
-  });
+  runHttpSuite(
+    'valkey cluster',
+    storeFactory(clients, () => new Cluster(cluster.nodes, { lazyConnect: true }), 'httpc'),
+  );
 });
