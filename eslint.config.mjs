@@ -41,13 +41,37 @@ export default tseslint.config(
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // Layers point one way: core <- stores, observability, testing <- the Nest layer.
   {
-    files: ['lib/core/**/*.ts', 'lib/stores/**/*.ts'],
+    files: ['lib/core/**/*.ts'],
     ignores: ['**/*.spec.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@nestjs/*'], message: 'the core and stores stay framework-free' }] },
+        {
+          patterns: [
+            { group: ['@nestjs/*'], message: 'the core stays framework-free' },
+            { group: ['../*'], message: 'the core imports nothing above it (stores, http, observability, the module)' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['lib/stores/**/*.ts', 'lib/observability/**/*.ts', 'lib/testing/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@nestjs/*'], message: 'stores, observability and the test kit stay framework-free' },
+            {
+              group: ['../http/*', '../idempotency.*', '../interfaces/*', '../health/*', '../swagger/*'],
+              message: 'stores, observability and the test kit import only the core (and observability)',
+            },
+          ],
+        },
       ],
     },
   },

@@ -20,8 +20,9 @@ import type {
 } from './interfaces/idempotency-options.interface';
 import { InstrumentedStore } from './observability/instrumented.store';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
+import { useKeyHashSecret } from './observability/key-hash';
 import { otel } from './observability/telemetry';
-import { IdempotencyStore } from './stores/idempotency.store';
+import { IdempotencyStore } from './core/idempotency-store';
 
 /** Options with every default applied, as the interceptor uses them. */
 export interface ResolvedIdempotencyOptions {
@@ -44,12 +45,17 @@ export interface ResolvedIdempotencyOptions {
   readonly telemetry: boolean;
 }
 
-/** The default scope: the authenticated principal's `id`, else its `sub`, when there is one. */
+/**
+ * The default scope: the authenticated principal's `id`, else its `sub`, else its `userId` (the
+ * shape Nest's JWT guide gives `request.user`), when there is one.
+ */
 export function defaultScope(request: IdempotencyRequest): string | number | undefined {
   const user = request?.user;
   if (user === null || typeof user !== 'object') return undefined;
-  const id = user.id ?? user.sub;
-  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+  for (const id of [user.id, user.sub, user.userId]) {
+    if ((typeof id === 'string' && id.length > 0) || typeof id === 'number') return id;
+  }
+  return undefined;
 }
 
 /** The module-wide defaults. */
@@ -212,7 +218,7 @@ export function createModuleState(
 ): IdempotencyModuleState {
   if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closeByDefault);
   if (input === null || typeof input !== 'object') fail(where, 'expected a store or { store, ...options }');
-  const { store, closeStoreOnShutdown, onEvent, telemetry, ...options } = input;
+  const { store, closeStoreOnShutdown, onEvent, telemetry, keyHashSecret, ...options } = input;
   delete (options as { isGlobal?: unknown }).isGlobal;
   if (!isStore(store)) fail(where, 'store must be an IdempotencyStore');
   if (closeStoreOnShutdown !== undefined && typeof closeStoreOnShutdown !== 'boolean') {
@@ -220,6 +226,12 @@ export function createModuleState(
   }
   if (onEvent !== undefined && typeof onEvent !== 'function') fail(where, 'onEvent must be a function');
   if (telemetry !== undefined && typeof telemetry !== 'boolean') fail(where, 'telemetry must be a boolean');
+  if (keyHashSecret !== undefined) {
+    if (typeof keyHashSecret !== 'string' || keyHashSecret.length < 16) {
+      fail(where, 'keyHashSecret must be a string of at least 16 characters');
+    }
+    useKeyHashSecret(keyHashSecret);
+  }
   validateOptions(options, where);
   const resolved = Object.freeze({
     ...mergeOptions(DEFAULT_IDEMPOTENCY_OPTIONS, options),

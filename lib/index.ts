@@ -10,6 +10,7 @@ export {
   IdempotencyStoreError,
   StoreDecodeError,
   StoreFullError,
+  StoreTimeoutError,
 } from './core/errors';
 export type { IdempotencyKeyErrorCode } from './core/errors';
 export { FencedOutcome } from './core/fenced-outcome';
@@ -29,10 +30,10 @@ export type {
 export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
 export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
 export { CompletionFailedError, LeaseLostError } from './core/lease';
-export { IdempotencyStore } from './stores/idempotency.store';
+export { IdempotencyStore } from './core/idempotency-store';
 export { MemoryStore } from './stores/memory.store';
 export type { MemoryStoreOptions } from './stores/memory.store';
-export { StoreTimeoutError, ValkeyStore } from './stores/valkey.store';
+export { ValkeyStore } from './stores/valkey.store';
 export type { ServerCheck, ServerNodeCheck, ValkeyClient, ValkeyNode, ValkeyStoreOptions } from './stores/valkey.store';
 export { canonicalJson } from './core/canonical-json';
 export {
@@ -63,6 +64,7 @@ export type {
 } from './interfaces/idempotency-options.interface';
 export { IdempotencyInterceptor } from './http/idempotency.interceptor';
 export { Idempotent } from './http/idempotent.decorator';
+export { IdempotencyClaim } from './http/idempotency-claim.decorator';
 export { parseKeyValue, readKeyHeader } from './http/key-header';
 export type { ProblemDetails } from './http/problem-details';
 export { storeKeyFor } from './http/store-key';

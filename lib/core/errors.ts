@@ -24,8 +24,22 @@ export class IdempotencyStoreError extends IdempotencyError {}
 
 /** A bounded store is full of live entries and refuses new claims. */
 export class StoreFullError extends IdempotencyStoreError {
-  constructor(readonly maxEntries: number) {
-    super(`idempotency store is full (${maxEntries} live entries); new claims are refused`);
+  constructor(
+    message: string,
+    /** The bound that was reached. */
+    readonly limit: { readonly maxEntries?: number; readonly maxBytes?: number },
+  ) {
+    super(message);
+  }
+}
+
+/** A store operation got no answer within its time limit (paused, overloaded or unreachable server). */
+export class StoreTimeoutError extends IdempotencyStoreError {
+  constructor(
+    readonly operation: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`${operation} got no answer within ${timeoutMs} ms`);
   }
 }
 

@@ -3,7 +3,7 @@ import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.cons
 import { idempotencyApiDocs } from '../swagger/idempotency-swagger';
 import { validateOptions } from '../idempotency.providers';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
-import { IdempotencyInterceptor } from './idempotency.interceptor';
+import { IdempotencyRoutePipe } from './route-pipe';
 import { wrapRouteHandler, wrapRouteHandlers } from './route-handler';
 
 /**
@@ -33,12 +33,12 @@ export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & M
         );
       }
       Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, descriptor.value);
-      wrapRouteHandler(target, key as string | symbol, descriptor, IdempotencyInterceptor);
+      wrapRouteHandler(target, key as string | symbol, descriptor, IdempotencyRoutePipe);
       for (const doc of docs) doc(target, key as string | symbol, descriptor);
       return descriptor;
     }
     Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, target);
-    wrapRouteHandlers(target as { prototype: object }, IdempotencyInterceptor);
+    wrapRouteHandlers(target as { prototype: object }, IdempotencyRoutePipe);
     for (const doc of docs) (doc as (target: object) => void)(target);
     return target;
   }) as ClassDecorator & MethodDecorator;

@@ -1,6 +1,7 @@
 import { CallHandler, createParamDecorator, ExecutionContext, Type } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { defer, from, isObservable, mergeMap, Observable, of } from 'rxjs';
+import { claimParameterIndexes, fillClaimArguments } from './idempotency-claim.decorator';
 
 /** What the route's hidden parameter resolves to: the request's context and the module's engine. @internal */
 export interface RouteBinding {
@@ -39,11 +40,21 @@ export function wrapRouteHandler(
   const index = Math.max(original.length, ...Object.values(params).map((p) => p.index + 1));
   RouteContext(undefined, enginePipe)(target, key, index);
 
+  // `@IdempotencyClaim()` parameters: Nest resolves them before this wrapper claims the key, so
+  // they hold a stand-in that is replaced by the claim right before the handler runs.
+  const claimIndexes = claimParameterIndexes(host, key);
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     const binding = args[index] as RouteBinding | undefined;
     args.length = index;
     if (binding === undefined || binding.engine === undefined) return original.apply(this, args);
-    const run = () => original.apply(this, args);
+    const request = binding.context.getArgByIndex(0) as object;
+    const run =
+      claimIndexes.length === 0
+        ? () => original.apply(this, args)
+        : () => {
+            fillClaimArguments(args, claimIndexes, request);
+            return original.apply(this, args);
+          };
     return binding.engine.runRoute(binding.context, { handle: () => toObservable(run) }, run);
   };
   // Route metadata written so far (path, method, status code, headers, enhancers, ...) moves to

@@ -2,7 +2,7 @@ import type { ModuleMetadata } from '@nestjs/common';
 import type { Fingerprint } from '../core/fingerprint';
 import type { FingerprintStrategy } from '../core/fingerprint-strategy';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
-import type { IdempotencyStore } from '../stores/idempotency.store';
+import type { IdempotencyStore } from '../core/idempotency-store';
 
 /**
  * The request object of the platform in use (Express `Request` or `FastifyRequest`). Typed
@@ -116,6 +116,12 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
    * @default true
    */
   telemetry?: boolean;
+  /**
+   * The secret of the keyed hash (HMAC-SHA-256) that stands in for keys in logs, spans and events.
+   * Set the same value on every instance to correlate a key across them; it applies process-wide.
+   * @default a random secret per process
+   */
+  keyHashSecret?: string;
 }
 
 /** `IdempotencyModule.forRootAsync({ imports, inject, useFactory })`. */

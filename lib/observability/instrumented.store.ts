@@ -4,7 +4,7 @@ import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
-import { IdempotencyStore } from '../stores/idempotency.store';
+import { IdempotencyStore } from '../core/idempotency-store';
 import { keyHash } from './key-hash';
 import { Instruments, TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
@@ -91,7 +91,7 @@ export class InstrumentedStore extends IdempotencyStore {
     } catch (error) {
       span.recordException(error as Error);
       span.setStatus({ code: t.api.SpanStatusCode.ERROR, message: (error as Error)?.message });
-      finish(t, span, this.kind, operation, 'store_error', started);
+      finish(t, span, this.kind, operation, 'store-error', started);
       throw error;
     }
   }

@@ -7,6 +7,7 @@ export const TELEMETRY_NAMES = {
   storeSpanPrefix: 'idempotency.store.',
   requestsCounter: 'idempotency.requests',
   storeDuration: 'idempotency.store.duration',
+  storeCapacity: 'idempotency.store.capacity_events',
 } as const;
 
 /** Span attribute names. */
@@ -17,6 +18,7 @@ export const TELEMETRY_ATTRIBUTES = {
   keyHash: 'idempotency.key_hash',
   route: 'http.route',
   fencingToken: 'idempotency.fencing_token',
+  capacityEvent: 'idempotency.capacity_event',
 } as const;
 
 type Api = typeof OtelApi;
@@ -45,6 +47,7 @@ export interface Instruments {
   tracer: OtelApi.Tracer;
   requests: OtelApi.Counter;
   storeDuration: OtelApi.Histogram;
+  capacity: OtelApi.Counter;
 }
 
 let instruments: Instruments | null | undefined;
@@ -75,6 +78,9 @@ export function telemetry(): Instruments | null {
         storeDuration: meter.createHistogram(TELEMETRY_NAMES.storeDuration, {
           description: 'Latency of idempotency store operations',
           unit: 'ms',
+        }),
+        capacity: meter.createCounter(TELEMETRY_NAMES.storeCapacity, {
+          description: 'A bounded store passed 80% of its bound, refused a claim for want of room, or evicted entries',
         }),
       };
     }

@@ -1,12 +1,12 @@
 import { assertDuration } from '../core/duration';
-import { IdempotencyStoreError, StoreDecodeError } from '../core/errors';
+import { IdempotencyStoreError, StoreDecodeError, StoreTimeoutError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
-import { IdempotencyStore } from './idempotency.store';
+import { IdempotencyStore } from '../core/idempotency-store';
 import { decodeEntry, pairsToFields } from './valkey-codec';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
@@ -88,16 +88,6 @@ export interface ServerCheck {
   readonly warnings: readonly string[];
   /** What was read from each server (each primary of a cluster). */
   readonly nodes: readonly ServerNodeCheck[];
-}
-
-/** A Valkey command got no answer within `commandTimeoutMs` (paused, overloaded or unreachable server). */
-export class StoreTimeoutError extends IdempotencyStoreError {
-  constructor(
-    readonly operation: string,
-    readonly timeoutMs: number,
-  ) {
-    super(`valkey ${operation} got no answer within ${timeoutMs} ms`);
-  }
 }
 
 // Script commands are defined on the client under these names (plus ioredis' `Buffer` variants).
@@ -425,7 +415,7 @@ export class ValkeyStore extends IdempotencyStore {
       // work, a starved process) timers run before I/O, and an answer already waiting in the
       // socket must win over a time limit that only ran out while nobody could read it.
       const timer = setTimeout(
-        () => setImmediate(() => reject(new StoreTimeoutError(operation, this.#timeoutMs))),
+        () => setImmediate(() => reject(new StoreTimeoutError(`valkey ${operation}`, this.#timeoutMs))),
         this.#timeoutMs,
       );
       pending.then(

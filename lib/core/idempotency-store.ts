@@ -1,10 +1,11 @@
-import { ClaimBuilder } from '../core/claim';
-import { assertDuration } from '../core/duration';
-import { FencedOutcome } from '../core/fenced-outcome';
-import { FencingToken } from '../core/fencing-token';
-import { IdempotencyKey } from '../core/idempotency-key';
-import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
-import { InsertResult } from '../core/insert-result';
+import { ClaimBuilder } from './claim';
+import type { StoreOperations } from './store-operations';
+import { assertDuration } from './duration';
+import { FencedOutcome } from './fenced-outcome';
+import { FencingToken } from './fencing-token';
+import { IdempotencyKey } from './idempotency-key';
+import { AnyEntry, CompletedEntry, ProcessingEntry } from './idempotency-entry';
+import { InsertResult } from './insert-result';
 
 /**
  * The store contract, and the Nest injection token for the configured store
@@ -14,7 +15,7 @@ import { InsertResult } from '../core/insert-result';
  * strictly increase per key across expiry and reclaim, and carry a random per-claim nonce that
  * `complete`, `remove` and `touch` must match.
  */
-export abstract class IdempotencyStore {
+export abstract class IdempotencyStore implements StoreOperations {
   /** A short name for logs and traces, e.g. `memory` or `valkey`. */
   abstract readonly kind: string;
 

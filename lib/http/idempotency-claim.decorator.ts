@@ -1,0 +1,91 @@
+import { createParamDecorator, ExecutionContext } from '@nestjs/common';
+import type { FencingToken } from '../core/fencing-token';
+import type { IdempotencyKey } from '../core/idempotency-key';
+import { IDEMPOTENT_METADATA } from '../idempotency.constants';
+
+/**
+ * The claim a guarded request holds while its handler runs (`@IdempotencyClaim()`).
+ */
+export interface IdempotencyClaim {
+  /** The client's key, as sent. */
+  readonly key: IdempotencyKey;
+  /** The key the store holds: the client's key scoped to the principal, when there is one. */
+  readonly storeKey: IdempotencyKey;
+  /**
+   * The claim's fencing token: larger than that of any earlier claim of `storeKey`. Pass it to
+   * downstream writes so a stale holder (one whose lease was taken over) cannot overwrite a newer one.
+   */
+  readonly fencingToken: FencingToken;
+  /** Aborts (with a `LeaseLostError` as reason) when the claim's lease is lost while the handler runs. */
+  readonly signal: AbortSignal;
+}
+
+/** The claim of each request whose handler is running under one. */
+const claims = new WeakMap<object, IdempotencyClaim>();
+
+/** Records the claim of `request` for its `@IdempotencyClaim()` parameters. @internal */
+export function setClaim(request: object, claim: IdempotencyClaim): void {
+  claims.set(request, claim);
+}
+
+/** The claim of `request`, when its handler runs under one. @internal */
+export function claimOf(request: object): IdempotencyClaim | undefined {
+  return claims.get(request);
+}
+
+const CLAIM_PARAMETERS = 'nestjs-idempotent:claim-parameters';
+
+/** Stands in for the claim until the route's wrapper, which runs after Nest resolved the parameters, has one. */
+const PENDING_CLAIM: unique symbol = Symbol('pending claim');
+
+const claimParameter = createParamDecorator(
+  (_data: unknown, context: ExecutionContext) => {
+    const request = context.getArgByIndex(0) as object;
+    const claim = claimOf(request);
+    if (claim !== undefined) return claim;
+    const guarded =
+      Reflect.getMetadata(IDEMPOTENT_METADATA, context.getHandler()) !== undefined ||
+      Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) !== undefined;
+    return guarded ? PENDING_CLAIM : undefined;
+  },
+  [
+    (target: object, key: string | symbol | undefined, index: number) => {
+      const owner = (target as { constructor: object }).constructor;
+      const indexes = (Reflect.getMetadata(CLAIM_PARAMETERS, owner, key as string) ?? []) as number[];
+      Reflect.defineMetadata(CLAIM_PARAMETERS, [...indexes, index], owner, key as string);
+    },
+  ],
+);
+
+/**
+ * Hands the handler the claim its request holds: the client's key, the scoped store key, the
+ * fencing token and a signal that aborts when the lease is lost. `undefined` when the request runs
+ * unguarded (no key on a route that does not require one, or `failOpen`).
+ *
+ * ```ts
+ * @Post()
+ * @Idempotent()
+ * create(@Body() dto: CreateDto, @IdempotencyClaim() claim?: IdempotencyClaim) { ... }
+ * ```
+ */
+export function IdempotencyClaim(): ParameterDecorator {
+  return claimParameter();
+}
+
+/** The parameter indexes of a method that take `@IdempotencyClaim()`. @internal */
+export function claimParameterIndexes(controller: object, methodName: string | symbol): readonly number[] {
+  return (Reflect.getMetadata(CLAIM_PARAMETERS, controller, methodName as string) ?? []) as number[];
+}
+
+/** Whether a method has an `@IdempotencyClaim()` parameter. @internal */
+export function hasClaimParameter(controller: object, methodName: string | symbol): boolean {
+  return claimParameterIndexes(controller, methodName).length > 0;
+}
+
+/** Puts the request's claim (or `undefined`) in place of the stand-ins in `args`. @internal */
+export function fillClaimArguments(args: unknown[], indexes: readonly number[], request: object): void {
+  const claim = claimOf(request);
+  for (let i = 0; i < indexes.length; i++) {
+    if (args[indexes[i]] === PENDING_CLAIM) args[indexes[i]] = claim;
+  }
+}
