@@ -15,6 +15,7 @@ import type {
   IdempotencyModuleRootOptions,
 } from './interfaces/idempotency-options.interface';
 import { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
+import { IdempotencyService } from './service/idempotency.service';
 import { IdempotencyStore } from './core/idempotency-store';
 
 function sharedProviders(): Provider[] {
@@ -30,13 +31,14 @@ function sharedProviders(): Provider[] {
       inject: [IDEMPOTENCY_MODULE_STATE],
     },
     IdempotencyHealthIndicator,
+    IdempotencyService,
   ];
 }
 
 /** How long a shutdown waits for results still being stored in the background. */
 const DEFERRED_SHUTDOWN_WAIT_MS = 5_000;
 
-const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator];
+const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator, IdempotencyService];
 
 /**
  * Configures the store and the module-wide options of `@Idempotent()`, and provides

@@ -4,6 +4,7 @@ export type { CachedResponseInit, CachedResponseJSON } from './core/cached-respo
 export { ClaimBuilder, FingerprintedClaim } from './core/claim';
 export type { ExecuteResult, SideEffect } from './core/claim';
 export {
+  IdempotencyConflictError,
   IdempotencyDecodeError,
   IdempotencyError,
   IdempotencyKeyError,
@@ -12,7 +13,7 @@ export {
   StoreFullError,
   StoreTimeoutError,
 } from './core/errors';
-export type { IdempotencyKeyErrorCode } from './core/errors';
+export type { IdempotencyConflictReason, IdempotencyKeyErrorCode } from './core/errors';
 export { FencedOutcome } from './core/fenced-outcome';
 export { FencingToken } from './core/fencing-token';
 export type { FencingTokenJSON } from './core/fencing-token';
@@ -67,7 +68,9 @@ export { Idempotent } from './http/idempotent.decorator';
 export { IdempotencyClaim } from './http/idempotency-claim.decorator';
 export { parseKeyValue, readKeyHeader } from './http/key-header';
 export type { ProblemDetails } from './http/problem-details';
-export { storeKeyFor } from './http/store-key';
+export { storeKeyFor } from './core/store-key';
+export { IdempotencyService } from './service/idempotency.service';
+export type { IdempotencyRunOptions, IdempotencyRunResult } from './service/idempotency.service';
 export { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';
 export type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './observability/idempotency-event';

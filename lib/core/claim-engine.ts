@@ -33,6 +33,13 @@ export interface ClaimRequest {
   readonly leaseMs: number;
   /** How long the result is kept for replay. */
   readonly ttlMs: number;
+  /**
+   * How long a claim that finds the key in flight (same fingerprint) waits for it to end, in ms.
+   * @default 0 (answer in-flight at once)
+   */
+  readonly waitMs?: number;
+  /** Stops a wait early (the caller went away); asked for only when about to wait. */
+  readonly waitSignal?: () => AbortSignal | undefined;
 }
 
 /** The key is held by someone else, or done: what to tell the caller instead of running. */
@@ -131,6 +138,29 @@ export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefu
  * down. A store that does not answer in time is not asked again.
  */
 export async function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
+  let decision = await claimOnce(request);
+  const waitMs = request.waitMs ?? 0;
+  if (decision.kind !== 'in-flight' || waitMs <= 0) return decision;
+  // Wait for the key's holder to end: woken by the store when the entry changes, and re-checking
+  // at least every RECHECK_MS, so a missed notification costs latency, never correctness. Each
+  // wake-up claims again: a completed key replays, a released one is claimed (by one waiter; the
+  // others go on waiting), one still in flight at the bound answers in-flight.
+  const deadline = Date.now() + waitMs;
+  const signal = request.waitSignal?.();
+  while (decision.kind === 'in-flight') {
+    const left = deadline - Date.now();
+    if (left <= 0 || signal?.aborted) return decision;
+    await request.store.waitForChange(request.key, Math.min(left, RECHECK_MS), signal);
+    if (signal?.aborted) return decision;
+    decision = await claimOnce(request);
+  }
+  return decision;
+}
+
+/** Longest a waiter sleeps before it checks the key again, notification or not. */
+const RECHECK_MS = 1_000;
+
+async function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
   let result;
   try {
     result = await request.store.tryInsert(request.key, new IdempotencyEntry(request.fingerprint, request.leaseMs));

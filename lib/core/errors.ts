@@ -1,3 +1,5 @@
+import { IDEMPOTENCY_PROBLEM_TYPES } from './problem-types';
+
 /** Codes carried by {@link IdempotencyKeyError}. */
 export type IdempotencyKeyErrorCode = 'EMPTY_KEY' | 'KEY_TOO_LONG' | 'INVALID_KEY' | 'EMPTY_SCOPE' | 'INVALID_SCOPE';
 
@@ -16,6 +18,27 @@ export class IdempotencyKeyError extends IdempotencyError {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** Why an idempotent call was refused: the key belongs to a different request, or is still in flight. */
+export type IdempotencyConflictReason = 'key-reused' | 'in-flight';
+
+/**
+ * `IdempotencyService.run` (and the message handlers built on it) was refused: the key was used
+ * for a different request (`key-reused`), or is still in flight after `waitMs` (`in-flight`).
+ * `type` is the matching `IDEMPOTENCY_PROBLEM_TYPES` URN.
+ */
+export class IdempotencyConflictError extends IdempotencyError {
+  readonly type: string;
+
+  constructor(readonly reason: IdempotencyConflictReason) {
+    super(
+      reason === 'in-flight'
+        ? 'a call with this idempotency key is still in progress; retry later'
+        : 'this idempotency key was already used for a different request',
+    );
+    this.type = reason === 'in-flight' ? IDEMPOTENCY_PROBLEM_TYPES.inFlight : IDEMPOTENCY_PROBLEM_TYPES.keyReused;
   }
 }
 

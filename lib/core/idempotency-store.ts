@@ -54,6 +54,26 @@ export abstract class IdempotencyStore implements StoreOperations {
   /** The live entry under `key`, without claiming it. */
   abstract get(key: IdempotencyKey): Promise<AnyEntry | undefined>;
 
+  /**
+   * Resolves when the entry under `key` may have changed (completed, released or expired), after
+   * at most `timeoutMs`, or as soon as `signal` aborts: what a request waiting for a key in flight
+   * (`waitMs`) sleeps on. It never rejects, and callers always re-check the key, so resolving early
+   * costs only a read. Stores that can be told of changes override it (MemoryStore in process,
+   * ValkeyStore through pub/sub); this default simply waits `timeoutMs`.
+   */
+  waitForChange(_key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
   /** Releases what the store opened itself. The default does nothing. */
   async close(): Promise<void> {}
 

@@ -22,4 +22,5 @@ export interface StoreOperations {
   remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome>;
   touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome>;
   get(key: IdempotencyKey): Promise<AnyEntry | undefined>;
+  waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }

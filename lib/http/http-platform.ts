@@ -1,5 +1,5 @@
 import { StreamableFile } from '@nestjs/common';
-import { STATUS_CODES } from 'node:http';
+import { type ServerResponse, STATUS_CODES } from 'node:http';
 
 /**
  * What a platform's `send` is handed: text (sent as UTF-8), bytes (sent as they are), or nothing.
@@ -37,6 +37,8 @@ export interface HttpPlatform {
   send(res: unknown, payload: Payload): void;
   /** Whether the response has been sent (or its headers written). */
   isSent(res: unknown): boolean;
+  /** Node's `ServerResponse` under the platform's response. */
+  rawResponse(res: unknown): ServerResponse;
   /** The names of the headers set on the response so far (lower case). */
   headerNames(res: unknown): string[];
   removeHeader(res: unknown, name: string): void;
@@ -130,6 +132,7 @@ export const expressPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as ExpressResponse).setHeader(name, value),
   send: (res, payload) => void (res as ExpressResponse).send(payload),
   isSent: (res) => (res as ExpressResponse).headersSent,
+  rawResponse: (res) => res as ServerResponse,
   headerNames: (res) => (res as { getHeaderNames(): string[] }).getHeaderNames(),
   removeHeader: (res, name) => void (res as { removeHeader(name: string): void }).removeHeader(name),
 };
@@ -191,6 +194,7 @@ export const fastifyPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as FastifyReplyLike).header(name, value),
   send: (res, payload) => void (res as FastifyReplyLike).send(payload),
   isSent: (res) => (res as FastifyReplyLike).sent,
+  rawResponse: (res) => (res as { raw: ServerResponse }).raw,
   headerNames: (res) => Object.keys((res as { getHeaders(): Record<string, unknown> }).getHeaders()),
   removeHeader: (res, name) => void (res as { removeHeader(name: string): void }).removeHeader(name),
 };

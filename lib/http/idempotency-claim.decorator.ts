@@ -1,24 +1,13 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
-import type { FencingToken } from '../core/fencing-token';
-import type { IdempotencyKey } from '../core/idempotency-key';
+import type { IdempotencyClaim as Claim } from '../core/idempotency-claim';
 import { IDEMPOTENT_METADATA } from '../idempotency.constants';
 
 /**
- * The claim a guarded request holds while its handler runs (`@IdempotencyClaim()`).
+ * The claim a guarded request holds while its handler runs (`@IdempotencyClaim()`), or that
+ * `IdempotencyService.run` hands its work.
  */
-export interface IdempotencyClaim {
-  /** The client's key, as sent. */
-  readonly key: IdempotencyKey;
-  /** The key the store holds: the client's key scoped to the principal, when there is one. */
-  readonly storeKey: IdempotencyKey;
-  /**
-   * The claim's fencing token: larger than that of any earlier claim of `storeKey`. Pass it to
-   * downstream writes so a stale holder (one whose lease was taken over) cannot overwrite a newer one.
-   */
-  readonly fencingToken: FencingToken;
-  /** Aborts (with a `LeaseLostError` as reason) when the claim's lease is lost while the handler runs. */
-  readonly signal: AbortSignal;
-}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface IdempotencyClaim extends Claim {}
 
 /** The claim of each request whose handler is running under one. */
 const claims = new WeakMap<object, IdempotencyClaim>();

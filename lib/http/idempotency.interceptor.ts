@@ -17,7 +17,7 @@ import { requestFingerprint } from './request-fingerprint';
 import { RequestRunner } from './request-runner';
 import { sendProblem } from './response-capture';
 import { RouteConfigs } from './route-config';
-import { storeKeyFor } from './store-key';
+import { storeKeyFor } from '../core/store-key';
 
 const PASS: unique symbol = Symbol('pass');
 const SENT: unique symbol = Symbol('sent');

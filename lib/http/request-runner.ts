@@ -64,6 +64,8 @@ export class RequestRunner {
       fingerprint: request.fingerprint,
       leaseMs: options.leaseMs,
       ttlMs: options.ttlMs,
+      waitMs: options.waitMs,
+      waitSignal: options.waitMs > 0 ? () => clientGone(this.platform, request.res) : undefined,
     };
     let decision;
     try {
@@ -316,6 +318,18 @@ export class RequestRunner {
     this.logger.error(message);
     return message;
   }
+}
+
+/** Aborts when the client's connection closes before its response was sent (it stopped waiting). */
+function clientGone(platform: HttpPlatform, res: unknown): AbortSignal {
+  const raw = platform.rawResponse(res);
+  const controller = new AbortController();
+  if (raw.destroyed && !raw.writableFinished) controller.abort();
+  else
+    raw.once('close', () => {
+      if (!raw.writableFinished) controller.abort();
+    });
+  return controller.signal;
 }
 
 function payloadBytes(payload: Payload): number {

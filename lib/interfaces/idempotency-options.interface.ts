@@ -46,6 +46,14 @@ export interface IdempotencyOptions {
    */
   ttlMs?: number;
   /**
+   * How long, in ms, a request whose key is in flight (same fingerprint) waits for the first
+   * request to end instead of answering 409 at once: the first completes -> the waiter gets the
+   * replay; it is released (its handler threw) -> the waiter claims the key and runs; still in
+   * flight at the bound -> 409. A waiter whose client goes away stops waiting and runs nothing.
+   * @default 0 (answer 409 at once)
+   */
+  waitMs?: number;
+  /**
    * How a request is fingerprinted: a {@link FingerprintStrategy} fed with `"<METHOD> <path?query>"`
    * and the body (raw bytes when Nest keeps `rawBody`, else canonical JSON of the parsed body), or a
    * function of the request that returns the {@link Fingerprint} itself. A retry whose
@@ -90,6 +98,13 @@ export interface IdempotencyOptions {
    * @default 1
    */
   retryAfterSeconds?: number;
+  /**
+   * Microservice message handlers and GraphQL resolvers only: the client's key, from the message
+   * data (or the resolver's arguments) and the context; `undefined` for none.
+   * @default `data.idempotencyKey` for messages; the HTTP request's key header for resolvers
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  key?: (input: any, context: any) => string | undefined;
 }
 
 /** `IdempotencyModule.forRoot({ store, ...options })`. */

@@ -62,6 +62,10 @@ export class InstrumentedStore extends IdempotencyStore {
     );
   }
 
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.waitForChange(key, timeoutMs, signal);
+  }
+
   override close(): Promise<void> {
     return this.inner.close();
   }

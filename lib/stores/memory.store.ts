@@ -106,6 +106,8 @@ export class MemoryStore extends IdempotencyStore {
   #nextFullSweep = 0;
   #bytes = 0;
   #highWater = false;
+  /** Requests waiting for a key in flight to end (`waitForChange`), by key. */
+  readonly #waiters = new Map<string, Set<() => void>>();
 
   constructor(options: MemoryStoreOptions = {}) {
     super();
@@ -186,6 +188,7 @@ export class MemoryStore extends IdempotencyStore {
     slot.completed = completedEntry(entry.fingerprint, ttlMs, response);
     slot.ttl = ttlMs;
     slot.expiresAt = this.#now() + ttlMs;
+    this.#wake(key.toString());
     const added = responseBytes(response);
     slot.bytes += added;
     this.#grow(added);
@@ -227,6 +230,34 @@ export class MemoryStore extends IdempotencyStore {
     return slot === undefined ? undefined : entryOf(slot);
   }
 
+  /**
+   * Resolves as soon as the entry under `key` is completed, released, purged or found expired (in
+   * process, no polling), after `timeoutMs` at the latest, or when `signal` aborts.
+   */
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const id = key.toString();
+      let waiting = this.#waiters.get(id);
+      if (waiting === undefined) {
+        waiting = new Set();
+        this.#waiters.set(id, waiting);
+      }
+      const set = waiting;
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        set.delete(done);
+        if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      timer.unref();
+      signal?.addEventListener('abort', done, { once: true });
+      set.add(done);
+    });
+  }
+
   /** Drops every expired entry now (the timer does this every `sweepIntervalMs`). */
   sweep(): void {
     const now = this.#now();
@@ -247,6 +278,7 @@ export class MemoryStore extends IdempotencyStore {
     this.#timer = undefined;
     this.#slots.clear();
     this.#bytes = 0;
+    for (const set of [...this.#waiters.values()]) for (const wake of [...set]) wake();
   }
 
   /**
@@ -320,6 +352,7 @@ export class MemoryStore extends IdempotencyStore {
   #delete(id: string, slot: Slot): void {
     this.#slots.delete(id);
     this.#bytes -= slot.bytes;
+    this.#wake(id);
     if (
       this.#highWater &&
       this.#bytes < this.#maxBytes * LOW_WATER &&
@@ -327,6 +360,12 @@ export class MemoryStore extends IdempotencyStore {
     ) {
       this.#highWater = false;
     }
+  }
+
+  /** Wakes the requests waiting on `id`. */
+  #wake(id: string): void {
+    const set = this.#waiters.get(id);
+    if (set !== undefined) for (const wake of [...set]) wake();
   }
 
   #warn(message: string): void {

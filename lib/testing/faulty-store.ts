@@ -112,6 +112,10 @@ export class FaultyStore extends IdempotencyStore {
     return this.#call('get', () => this.inner.get(key));
   }
 
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.waitForChange(key, timeoutMs, signal);
+  }
+
   override close(): Promise<void> {
     return this.inner.close();
   }
