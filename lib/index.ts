@@ -57,6 +57,8 @@ export type {
   CacheErrorsOption,
   FingerprintFunction,
   IdempotencyModuleAsyncOptions,
+  IdempotencyModuleConfig,
+  IdempotencyOptionsFactory,
   IdempotencyModuleOptions,
   IdempotencyModuleRootOptions,
   IdempotencyOptions,
@@ -67,7 +69,15 @@ export { IdempotencyInterceptor } from './http/idempotency.interceptor';
 export { Idempotent } from './http/idempotent.decorator';
 export { IdempotencyClaim } from './http/idempotency-claim.decorator';
 export { parseKeyValue, readKeyHeader } from './http/key-header';
-export type { ProblemDetails } from './http/problem-details';
+export type { ProblemBodyRenderer, ProblemDetails } from './http/problem-details';
+export {
+  IdempotencyInFlightException,
+  IdempotencyKeyInvalidException,
+  IdempotencyKeyMissingException,
+  IdempotencyKeyReusedException,
+  IdempotencyProblemException,
+  IdempotencyStoreUnavailableException,
+} from './http/idempotency-exceptions';
 export { storeKeyFor } from './core/store-key';
 export { IdempotencyService } from './service/idempotency.service';
 export type { IdempotencyRunOptions, IdempotencyRunResult } from './service/idempotency.service';
