@@ -29,17 +29,17 @@ export interface StoreContractOptions {
   /** Declares a group of cases; `fn` declares them synchronously. */
   describe(name: string, fn: () => void): unknown;
   /**
-   * Declares one case; `fn` runs it, and rejects when it fails. Each case takes well under a
-   * second on a local server (the longest waits ~1 s at `timeScale` 1); to give every case a
-   * timeout of its own, pass a wrapper, e.g. `it: (name, fn) => it(name, fn, 10_000)` in Jest.
+   * Declares one case; `fn` runs it, and rejects when it fails. On a local server each case takes
+   * well under a second at `timeScale` 1 (the longest waits about half a second); to give every
+   * case a timeout of its own, pass a wrapper, e.g. `it: (name, fn) => it(name, fn, 10_000)` in Jest.
    */
   it(name: string, fn: () => Promise<void>): unknown;
   /** Names the store in the outer group, `store contract: <name>`, and in every failure message. */
   name?: string;
   /**
    * Stretches every short lease, ttl and wait of the time-dependent cases (tens to hundreds of
-   * ms at 1), for stores whose clock is coarser than a few ms (e.g. expiry kept in whole
-   * seconds: try 20). A whole number from 1.
+   * ms at 1) by this factor, for stores whose expiry is coarser than a few ms or whose server
+   * is far away. A whole number from 1.
    * @default 1
    */
   timeScale?: number;
