@@ -12,14 +12,14 @@ export interface StoreFixture {
    * Called after the case, whether it passed or not.
    * @default `store.close()`
    */
-  close?(): void | Promise<void>;
+  close?(): void | PromiseLike<unknown>;
 }
 
 /**
  * Makes the store for one case: a store, or a {@link StoreFixture} when something besides
  * `store.close()` must be released. Called once per case, inside the case.
  */
-export type MakeStore = () => IdempotencyStore | StoreFixture | Promise<IdempotencyStore | StoreFixture>;
+export type MakeStore = () => IdempotencyStore | StoreFixture | PromiseLike<IdempotencyStore | StoreFixture>;
 
 /**
  * The test runner's functions, and how to run the suite. Jest's and Vitest's globals and
