@@ -52,6 +52,19 @@ export default tseslint.config(
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // The test kit runs under any test runner: it takes the runner's functions, never its globals.
+  {
+    files: ['lib/testing/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        ...['describe', 'it', 'test', 'expect', 'beforeAll', 'beforeEach', 'afterAll', 'afterEach', 'jest', 'vi'].map(
+          (name) => ({ name, message: 'the test kit takes the runner’s functions as arguments' }),
+        ),
+      ],
+    },
+  },
   // Layers point one way: core <- stores, observability, testing <- the Nest layer.
   {
     files: ['lib/core/**/*.ts'],
@@ -77,6 +90,10 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['@nestjs/*'], message: 'stores, observability and the test kit stay framework-free' },
+            {
+              group: ['jest', '@jest/*', 'vitest', 'node:test', 'mocha'],
+              message: 'the test kit works under any test runner: take its functions as arguments',
+            },
             {
               group: ['../http/*', '../idempotency.*', '../interfaces/*', '../health/*', '../swagger/*'],
               message: 'stores, observability and the test kit import only the core (and observability)',

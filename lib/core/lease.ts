@@ -19,8 +19,17 @@ export class LeaseLostError extends IdempotencyError {
 /** Storing the completion kept failing until the lease ran out. */
 export class CompletionFailedError extends IdempotencyError {}
 
-/** @internal */
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref?.());
+/**
+ * A pause. `unref`'d pauses do not keep the process alive: only for background work. A pause the
+ * caller awaits must keep it alive, or a short-lived process (a script, a job) would exit in the
+ * middle of storing a result.
+ * @internal
+ */
+export const sleep = (ms: number, keepAlive = false) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (!keepAlive) timer.unref?.();
+  });
 
 /**
  * A held claim: renews the lease with `touch` every third of `leaseMs` while work runs, and
@@ -122,7 +131,7 @@ export async function completeBefore(
           cause: error,
         });
       }
-      await sleep(delay);
+      await sleep(delay, true);
       delay = Math.min(delay * 2, 1000);
     }
   }

@@ -2,3 +2,5 @@
 export { AtMostOnceLedger } from './at-most-once-ledger';
 export { FaultyStore } from './faulty-store';
 export type { StoreOperation } from './faulty-store';
+export { storeContract, StoreContractError } from './store-contract';
+export type { MakeStore, StoreContractOptions, StoreFixture } from './store-contract';

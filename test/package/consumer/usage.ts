@@ -93,7 +93,16 @@ import {
   ValkeyStore,
   type ValkeyStoreOptions,
 } from 'nestjs-idempotent';
-import { AtMostOnceLedger, FaultyStore, type StoreOperation } from 'nestjs-idempotent/testing';
+import {
+  AtMostOnceLedger,
+  FaultyStore,
+  type MakeStore,
+  storeContract,
+  StoreContractError,
+  type StoreContractOptions,
+  type StoreFixture,
+  type StoreOperation,
+} from 'nestjs-idempotent/testing';
 
 // Values of the core.
 const strategy: FingerprintStrategy = new DefaultFingerprintStrategy();
@@ -233,6 +242,14 @@ faulty.failNext(operation).delayNext('get', 10).loseReplyNext('tryInsert');
 const ledger = new AtMostOnceLedger();
 ledger.record('k');
 ledger.assertAtMostOnce();
+const makeStore: MakeStore = (): StoreFixture => ({ store: new MemoryStore(), close: () => undefined });
+const runner: StoreContractOptions = {
+  describe: (name: string, body: () => void) => void [name, body],
+  it: (name: string, body: () => Promise<void>) => void [name, body],
+  name: 'MemoryStore',
+};
+storeContract(makeStore, runner);
+const contractFailure: typeof StoreContractError = StoreContractError;
 
 export const used = [
   storeKey,
@@ -249,4 +266,5 @@ export const used = [
   ProblemFilter,
   handler,
   moduleOptions,
+  contractFailure,
 ];
