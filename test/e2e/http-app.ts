@@ -195,6 +195,16 @@ export class ItemsController {
     return { n };
   }
 
+  /** The first run for a key throws (uncached: the key is released) after `x-ms`; later runs answer 201. */
+  @Post('fail-first')
+  @Idempotent()
+  async failFirst(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+    const n = this.executions.hit(key);
+    await sleep(Number(ms ?? 0));
+    if (n === 1) throw new Error('first run fails');
+    return { n };
+  }
+
   /** Sets headers of its own (a cookie among them) before it sleeps `x-ms`. */
   @Post('sleep-cookie')
   @Idempotent()
@@ -541,6 +551,10 @@ export class FaultyStore extends IdempotencyStore {
 
   get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
     return this.inner.get(key);
+  }
+
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.waitForChange(key, timeoutMs, signal);
   }
 }
 

@@ -754,6 +754,87 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
       });
     });
 
+    describe('waitMs: wait for the first request instead of 409', () => {
+      let w: TestApp;
+      beforeAll(async () => {
+        w = (await startExtra({ moduleOptions: { waitMs: 5_000 } })).app;
+      });
+
+      it('20 concurrent duplicates of a 300 ms handler: one run, 19 replays of the same answer', async () => {
+        const key = newKey();
+        const responses = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } }),
+          ),
+        );
+        expect(w.executions.count(key)).toBe(1);
+        expect(responses.map((r) => r.status)).toEqual(Array(20).fill(201));
+        const originals = responses.filter((r) => r.headers['idempotent-replayed'] === undefined);
+        expect(originals).toHaveLength(1);
+        for (const r of responses) if (r !== originals[0]) expectReplayOf(r, originals[0]);
+      });
+
+      it('the first handler throws: exactly one waiter runs next, the others replay its answer', async () => {
+        const key = newKey();
+        const responses = await Promise.all(
+          Array.from({ length: 10 }, () =>
+            w.client.post('/items/fail-first', { headers: { 'idempotency-key': key, 'x-ms': '200' } }),
+          ),
+        );
+        expect(w.executions.count(key)).toBe(2);
+        expect(responses.filter((r) => r.status === 500)).toHaveLength(1);
+        const ok = responses.filter((r) => r.status === 201);
+        expect(ok).toHaveLength(9);
+        expect(ok.filter((r) => r.headers['idempotent-replayed'] === undefined)).toHaveLength(1);
+        for (const r of ok) expect(r.json()).toEqual({ n: 2 });
+        w.logger.clear();
+      });
+
+      it('still in flight at the bound: 409 with Retry-After, after about waitMs', async () => {
+        const { app } = await startExtra({ moduleOptions: { waitMs: 250 } });
+        const key = newKey();
+        const first = app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
+        await sleep(50);
+        const started = Date.now();
+        const waited = await app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
+        expect(Date.now() - started).toBeGreaterThanOrEqual(220);
+        expectProblem(waited, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        expect(waited.headers['retry-after']).toBe('1');
+        expect((await first).status).toBe(201);
+        expect(app.executions.count(key)).toBe(1);
+      });
+
+      it('a different fingerprint is 422 at once, without waiting', async () => {
+        const key = newKey();
+        const first = w.client.post('/items/sleep?ms=600', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+        await sleep(50);
+        const started = Date.now();
+        const other = await w.client.post('/items/sleep?ms=600', {
+          headers: { 'idempotency-key': key },
+          body: { a: 2 },
+        });
+        expect(Date.now() - started).toBeLessThan(400);
+        expectProblem(other, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        await first;
+      });
+
+      it('a waiter whose client disconnects stops waiting and runs nothing, even when the key frees later', async () => {
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'x-ms': '500' };
+        const first = w.client.post('/items/fail-first', { headers });
+        while (w.executions.count(key) === 0) await sleep(2);
+        const abort = new AbortController();
+        const gone = w.client.post('/items/fail-first', { headers, signal: abort.signal }).catch((e) => e);
+        await sleep(100);
+        abort.abort();
+        expect(await gone).toHaveProperty('name', 'AbortError');
+        expect((await first).status).toBe(500); // released: a waiter still waiting would now claim and run
+        await sleep(1_300);
+        expect(w.executions.count(key)).toBe(1);
+        w.logger.clear();
+      });
+    });
+
     describe('lease heartbeat', () => {
       it('a handler running 3x the lease keeps its key: a concurrent retry gets 409, never a second run', async () => {
         const { app } = await startExtra({ moduleOptions: { leaseMs: 150 } });
