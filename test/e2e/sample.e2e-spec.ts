@@ -59,6 +59,24 @@ function runCurlSession(storeKind: 'memory' | 'valkey') {
     expect((await pay(undefined, body)).status).toBe(400);
     expect(app.get(PaymentsService).charges).toBe(1);
   });
+
+  it(`the refunds queue consumer refunds once per message, however often it is delivered (${storeKind})`, async () => {
+    const before = app.get(PaymentsService).refunds;
+    const requests = await Promise.all(
+      [1, 2, 3].map(() =>
+        fetch(`${url}/refunds`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ paymentId: 'pay_1', amount: 100 }),
+        }),
+      ),
+    );
+    expect(requests.map((r) => r.status)).toEqual([202, 202, 202]);
+    const stats = (await (await fetch(`${url}/refunds/stats`)).json()) as { deliveries: number; refunds: number };
+    // Three messages, each delivered twice at once: six deliveries, three refunds.
+    expect(stats.deliveries).toBeGreaterThanOrEqual(6);
+    expect(stats.refunds - before).toBe(3);
+  });
 }
 
 describe('sample app on the memory store', () => {
