@@ -69,6 +69,7 @@ export { IdempotencyClaim } from './http/idempotency-claim.decorator';
 export { parseKeyValue, readKeyHeader } from './http/key-header';
 export type { ProblemDetails } from './http/problem-details';
 export { storeKeyFor } from './core/store-key';
+export { IDEMPOTENCY_GRAPHQL_ERROR_CODES } from './graphql/graphql-error';
 export { IdempotencyService } from './service/idempotency.service';
 export type { IdempotencyRunOptions, IdempotencyRunResult } from './service/idempotency.service';
 export { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';

@@ -106,7 +106,7 @@ export class GraphqlEntry {
           fingerprint,
           label: `GRAPHQL ${operationOf(info)}`,
           name: handler.name,
-          storesValue: true,
+          stores: 'json-with-dates',
           claimFor: handler.wantsClaim ? callToken(context) : undefined,
           waitSignal: options.waitMs > 0 ? () => clientGoneSignal(graphqlContext, req) : undefined,
         },

@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { isObservable, lastValueFrom } from 'rxjs';
+import type { CachedResponse } from '../core/cached-response';
 import { type ClaimRefusal, type ClaimRequest, claimKey, type EngineEvent, runClaimed } from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyKey } from '../core/idempotency-key';
@@ -23,8 +24,11 @@ export interface ValueCall {
   readonly label: string;
   /** `Class.method()`, for logs. */
   readonly name: string;
-  /** Whether the handler's value is stored (message handlers, resolvers) or only that it ran (events). */
-  readonly storesValue: boolean;
+  /**
+   * What is stored: the handler's value as JSON (message handlers), the same with `Date`s coming
+   * back as `Date`s (resolvers: GraphQL scalars serialise them), or only that it ran (events).
+   */
+  readonly stores: 'json' | 'json-with-dates' | 'nothing';
   /** Where `@IdempotencyClaim()` parameters find the claim (see `callToken`), when they are asked for. */
   readonly claimFor: object | undefined;
   /** Stops a wait (`waitMs`) early: the caller went away. */
@@ -48,6 +52,11 @@ const REFUSED_KEY_REUSED: ValueAnswer = Object.freeze({ kind: 'refused', reason:
 const STORE_UNAVAILABLE: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'store-unavailable' });
 const COMPLETION_FAILED: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'completion-failed' });
 const DONE = jsonValueResponse(undefined);
+const CAPTURE: Record<ValueCall['stores'], (value: unknown) => CachedResponse> = {
+  json: (value) => jsonValueResponse(value),
+  'json-with-dates': (value) => jsonValueResponse(value, { keepDates: true }),
+  nothing: () => DONE,
+};
 
 /**
  * Runs one guarded call of a message handler or resolver through the claim engine and turns each
@@ -113,7 +122,7 @@ export class ValueRunner {
         }
         return valueOf(handler);
       },
-      capture: call.storesValue ? jsonValueResponse : () => DONE,
+      capture: CAPTURE[call.stores],
       unstorable: (_value, error) => unstorableValueResponse(error),
       notify: (event) => this.#onEngineEvent(call, trace, event),
     });
@@ -146,7 +155,7 @@ export class ValueRunner {
     switch (refusal.kind) {
       case 'replayed': {
         this.#report('replayed', call, trace);
-        if (!call.storesValue) return { kind: 'value', value: undefined, replayed: true };
+        if (call.stores === 'nothing') return { kind: 'value', value: undefined, replayed: true };
         try {
           return { kind: 'value', value: jsonValueOf(refusal.response), replayed: true };
         } catch (error) {

@@ -88,7 +88,7 @@ export class RpcEntry {
           fingerprint,
           label: handler.label,
           name: handler.name,
-          storesValue: handler.kind === 'message',
+          stores: handler.kind === 'message' ? 'json' : 'nothing',
           claimFor: handler.wantsClaim ? callToken(context) : undefined,
         },
         () => next.handle(),
