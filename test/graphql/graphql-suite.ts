@@ -2,6 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { IDEMPOTENCY_GRAPHQL_ERROR_CODES, IDEMPOTENCY_PROBLEM_TYPES, type IdempotencyStore } from '../../lib';
 import { type GraphqlFixture, type GraphqlServer, ledger, startGraphqlApp } from './graphql-app';
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function eventually(check: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(5);
+  }
+}
+
 const CHARGE = `mutation Charge($amount: Int!, $tag: String!, $delayMs: Int) {
   charge(amount: $amount, tag: $tag, delayMs: $delayMs) { id amount run createdAt }
 }`;
@@ -68,22 +78,27 @@ export function runGraphqlSuite(
     it('concurrent duplicates: one runs, the others get IDEMPOTENCY_IN_FLIGHT', async () => {
       const key = randomUUID();
       const tag = randomUUID();
-      const results = await Promise.all(
-        Array.from({ length: 10 }, () => charge(key, { amount: 7, tag, delayMs: 200 })),
+      // The first holds the key for a while; the duplicates arrive once it runs.
+      const first = charge(key, { amount: 7, tag, delayMs: 1_000 });
+      await eventually(() => ledger.count(`charge:${tag}`) === 1);
+      const duplicates = await Promise.all(
+        Array.from({ length: 9 }, () => charge(key, { amount: 7, tag, delayMs: 1_000 })),
       );
-      expect(ledger.count(`charge:${tag}`)).toBe(1);
-      const ok = results.filter((r) => r.errors === undefined);
-      const busy = results.filter((r) => r.errors !== undefined);
-      expect(ok).toHaveLength(1);
-      expect(busy).toHaveLength(9);
-      for (const r of busy) {
-        expect(r.errors![0].extensions).toMatchObject({
-          code: IDEMPOTENCY_GRAPHQL_ERROR_CODES.inFlight,
-          type: IDEMPOTENCY_PROBLEM_TYPES.inFlight,
-          status: 409,
+      for (const r of duplicates) {
+        expect(r.data).toBeNull();
+        expect(r.errors![0]).toMatchObject({
+          path: ['charge'],
+          extensions: {
+            code: IDEMPOTENCY_GRAPHQL_ERROR_CODES.inFlight,
+            type: IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+            status: 409,
+          },
         });
       }
-      expect((await charge(key, { amount: 7, tag, delayMs: 200 })).data).toEqual(ok[0].data);
+      const done = await first;
+      expect(done.errors).toBeUndefined();
+      expect(ledger.count(`charge:${tag}`)).toBe(1);
+      expect(await charge(key, { amount: 7, tag, delayMs: 1_000 })).toEqual(done);
     });
 
     it('queries are unaffected, with or without a key', async () => {

@@ -27,30 +27,37 @@ export function runRpcSuite(name: string, setup: RpcSuiteSetup): void {
       await closeStore?.();
     });
 
-    it('20 concurrent duplicates: the handler runs once, the others are refused in flight; then replays', async () => {
+    it('concurrent duplicates: the handler runs once, the others are refused in flight; then replays', async () => {
       const key = randomUUID();
-      const data = { idempotencyKey: key, amount: 42, delayMs: 150 };
+      const data = { idempotencyKey: key, amount: 42, delayMs: 1_000 };
+      const first = app.send('charge', data);
+      await eventually(() => ledger.count(`charge:${key}`) === 1);
       const settled = await Promise.allSettled(Array.from({ length: 20 }, () => app.send('charge', data)));
-      expect(ledger.count(`charge:${key}`)).toBe(1);
-      const done = settled.filter((s) => s.status === 'fulfilled');
-      expect(done).toHaveLength(1);
-      // The first caller gets the result as the handler returned it (the transport serialises it).
-      expect((done[0] as PromiseFulfilledResult<unknown>).value).toEqual({
-        charged: 42,
-        run: 1,
-        at: '1970-01-01T00:00:00.000Z',
-      });
-      for (const s of settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected')) {
-        expect(s.reason).toEqual({
+      for (const s of settled) {
+        expect(s.status).toBe('rejected');
+        expect((s as PromiseRejectedResult).reason).toEqual({
           type: IDEMPOTENCY_PROBLEM_TYPES.inFlight,
           title: 'Request in progress',
           status: 409,
-          detail: expect.any(String),
+          detail: 'A message with this idempotency key is still being processed; retry later.',
         });
       }
+      // The first caller gets the result as the handler returned it (the transport serialises it).
+      expect(await first).toEqual({ charged: 42, run: 1, at: '1970-01-01T00:00:00.000Z' });
       const replays = await Promise.all(Array.from({ length: 5 }, () => app.send('charge', data)));
       for (const r of replays) expect(r).toEqual({ charged: 42, run: 1, at: '1970-01-01T00:00:00.000Z' });
       expect(ledger.count(`charge:${key}`)).toBe(1);
+    });
+
+    it('20 duplicates sent at once: the handler runs once; each caller gets its result or in-flight', async () => {
+      const key = randomUUID();
+      const data = { idempotencyKey: key, amount: 9, delayMs: 100 };
+      const settled = await Promise.allSettled(Array.from({ length: 20 }, () => app.send('charge', data)));
+      expect(ledger.count(`charge:${key}`)).toBe(1);
+      for (const s of settled) {
+        if (s.status === 'fulfilled') expect(s.value).toEqual({ charged: 9, run: 1, at: '1970-01-01T00:00:00.000Z' });
+        else expect(s.reason).toMatchObject({ status: 409 });
+      }
     });
 
     it('a changed payload under the same key is refused with the 422 problem', async () => {
