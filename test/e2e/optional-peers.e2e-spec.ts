@@ -61,7 +61,7 @@ describe('optional peer dependencies', () => {
   });
 
   it('only Nest itself loads @nestjs/microservices (its optional MicroservicesModule)', () => {
-    const loaders = new Set(report.requires.map((r) => path.relative(ROOT, r.from)));
-    expect([...loaders].every((file) => file.startsWith(path.join('node_modules', '@nestjs', 'core')))).toBe(true);
+    const loaders = new Set(report.requires.map((r) => r.from));
+    expect([...loaders].filter((file) => !/[\\/]node_modules[\\/]@nestjs[\\/]core[\\/]/.test(file))).toEqual([]);
   });
 });
