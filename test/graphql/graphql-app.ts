@@ -84,6 +84,21 @@ class PaymentsResolver {
   }
 }
 
+/** `@Idempotent()` on the resolver class: its mutations are guarded, its queries are not. */
+@Resolver()
+@Idempotent()
+class CountersResolver {
+  @Query(() => Int)
+  peek(): number {
+    return ledger.record('peek');
+  }
+
+  @Mutation(() => Int)
+  bump(@Args('by', { type: () => Int }) by: number): number {
+    return ledger.record('bump') * 1000 + by;
+  }
+}
+
 /** Sets `request.user` from an `x-user` header, as an authentication guard would. */
 @Injectable()
 class UserFromHeader implements CanActivate {
@@ -123,7 +138,7 @@ export async function startGraphqlApp(server: GraphqlServer, store: IdempotencyS
 
   @Module({
     imports: [IdempotencyModule.forRoot({ store, leaseMs: 2_000 }), graphql],
-    providers: [PaymentsResolver, { provide: APP_GUARD, useClass: UserFromHeader }],
+    providers: [PaymentsResolver, CountersResolver, { provide: APP_GUARD, useClass: UserFromHeader }],
   })
   class AppModule {}
 

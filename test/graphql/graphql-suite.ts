@@ -161,6 +161,17 @@ export function runGraphqlSuite(
       expect(ledger.count(`charge:${tag}`)).toBe(1);
     });
 
+    it('@Idempotent() on the resolver class guards its mutations, not its queries', async () => {
+      const key = randomUUID();
+      const peeks = ledger.count('peek');
+      await app.post('{ peek }', { 'Idempotency-Key': key });
+      await app.post('{ peek }', { 'Idempotency-Key': key });
+      expect(ledger.count('peek')).toBe(peeks + 2);
+      const first = await app.post('mutation { bump(by: 3) }', { 'Idempotency-Key': key });
+      expect(first.errors).toBeUndefined();
+      expect(await app.post('mutation { bump(by: 3) }', { 'Idempotency-Key': key })).toEqual(first);
+    });
+
     it('@IdempotencyClaim() gives the claim in a resolver, undefined when unguarded', async () => {
       const key = randomUUID();
       const q = `mutation($t: String!) { claimed(tag: $t) }`;

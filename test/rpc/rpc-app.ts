@@ -124,7 +124,17 @@ class PaymentsController {
   }
 }
 
-@Module({ controllers: [PaymentsController] })
+/** `@Idempotent()` on the class: every message and event handler of it is guarded. */
+@Controller()
+@Idempotent({ key: (data: { id: string }) => data.id })
+class ClassWideController {
+  @MessagePattern('class-wide')
+  handle(data: { id: string; n: number }) {
+    return { n: data.n, run: ledger.record(`class-wide:${data.id}`) };
+  }
+}
+
+@Module({ controllers: [PaymentsController, ClassWideController] })
 class PaymentsModule {}
 
 export interface RpcFixture {

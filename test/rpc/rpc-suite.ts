@@ -131,6 +131,13 @@ export function runRpcSuite(name: string, setup: RpcSuiteSetup): void {
       expect(ledger.count(`by-order:${order}`)).toBe(1);
     });
 
+    it('@Idempotent() on the controller class guards its handlers', async () => {
+      const id = randomUUID();
+      expect(await app.send('class-wide', { id, n: 1 })).toEqual({ n: 1, run: 1 });
+      expect(await app.send('class-wide', { id, n: 1 })).toEqual({ n: 1, run: 1 });
+      expect(await app.refusal('class-wide', { id, n: 2 })).toMatchObject({ status: 422 });
+    });
+
     it('a handler that throws releases the key: the retry runs again', async () => {
       const key = randomUUID();
       expect(await app.refusal('flaky', { idempotencyKey: key })).toMatchObject({ status: 'error' });
