@@ -70,16 +70,18 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  /** `forRootAsync({ imports, inject, useFactory })`; the factory returns a store or `{ store, ...options }`. */
+  /**
+   * `forRootAsync({ imports, inject, useFactory })`, `forRootAsync({ useClass })` or
+   * `forRootAsync({ imports, useExisting })`: the factory (or the class's
+   * `createIdempotencyOptions()`) returns a store or `{ store, ...options }`.
+   */
   static forRootAsync(options: IdempotencyModuleAsyncOptions): DynamicModule {
-    if (typeof options?.useFactory !== 'function') {
-      throw new TypeError('IdempotencyModule.forRootAsync: useFactory must be a function');
-    }
+    const providers = createAsyncStateProviders(options);
     return {
       module: IdempotencyModule,
       global: options.isGlobal ?? true,
       imports: options.imports ?? [],
-      providers: [...createAsyncStateProviders(options), ...sharedProviders()],
+      providers: [...providers, ...sharedProviders()],
       exports: EXPORTS,
     };
   }

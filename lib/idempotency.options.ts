@@ -102,6 +102,10 @@ const ROUTE_OPTIONS = {
   failOpen: spec<boolean>(false, bool('failOpen')),
   maxResponseBytes: spec<number>(DEFAULT_MAX_RESPONSE_BYTES, wholeFromZero('maxResponseBytes')),
   retryAfterSeconds: spec<number>(DEFAULT_RETRY_AFTER_SECONDS, wholeFromZero('retryAfterSeconds')),
+  problemBody: spec<IdempotencyOptions['problemBody']>(undefined, (v, where) => {
+    if (typeof v !== 'function') fail(where, 'problemBody must be a function of the problem');
+  }),
+  throwProblems: spec<boolean>(false, bool('throwProblems')),
   key: spec<IdempotencyOptions['key']>(undefined, (v, where) => {
     if (typeof v !== 'function') fail(where, 'key must be a function of the message or arguments');
   }),

@@ -8,12 +8,15 @@ import {
 } from './idempotency.options';
 import type {
   IdempotencyModuleAsyncOptions,
+  IdempotencyModuleConfig,
   IdempotencyModuleOptions,
+  IdempotencyOptionsFactory,
 } from './interfaces/idempotency-options.interface';
 import { InstrumentedStore } from './observability/instrumented.store';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { useKeyHashSecret } from './observability/key-hash';
 import { otel } from './observability/telemetry';
+import { useModuleDocDefaults } from './swagger/idempotency-swagger';
 import { IdempotencyStore } from './core/idempotency-store';
 
 /** Options with every default applied, as the engine uses them: the route options and the module-wide ones. */
@@ -56,6 +59,7 @@ function moduleState(
   (store as { useWarningFallback?: (warn: (message: string) => void) => void }).useWarningFallback?.((message) =>
     logger.warn(message),
   );
+  useModuleDocDefaults(options);
   return Object.freeze({ store, options, closeStoreOnShutdown });
 }
 
@@ -117,12 +121,36 @@ export function createModuleState(
 
 /** @internal */
 export function createAsyncStateProviders(options: IdempotencyModuleAsyncOptions): Provider[] {
+  const where = 'IdempotencyModule.forRootAsync';
+  if (options === null || typeof options !== 'object') fail(where, 'expected { useFactory | useClass | useExisting }');
+  const ways = [options.useFactory, options.useClass, options.useExisting].filter((w) => w !== undefined);
+  if (ways.length !== 1) fail(where, 'give exactly one of useFactory, useClass or useExisting');
+  let input: Provider[];
+  if (options.useFactory !== undefined) {
+    if (typeof options.useFactory !== 'function') fail(where, 'useFactory must be a function');
+    input = [{ provide: IDEMPOTENCY_ASYNC_INPUT, useFactory: options.useFactory, inject: options.inject ?? [] }];
+  } else {
+    const factoryClass = (options.useClass ?? options.useExisting)!;
+    if (typeof factoryClass !== 'function') fail(where, 'useClass / useExisting must be a class');
+    input = [
+      {
+        provide: IDEMPOTENCY_ASYNC_INPUT,
+        useFactory: (factory: IdempotencyOptionsFactory) => {
+          if (typeof factory?.createIdempotencyOptions !== 'function') {
+            fail(where, `${factoryClass.name} has no createIdempotencyOptions() method`);
+          }
+          return factory.createIdempotencyOptions();
+        },
+        inject: [factoryClass],
+      },
+    ];
+    if (options.useClass !== undefined) input.push({ provide: options.useClass, useClass: options.useClass });
+  }
   return [
-    { provide: IDEMPOTENCY_ASYNC_INPUT, useFactory: options.useFactory, inject: options.inject ?? [] },
+    ...input,
     {
       provide: IDEMPOTENCY_MODULE_STATE,
-      useFactory: (input: IdempotencyStore | IdempotencyModuleOptions) =>
-        createModuleState(input, true, 'IdempotencyModule.forRootAsync'),
+      useFactory: (config: IdempotencyModuleConfig) => createModuleState(config, true, where),
       inject: [IDEMPOTENCY_ASYNC_INPUT],
     },
   ];

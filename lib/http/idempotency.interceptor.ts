@@ -15,7 +15,7 @@ import { RequestReporter } from '../observability/request-reporter';
 import { callToken } from './call-token';
 import { type HttpPlatform, platformOf } from './http-platform';
 import { readKeyHeader } from './key-header';
-import { prepareProblem, Problems } from './problem-details';
+import { Problems } from './problem-details';
 import { hasReplyGuard, installReplyGuard } from './reply-guard';
 import { requestFingerprint } from './request-fingerprint';
 import { RequestRunner } from './request-runner';
@@ -112,13 +112,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
       const text = this.getKey(context, options);
       if (text === undefined) {
         if (!options.required) return PASS;
-        sendProblem(platform, res, route.keyMissing);
+        sendProblem(platform, res, route.keyMissing, options.throwProblems);
         return SENT;
       }
       clientKey = new IdempotencyKey(text);
     } catch (error) {
       if (!(error instanceof IdempotencyKeyError)) throw error;
-      sendProblem(platform, res, prepareProblem(Problems.keyInvalid(options.headerName, error.message)));
+      sendProblem(
+        platform,
+        res,
+        route.prepare(Problems.keyInvalid(options.headerName, error.message)),
+        options.throwProblems,
+      );
       return SENT;
     }
     const key = this.getStoreKey(clientKey, this.getScope(context, options));

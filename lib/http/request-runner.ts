@@ -9,7 +9,7 @@ import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
 import { type HttpPlatform, type Payload, UnsupportedResultError } from './http-platform';
 import { setClaim } from './idempotency-claim.decorator';
-import { prepareProblem, Problems, type PreparedProblem } from './problem-details';
+import { Problems, type PreparedProblem } from './problem-details';
 import { outerReply, stopWatchingReplies, watchReplies } from './reply-guard';
 import { ResponseDraft } from './response-draft';
 import {
@@ -19,9 +19,7 @@ import {
   sendPayload,
   sendProblem,
   sendReplay,
-  TOO_LARGE_RESPONSE,
 } from './response-capture';
-import { PROBLEM_CONTENT_TYPE } from '../idempotency.constants';
 import type { Route } from './route-config';
 
 /** One request to an `@Idempotent()` route that carries a valid key. @internal */
@@ -39,7 +37,6 @@ export interface GuardedRequest {
 
 const NO_VALUE: unique symbol = Symbol('no value');
 const LAST_VALUE = { defaultValue: NO_VALUE } as const;
-const KEY_REUSED = prepareProblem(Problems.keyReused());
 
 /**
  * Runs one guarded request through the claim engine and turns each outcome into the HTTP answer:
@@ -76,7 +73,7 @@ export class RequestRunner {
         return lastValueFrom(next.handle());
       }
       this.#report('store-error', request, { error, statusCode: 503 });
-      sendProblem(this.platform, request.res, route.storeUnavailable);
+      sendProblem(this.platform, request.res, route.storeUnavailable, options.throwProblems);
       return undefined;
     }
     if (decision.kind !== 'claimed') {
@@ -131,18 +128,18 @@ export class RequestRunner {
         payload = platform.toPayload(target, serialized);
         // Too large to store: only a 413 marker is, so retries get 413 and the handler does not run again.
         return payloadBytes(payload) > maxBytes
-          ? TOO_LARGE_RESPONSE
+          ? route.tooLarge
           : captureResponse(platform, target, payload, route.replayHeaders);
       },
       unstorable: (value, error) => {
         // The handler ran, so its side effects happened: the key is not released. A 500 problem
         // saying why is stored in place of the result, so a retry gets it and does not run again.
-        const problem = prepareProblem(Problems.unsupportedResult(this.#unsupportedMessage(route, value, error)));
+        const problem = route.prepare(Problems.unsupportedResult(this.#unsupportedMessage(route, value, error)));
         if (platform.isSent(res)) {
           payload = undefined;
         } else {
           platform.setStatus(res, problem.status);
-          platform.setHeader(res, 'Content-Type', PROBLEM_CONTENT_TYPE);
+          platform.setHeader(res, 'Content-Type', problem.contentType);
           payload = problem.body;
         }
         return problemResponse(problem);
@@ -155,7 +152,7 @@ export class RequestRunner {
         platform.setStatus(target, status);
         const rendered = platform.toPayload(target, body, status);
         return payloadBytes(rendered) > maxBytes
-          ? TOO_LARGE_RESPONSE
+          ? route.tooLarge
           : captureResponse(platform, target, rendered, route.replayHeaders, status);
       },
       notify: (event) => this.#onEngineEvent(request, event),
@@ -228,7 +225,7 @@ export class RequestRunner {
       if (!headersBefore.includes(name)) platform.removeHeader(res, name);
     }
     if ('kind' in answer) this.#refuse(request, answer);
-    else sendProblem(platform, res, answer);
+    else sendProblem(platform, res, answer, request.route.options.throwProblems);
   }
 
   #refuse(request: GuardedRequest, refusal: ClaimRefusal): void {
@@ -240,11 +237,11 @@ export class RequestRunner {
         return;
       case 'in-flight':
         this.#report('in-flight', request, { statusCode: 409 });
-        sendProblem(this.platform, res, route.inFlight);
+        sendProblem(this.platform, res, route.inFlight, route.options.throwProblems);
         return;
       case 'fingerprint-mismatch':
         this.#report('fingerprint-mismatch', request, { statusCode: 422 });
-        sendProblem(this.platform, res, KEY_REUSED);
+        sendProblem(this.platform, res, route.keyReused, route.options.throwProblems);
         return;
     }
   }

@@ -13,8 +13,9 @@ import { IDEMPOTENT_METADATA } from '../idempotency.constants';
 import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
 import { hasClaimParameter } from './idempotency-claim.decorator';
-import { type PreparedProblem, prepareProblem, Problems } from './problem-details';
-import { replayHeaderNames, statusOfError } from './response-capture';
+import type { CachedResponse } from '../core/cached-response';
+import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
+import { problemResponse, replayHeaderNames, statusOfError } from './response-capture';
 import type { ResponseSnapshot } from './reply-guard';
 import { unsupportedReason } from './route-check';
 
@@ -36,6 +37,11 @@ export interface Route {
   readonly storeUnavailable: PreparedProblem;
   readonly completionFailed: PreparedProblem;
   readonly keyMissing: PreparedProblem;
+  readonly keyReused: PreparedProblem;
+  /** Stored in place of a response over `maxResponseBytes`: retries get 413, the handler does not run again. */
+  readonly tooLarge: CachedResponse;
+  /** A problem for this route (with its `problemBody`), for problems that vary per request. */
+  prepare(problem: ProblemDetails, retryAfter?: number): PreparedProblem;
   /** Whether the handler can reach the response object (`@Res({ passthrough: true })`). */
   readonly handlesResponse: boolean;
   /** Whether a parameter asks for `@IdempotencyClaim()`. */
@@ -104,16 +110,21 @@ export class RouteConfigs {
       value: string | (() => string);
     }[];
     const retryAfter = options.retryAfterSeconds;
+    const render = options.problemBody;
+    const prepare = (problem: ProblemDetails, seconds?: number) => prepareProblem(problem, seconds, render);
     return {
       options,
       replayHeaders: replayHeaderNames(options.replayHeaders),
       serializers: this.#outerSerializers(context, controller, handler),
       unsupported: unsupportedReason(controller, handler, methodName),
       cacheError: cacheErrorPredicate(options),
-      inFlight: prepareProblem(Problems.inFlight(), retryAfter),
-      storeUnavailable: prepareProblem(Problems.storeUnavailable(), retryAfter),
-      completionFailed: prepareProblem(Problems.completionFailed(), retryAfter),
-      keyMissing: prepareProblem(Problems.keyMissing(options.headerName)),
+      inFlight: prepare(Problems.inFlight(), retryAfter),
+      storeUnavailable: prepare(Problems.storeUnavailable(), retryAfter),
+      completionFailed: prepare(Problems.completionFailed(), retryAfter),
+      keyMissing: prepare(Problems.keyMissing(options.headerName)),
+      keyReused: prepare(Problems.keyReused()),
+      tooLarge: problemResponse(prepare(Problems.responseTooLarge())),
+      prepare,
       handlesResponse: Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, methodName) === true,
       wantsClaim: hasClaimParameter(controller, methodName),
       declared: () => ({

@@ -1,6 +1,7 @@
-import type { ModuleMetadata } from '@nestjs/common';
+import type { ModuleMetadata, Type } from '@nestjs/common';
 import type { Fingerprint } from '../core/fingerprint';
 import type { FingerprintStrategy } from '../core/fingerprint-strategy';
+import type { ProblemBodyRenderer } from '../http/problem-details';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
 import type { IdempotencyStore } from '../core/idempotency-store';
 
@@ -99,6 +100,20 @@ export interface IdempotencyOptions {
    */
   retryAfterSeconds?: number;
   /**
+   * Renders the body of the problem answers (400, 409, 413, 422, 503) in the app's own error shape:
+   * it receives the RFC 9457 problem (`type`, `title`, `status`, `detail`) and its return value is
+   * sent as JSON (`application/json`). Status codes and `Retry-After` stay as they are.
+   * @default none: RFC 9457 `application/problem+json`
+   */
+  problemBody?: ProblemBodyRenderer;
+  /**
+   * Throw `IdempotencyProblemException`s (`IdempotencyInFlightException`,
+   * `IdempotencyKeyReusedException`, ...: HttpExceptions carrying the problem) instead of answering,
+   * so the app's exception filters shape the answer. `Retry-After` is set on the response first.
+   * @default false
+   */
+  throwProblems?: boolean;
+  /**
    * Microservice message handlers and GraphQL resolvers only: the client's key, from the message
    * data (or the resolver's arguments) and the context; `undefined` for none.
    * @default `data.idempotencyKey` for messages; the HTTP request's key header for resolvers
@@ -139,16 +154,29 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
   keyHashSecret?: string;
 }
 
-/** `IdempotencyModule.forRootAsync({ imports, inject, useFactory })`. */
+/** What an async configuration resolves to: the store, or the store with options. */
+export type IdempotencyModuleConfig = IdempotencyModuleOptions | IdempotencyStore;
+
+/** A provider class that makes the module's configuration (`forRootAsync({ useClass })` / `useExisting`). */
+export interface IdempotencyOptionsFactory {
+  createIdempotencyOptions(): IdempotencyModuleConfig | Promise<IdempotencyModuleConfig>;
+}
+
+/**
+ * `IdempotencyModule.forRootAsync(...)`: exactly one of `useFactory` (with `inject`), `useClass`
+ * or `useExisting`.
+ */
 export interface IdempotencyModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  /** Returns the store, or the store with options. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  useFactory?: (...args: any[]) => IdempotencyModuleConfig | Promise<IdempotencyModuleConfig>;
   /** Providers handed to `useFactory`, in order. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   inject?: any[];
-  /** Returns the store, or the store with options. */
-  useFactory: (
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    ...args: any[]
-  ) => IdempotencyModuleOptions | IdempotencyStore | Promise<IdempotencyModuleOptions | IdempotencyStore>;
+  /** A class the module instantiates (with injection) to make the configuration. */
+  useClass?: Type<IdempotencyOptionsFactory>;
+  /** A provider, available in the module's imports, that makes the configuration. */
+  useExisting?: Type<IdempotencyOptionsFactory>;
   /**
    * Whether the module is global, so `@Idempotent()` and `IdempotencyStore` work everywhere
    * without importing it again.

@@ -563,6 +563,8 @@ export interface TestAppOptions {
   providers?: any[];
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   globalInterceptors?: any[];
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  globalFilters?: any[];
   module?: DynamicModule;
   /** `app.enableCors()`: middleware that sets headers before any handler runs. */
   cors?: boolean;
@@ -617,6 +619,7 @@ export async function startApp(platform: Platform, options: TestAppOptions): Pro
   if (options.cors) app.enableCors({ origin: '*', exposedHeaders: ['X-Handler'] });
   if (options.globalSerializer) app.useGlobalInterceptors(new ClassSerializerInterceptor(app.get(Reflector)));
   if (options.globalInterceptors) app.useGlobalInterceptors(...options.globalInterceptors);
+  if (options.globalFilters) app.useGlobalFilters(...options.globalFilters);
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const client = new HttpClient(url);

@@ -1,4 +1,4 @@
-/** The sample payments app, booted as `npm run start:sample` does, and driven like the README's curl session. */
+/** The sample payments app, booted as `npm run start:sample` does, and driven like the curl session in CONTRIBUTING.md. */
 import { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { randomUUID } from 'node:crypto';
