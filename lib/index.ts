@@ -86,6 +86,9 @@ export {
   IdempotencyStoreUnavailableException,
 } from './http/idempotency-exceptions';
 
+// GraphQL answers (message handlers answer with ProblemDetails in an RpcException)
+export { IDEMPOTENCY_GRAPHQL_ERROR_CODES } from './graphql/graphql-error';
+
 // Observability
 export { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';

@@ -1,6 +1,7 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
 import type { IdempotencyClaim as Claim } from '../core/idempotency-claim';
 import { IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { callToken } from './call-token';
 
 /**
  * The claim a guarded request holds while its handler runs (`@IdempotencyClaim()`), or that
@@ -12,12 +13,15 @@ export interface IdempotencyClaim extends Claim {}
 /** The claim of each request whose handler is running under one. */
 const claims = new WeakMap<object, IdempotencyClaim>();
 
-/** Records the claim of `request` for its `@IdempotencyClaim()` parameters. @internal */
+/**
+ * Records the claim of a call (its request, or the call token of a message or resolver call, see
+ * `callToken`) for its `@IdempotencyClaim()` parameters. @internal
+ */
 export function setClaim(request: object, claim: IdempotencyClaim): void {
   claims.set(request, claim);
 }
 
-/** The claim of `request`, when its handler runs under one. @internal */
+/** The claim of a call, when its handler runs under one. @internal */
 export function claimOf(request: object): IdempotencyClaim | undefined {
   return claims.get(request);
 }
@@ -29,8 +33,8 @@ const PENDING_CLAIM: unique symbol = Symbol('pending claim');
 
 const claimParameter = createParamDecorator(
   (_data: unknown, context: ExecutionContext) => {
-    const request = context.getArgByIndex(0) as object;
-    const claim = claimOf(request);
+    const call = callToken(context);
+    const claim = call === undefined ? undefined : claimOf(call);
     if (claim !== undefined) return claim;
     const guarded =
       Reflect.getMetadata(IDEMPOTENT_METADATA, context.getHandler()) !== undefined ||
@@ -49,7 +53,8 @@ const claimParameter = createParamDecorator(
 /**
  * Hands the handler the claim its request holds: the client's key, the scoped store key, the
  * fencing token and a signal that aborts when the lease is lost. `undefined` when the request runs
- * unguarded (no key on a route that does not require one, or `failOpen`).
+ * unguarded (no key on a route that does not require one, or `failOpen`). Works on HTTP routes,
+ * message and event handlers, and mutation resolvers.
  *
  * ```ts
  * @Post()
@@ -72,8 +77,8 @@ export function hasClaimParameter(controller: object, methodName: string | symbo
 }
 
 /** Puts the request's claim (or `undefined`) in place of the stand-ins in `args`. @internal */
-export function fillClaimArguments(args: unknown[], indexes: readonly number[], request: object): void {
-  const claim = claimOf(request);
+export function fillClaimArguments(args: unknown[], indexes: readonly number[], request: object | undefined): void {
+  const claim = request === undefined ? undefined : claimOf(request);
   for (let i = 0; i < indexes.length; i++) {
     if (args[indexes[i]] === PENDING_CLAIM) args[indexes[i]] = claim;
   }

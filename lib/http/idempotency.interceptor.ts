@@ -3,12 +3,16 @@ import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { from, type Observable, of } from 'rxjs';
 import { IdempotencyKeyError } from '../core/errors';
 import type { Fingerprint } from '../core/fingerprint';
+import { GraphqlEntry } from '../graphql/graphql-entry';
+import { ValueRunner } from '../handler/value-runner';
+import { RpcEntry } from '../rpc/rpc-entry';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
 import { defaultScope, operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 import { RequestReporter } from '../observability/request-reporter';
+import { callToken } from './call-token';
 import { type HttpPlatform, platformOf } from './http-platform';
 import { readKeyHeader } from './key-header';
 import { Problems } from './problem-details';
@@ -23,7 +27,10 @@ const PASS: unique symbol = Symbol('pass');
 const SENT: unique symbol = Symbol('sent');
 const DONE = of(undefined);
 
-/** Requests an idempotency interceptor has taken on, so the wrapped handler (or another interceptor) steps aside. */
+/**
+ * Calls (requests, or the call tokens of messages and resolvers) an idempotency interceptor has
+ * taken on, so the wrapped handler (or another interceptor) steps aside.
+ */
 const takenRequests = new WeakSet<object>();
 
 /**
@@ -42,6 +49,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
   #platform: HttpPlatform | undefined;
   #runner: RequestRunner | undefined;
   #reporter: RequestReporter | undefined;
+  #operationalStore: IdempotencyStore | undefined;
+  /** Message handlers and resolvers, set up on their first call. */
+  #rpc: RpcEntry | undefined;
+  #graphql: GraphqlEntry | undefined;
   /** Routes already warned about an unscoped `request.user`. */
   readonly #warnedUnscoped = new WeakSet<object>();
 
@@ -60,10 +71,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * `@Idempotent()` routes, and the wrapped handler of such a route then steps aside.
    */
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const req = context.getArgByIndex(0);
-    if (context.getType() === 'http') {
-      if (takenRequests.has(req)) return next.handle();
-      takenRequests.add(req);
+    const call = callToken(context);
+    if (call !== undefined) {
+      if (takenRequests.has(call)) return next.handle();
+      takenRequests.add(call);
     }
     const outcome = this.#process(context, next);
     if (outcome === PASS) return next.handle();
@@ -77,7 +88,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
    */
   runRoute(context: ExecutionContext, next: CallHandler, passThrough: () => unknown): unknown {
     // An interceptor instance (see `intercept`) already took the request on.
-    if (takenRequests.has(context.getArgByIndex(0))) return passThrough();
+    const call = callToken(context);
+    if (call !== undefined && takenRequests.has(call)) return passThrough();
     const outcome = this.#process(context, next);
     if (outcome === PASS) return passThrough();
     return outcome === SENT ? undefined : outcome;
@@ -85,7 +97,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   /** Claims, replays or refuses; `PASS` when the handler should just run, `SENT` when answered. */
   #process(context: ExecutionContext, next: CallHandler): Promise<unknown> | typeof PASS | typeof SENT {
-    if (context.getType() !== 'http') return PASS;
+    if (context.getType() !== 'http') return this.#processOther(context, next) ?? PASS;
     const route = this.#routes.of(context);
     if (route === null) return PASS;
     if (route.unsupported !== undefined) throw new Error(route.unsupported);
@@ -122,7 +134,32 @@ export class IdempotencyInterceptor implements NestInterceptor {
     return reporter.within(trace, () => runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next));
   }
 
-  /** Whether to let this request through without idempotency. Runs for every guarded request. */
+  /** Message handlers (`rpc`) and resolvers (`graphql`); `undefined` to let the call through. */
+  #processOther(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
+    switch (context.getType<string>()) {
+      case 'rpc':
+        return (this.#rpc ??= new RpcEntry(this.moduleOptions, this.#valueRunner(), this.#skip, this.logger)).process(
+          context,
+          next,
+        );
+      case 'graphql':
+        return (this.#graphql ??= new GraphqlEntry(
+          this.moduleOptions,
+          this.#valueRunner(),
+          this.#skip,
+          this.logger,
+        )).process(context, next);
+      default:
+        return undefined;
+    }
+  }
+
+  readonly #skip = (context: ExecutionContext): boolean => this.shouldSkip(context);
+
+  /**
+   * Whether to let this request through without idempotency. Runs for every guarded call: HTTP
+   * requests, and (`context.getType()` `'rpc'` or `'graphql'`) messages and mutations.
+   */
   protected shouldSkip(_context: ExecutionContext): boolean {
     return false;
   }
@@ -184,8 +221,21 @@ export class IdempotencyInterceptor implements NestInterceptor {
   }
 
   #initRunner(platform: HttpPlatform): RequestRunner {
+    this.#runner = new RequestRunner(this.#initStore(), platform, this.#initReporter(), this.logger);
+    return this.#runner;
+  }
+
+  #valueRunner(): ValueRunner {
+    return new ValueRunner(this.#initStore(), this.#initReporter(), this.logger);
+  }
+
+  #initStore(): IdempotencyStore {
+    return (this.#operationalStore ??= operationalStore(this.store, this.moduleOptions));
+  }
+
+  #initReporter(): RequestReporter {
     const logger = this.logger;
-    this.#reporter = new RequestReporter(
+    return (this.#reporter ??= new RequestReporter(
       {
         warn: (message) => logger.warn(message),
         error: (message) => logger.error(message),
@@ -193,14 +243,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       this.moduleOptions.onEvent,
       this.store.kind,
       this.moduleOptions.telemetry,
-    );
-    this.#runner = new RequestRunner(
-      operationalStore(this.store, this.moduleOptions),
-      platform,
-      this.#reporter,
-      logger,
-    );
-    return this.#runner;
+    ));
   }
 }
 

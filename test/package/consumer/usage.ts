@@ -28,6 +28,7 @@ import {
   FingerprintedClaim,
   type FingerprintFunction,
   type FingerprintStrategy,
+  IDEMPOTENCY_GRAPHQL_ERROR_CODES,
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_PROBLEM_TYPES,
   IDEMPOTENT_REPLAYED_HEADER,
@@ -220,6 +221,12 @@ class ProblemFilter implements ExceptionFilter {
     ].some((type) => exception instanceof type);
     void [known, host, exception.problem.type === IDEMPOTENCY_PROBLEM_TYPES.inFlight, PROBLEM_CONTENT_TYPE];
   }
+}
+
+/** A GraphQL client branching on the codes of refused mutations. */
+export function isRetryableGraphQLError(error: { extensions?: { code?: unknown } }): boolean {
+  const code: string = IDEMPOTENCY_GRAPHQL_ERROR_CODES.inFlight;
+  return error.extensions?.code === code || error.extensions?.code === IDEMPOTENCY_GRAPHQL_ERROR_CODES.storeUnavailable;
 }
 
 @Module({
