@@ -25,9 +25,10 @@ export class IdempotencyKeyError extends IdempotencyError {
 export type IdempotencyConflictReason = 'key-reused' | 'in-flight';
 
 /**
- * `IdempotencyService.run` (and the message handlers built on it) was refused: the key was used
- * for a different request (`key-reused`), or is still in flight after `waitMs` (`in-flight`).
- * `type` is the matching `IDEMPOTENCY_PROBLEM_TYPES` URN.
+ * `IdempotencyService.run` was refused: the key was used for a different request (`key-reused`),
+ * or is still in flight after `waitMs` (`in-flight`). `type` is the matching
+ * `IDEMPOTENCY_PROBLEM_TYPES` URN. (Message handlers answer conflicts with an `RpcException`,
+ * resolvers with a `GraphQLError`.)
  */
 export class IdempotencyConflictError extends IdempotencyError {
   readonly type: string;

@@ -3,6 +3,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import type { CachedResponse } from '../core/cached-response';
 import { type ClaimRefusal, type ClaimRequest, claimKey, type EngineEvent, runClaimed } from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
+import type { IdempotencyClaim } from '../core/idempotency-claim';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core/json-value';
 import type { StoreOperations } from '../core/store-operations';
@@ -29,6 +30,13 @@ export interface ValueCall {
    * back as `Date`s (resolvers: GraphQL scalars serialise them), or only that it ran (events).
    */
   readonly stores: 'json' | 'json-with-dates' | 'nothing';
+  /**
+   * What a first run answers: the handler's value as it returned it (`as-returned`: message
+   * handlers, resolvers), or its JSON round trip, as replays answer it (`as-stored`: services, so
+   * callers never see two shapes).
+   * @default 'as-returned'
+   */
+  readonly firstValue?: 'as-returned' | 'as-stored';
   /** Where `@IdempotencyClaim()` parameters find the claim (see `callToken`), when they are asked for. */
   readonly claimFor: object | undefined;
   /** Stops a wait (`waitMs`) early: the caller went away. */
@@ -43,14 +51,15 @@ export type ValueRefusal =
 export type ValueAnswer =
   /** The handler's value (`replayed: false`: it ran now, as it returned it; else the stored JSON, parsed). */
   | { readonly kind: 'value'; readonly value: unknown; readonly replayed: boolean }
-  /** Not the value: `detail` says more, for `unsupported-result`. */
-  | { readonly kind: 'refused'; readonly reason: ValueRefusal; readonly detail?: string };
+  /**
+   * Not the value: `detail` says more, for `unsupported-result`; `error` is the store's error for
+   * `store-unavailable` and `completion-failed`.
+   */
+  | { readonly kind: 'refused'; readonly reason: ValueRefusal; readonly detail?: string; readonly error?: unknown };
 
 const NONE = { defaultValue: undefined } as const;
 const REFUSED_IN_FLIGHT: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'in-flight' });
 const REFUSED_KEY_REUSED: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'key-reused' });
-const STORE_UNAVAILABLE: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'store-unavailable' });
-const COMPLETION_FAILED: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'completion-failed' });
 const DONE = jsonValueResponse(undefined);
 const CAPTURE: Record<ValueCall['stores'], (value: unknown) => CachedResponse> = {
   json: (value) => jsonValueResponse(value),
@@ -73,8 +82,11 @@ export class ValueRunner {
     private readonly logger: Logger,
   ) {}
 
-  /** Claims the key and runs `handler`, or answers with what the key holds. */
-  async run(call: ValueCall, handler: () => unknown): Promise<ValueAnswer> {
+  /**
+   * Claims the key and runs `handler` (with the claim it holds; `undefined` when it runs unguarded
+   * under `failOpen`), or answers with what the key holds.
+   */
+  async run(call: ValueCall, handler: (claim: IdempotencyClaim | undefined) => unknown): Promise<ValueAnswer> {
     const { options } = call;
     const trace = this.reporter.start(call.label, call.key);
     return this.reporter.within(trace, () => this.#run(call, handler, options, trace));
@@ -82,7 +94,7 @@ export class ValueRunner {
 
   async #run(
     call: ValueCall,
-    handler: () => unknown,
+    handler: (claim: IdempotencyClaim | undefined) => unknown,
     options: ResolvedIdempotencyOptions,
     trace: RequestTrace | undefined,
   ): Promise<ValueAnswer> {
@@ -101,26 +113,25 @@ export class ValueRunner {
     } catch (error) {
       if (options.failOpen) {
         this.#report('fail-open', call, trace, { error });
-        return { kind: 'value', value: await valueOf(handler), replayed: false };
+        return { kind: 'value', value: await valueOf(() => handler(undefined)), replayed: false };
       }
       this.#report('store-error', call, trace, { error, statusCode: 503 });
-      return STORE_UNAVAILABLE;
+      return { kind: 'refused', reason: 'store-unavailable', error };
     }
     if (decision.kind !== 'claimed') return this.#refused(call, decision, trace);
 
     const outcome = await runClaimed(claim, decision, {
       run: (lease) => {
-        if (call.claimFor !== undefined) {
-          setClaim(call.claimFor, {
-            key: call.clientKey,
-            storeKey: call.key,
-            fencingToken: lease.fencingToken,
-            get signal() {
-              return lease.signal;
-            },
-          });
-        }
-        return valueOf(handler);
+        const claimed: IdempotencyClaim = {
+          key: call.clientKey,
+          storeKey: call.key,
+          fencingToken: lease.fencingToken,
+          get signal() {
+            return lease.signal;
+          },
+        };
+        if (call.claimFor !== undefined) setClaim(call.claimFor, claimed);
+        return valueOf(() => handler(claimed));
       },
       capture: CAPTURE[call.stores],
       unstorable: (_value, error) => unstorableValueResponse(error),
@@ -132,9 +143,13 @@ export class ValueRunner {
         if (outcome.unstorable !== undefined) {
           const detail = `the result of ${call.name} cannot be stored for replay as JSON: ${messageOf(outcome.unstorable)}.`;
           this.logger.error(detail);
-          return { kind: 'refused', reason: 'unsupported-result', detail };
+          return { kind: 'refused', reason: 'unsupported-result', detail, error: outcome.unstorable };
         }
-        return { kind: 'value', value: outcome.value, replayed: false };
+        return {
+          kind: 'value',
+          value: call.firstValue === 'as-stored' ? jsonValueOf(outcome.response) : outcome.value,
+          replayed: false,
+        };
       case 'released':
       case 'error-stored':
         this.#report('released', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
@@ -145,7 +160,7 @@ export class ValueRunner {
             'and the store is retried in the background',
         );
         this.#report('deferred', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
-        return COMPLETION_FAILED;
+        return { kind: 'refused', reason: 'completion-failed', error: outcome.error };
       default:
         return this.#refused(call, outcome, trace);
     }
@@ -160,7 +175,7 @@ export class ValueRunner {
           return { kind: 'value', value: jsonValueOf(refusal.response), replayed: true };
         } catch (error) {
           if (!(error instanceof TypeError)) throw error;
-          return { kind: 'refused', reason: 'unsupported-result', detail: error.message };
+          return { kind: 'refused', reason: 'unsupported-result', detail: error.message, error };
         }
       }
       case 'in-flight':

@@ -1,17 +1,16 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { fingerprintJson } from '../core/canonical-json';
-import { type ClaimRefusal, type ClaimRequest, claimKey, runClaimed } from '../core/claim-engine';
 import { assertDuration } from '../core/duration';
 import { IdempotencyConflictError } from '../core/errors';
 import { DefaultFingerprintStrategy } from '../core/fingerprint-strategy';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
-import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core/json-value';
 import { CompletionFailedError } from '../core/lease';
 import { storeKeyFor } from '../core/store-key';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
 import { operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { ValueRunner } from '../handler/value-runner';
 import { RequestReporter } from '../observability/request-reporter';
 
 /** Options of {@link IdempotencyService.run}. */
@@ -57,7 +56,6 @@ export interface IdempotencyRunResult<T> {
 
 const strategy = new DefaultFingerprintStrategy();
 const OPERATION = 'IdempotencyService.run';
-const LABEL = 'IdempotencyService';
 
 /**
  * At-most-once for service code: queue consumers, webhooks, cron jobs. `run(key, work)` runs
@@ -72,21 +70,20 @@ const LABEL = 'IdempotencyService';
 @Injectable()
 export class IdempotencyService {
   private readonly logger = new Logger('Idempotency');
-  readonly #store: IdempotencyStore;
-  readonly #reporter: RequestReporter;
+  readonly #runner: ValueRunner;
 
   constructor(
     store: IdempotencyStore,
     @Inject(IDEMPOTENCY_OPTIONS) private readonly options: ResolvedIdempotencyOptions,
   ) {
-    this.#store = operationalStore(store, options);
     const logger = this.logger;
-    this.#reporter = new RequestReporter(
+    const reporter = new RequestReporter(
       { warn: (m) => logger.warn(m), error: (m) => logger.error(m) },
       options.onEvent,
       store.kind,
       options.telemetry,
     );
+    this.#runner = new ValueRunner(operationalStore(store, options), reporter, logger);
   }
 
   /**
@@ -119,78 +116,42 @@ export class IdempotencyService {
     if (!Number.isSafeInteger(waitMs) || waitMs < 0) {
       throw new RangeError(`IdempotencyService.run: waitMs must be a whole number from 0, got ${String(waitMs)}`);
     }
-    const storeKey = storeKeyFor(clientKey, scope);
-    const request: ClaimRequest = {
-      store: this.#store,
-      key: storeKey,
-      fingerprint: strategy.compute(OPERATION, fingerprintJson(options.request) ?? ''),
-      leaseMs: assertDuration('leaseMs', options.leaseMs ?? this.options.leaseMs),
-      ttlMs: assertDuration('ttlMs', options.ttlMs ?? this.options.ttlMs),
-      waitMs,
-      waitSignal: () => options.signal,
-    };
-    const trace = this.#reporter.start(LABEL, storeKey);
-    return this.#reporter.within(trace, async () => {
-      let decision;
-      try {
-        decision = await claimKey(request);
-      } catch (error) {
-        this.#reporter.report('store-error', LABEL, storeKey, trace, { error });
-        throw error;
-      }
-      if (decision.kind !== 'claimed') return this.#refused(decision, storeKey, trace);
-      const outcome = await runClaimed<Awaited<T>>(request, decision, {
-        run: (lease) =>
-          work({
-            key: clientKey,
-            storeKey,
-            fencingToken: lease.fencingToken,
-            get signal() {
-              return lease.signal;
-            },
-          }) as Promise<Awaited<T>>,
-        capture: jsonValueResponse,
-        unstorable: (_value, error) => unstorableValueResponse(error),
-        notify: (event) => {
-          if (event.type === 'lease-lost' || event.type === 'key-expired' || event.type === 'stale-completion') {
-            this.#reporter.report(event.type, LABEL, storeKey, trace, { fencingToken: event.fencingToken }, false);
-          } else if (event.type === 'completion-abandoned') {
-            this.logger.error(`a value of IdempotencyService.run was never recorded: ${event.reason}`);
-          }
+    const answer = await this.#runner.run(
+      {
+        options: {
+          ...this.options,
+          leaseMs: assertDuration('leaseMs', options.leaseMs ?? this.options.leaseMs),
+          ttlMs: assertDuration('ttlMs', options.ttlMs ?? this.options.ttlMs),
+          waitMs,
+          // Service calls never run unguarded: a store that cannot be reached is an error.
+          failOpen: false,
         },
-      });
-      switch (outcome.kind) {
-        case 'executed':
-          this.#reporter.report('executed', LABEL, storeKey, trace, { fencingToken: outcome.fencingToken });
-          if (outcome.unstorable !== undefined) throw jsonValueError(outcome.unstorable);
-          return { value: jsonValueOf(outcome.response) as Awaited<T>, replayed: false };
-        case 'released':
-        case 'error-stored':
-          this.#reporter.report('released', LABEL, storeKey, trace, { error: outcome.error });
-          throw outcome.error;
-        case 'deferred':
-          this.#reporter.report('deferred', LABEL, storeKey, trace, { error: outcome.error });
-          throw new CompletionFailedError(
-            'the value could not be stored yet; the key stays held and the store is retried in the background',
-            { cause: outcome.error },
-          );
-        default:
-          return this.#refused(outcome, storeKey, trace);
-      }
-    });
+        clientKey,
+        key: storeKeyFor(clientKey, scope),
+        fingerprint: strategy.compute(OPERATION, fingerprintJson(options.request) ?? ''),
+        label: 'IdempotencyService',
+        name: OPERATION,
+        stores: 'json',
+        firstValue: 'as-stored',
+        claimFor: undefined,
+        waitSignal: () => options.signal,
+      },
+      (claim) => work(claim!),
+    );
+    if (answer.kind === 'value') return { value: answer.value as Awaited<T>, replayed: answer.replayed };
+    switch (answer.reason) {
+      case 'in-flight':
+      case 'key-reused':
+        throw new IdempotencyConflictError(answer.reason);
+      case 'store-unavailable':
+        throw answer.error;
+      case 'completion-failed':
+        throw new CompletionFailedError(
+          'the value could not be stored yet; the key stays held and the store is retried in the background',
+          { cause: answer.error },
+        );
+      case 'unsupported-result':
+        throw answer.error instanceof TypeError ? answer.error : new TypeError(answer.detail);
+    }
   }
-
-  #refused<T>(
-    refusal: ClaimRefusal,
-    storeKey: IdempotencyKey,
-    trace: ReturnType<RequestReporter['start']>,
-  ): IdempotencyRunResult<T> {
-    this.#reporter.report(refusal.kind, LABEL, storeKey, trace);
-    if (refusal.kind === 'replayed') return { value: jsonValueOf(refusal.response) as T, replayed: true };
-    throw new IdempotencyConflictError(refusal.kind === 'in-flight' ? 'in-flight' : 'key-reused');
-  }
-}
-
-function jsonValueError(reason: unknown): TypeError {
-  return reason instanceof TypeError ? reason : new TypeError(String(reason));
 }
