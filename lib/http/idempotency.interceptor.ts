@@ -4,14 +4,13 @@ import { from, type Observable, of } from 'rxjs';
 import { IdempotencyKeyError } from '../core/errors';
 import type { Fingerprint } from '../core/fingerprint';
 import { GraphqlEntry } from '../graphql/graphql-entry';
-import { ValueRunner } from '../handler/value-runner';
+import { CallEngines } from '../handler/call-engines';
 import { RpcEntry } from '../rpc/rpc-entry';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
-import { defaultScope, operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { defaultScope, type ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
-import { RequestReporter } from '../observability/request-reporter';
 import { callToken } from './call-token';
 import { type HttpPlatform, platformOf } from './http-platform';
 import { readKeyHeader } from './key-header';
@@ -48,13 +47,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
   readonly #routes: RouteConfigs;
   #platform: HttpPlatform | undefined;
   #runner: RequestRunner | undefined;
-  #reporter: RequestReporter | undefined;
-  #operationalStore: IdempotencyStore | undefined;
+  readonly #engines: CallEngines;
   /** Message handlers and resolvers, set up on their first call. */
   #rpc: RpcEntry | undefined;
   #graphql: GraphqlEntry | undefined;
-  /** Routes already warned about an unscoped `request.user`. */
-  readonly #warnedUnscoped = new WeakSet<object>();
 
   constructor(
     protected readonly store: IdempotencyStore,
@@ -64,6 +60,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     protected readonly applicationConfig: ApplicationConfig,
   ) {
     this.#routes = new RouteConfigs(moduleOptions, applicationConfig, reflector, isIdempotencyInterceptor);
+    this.#engines = new CallEngines(store, moduleOptions, this.logger);
   }
 
   /**
@@ -128,8 +125,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
     }
     const key = this.getStoreKey(clientKey, this.getScope(context, options));
     const fingerprint = this.getFingerprint(context, options);
-    const runner = this.#runner ?? this.#initRunner(platform);
-    const reporter = this.#reporter!;
+    const runner = (this.#runner ??= new RequestRunner(
+      this.#engines.store,
+      platform,
+      this.#engines.reporter,
+      this.logger,
+    ));
+    const reporter = this.#engines.reporter;
     const trace = reporter.start(route.label, key);
     return reporter.within(trace, () => runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next));
   }
@@ -138,17 +140,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
   #processOther(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
     switch (context.getType<string>()) {
       case 'rpc':
-        return (this.#rpc ??= new RpcEntry(this.moduleOptions, this.#valueRunner(), this.#skip, this.logger)).process(
-          context,
-          next,
-        );
+        this.#rpc ??= new RpcEntry(this.moduleOptions, this.#engines.valueRunner, this.#skip, this.logger);
+        return this.#rpc.process(context, next);
       case 'graphql':
-        return (this.#graphql ??= new GraphqlEntry(
-          this.moduleOptions,
-          this.#valueRunner(),
-          this.#skip,
-          this.logger,
-        )).process(context, next);
+        this.#graphql ??= new GraphqlEntry(this.moduleOptions, this.#engines.valueRunner, this.#skip, this.logger);
+        return this.#graphql.process(context, next);
       default:
         return undefined;
     }
@@ -180,7 +176,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const principal = options.scope(req);
     if (typeof principal === 'string' && principal.length > 0) return principal;
     if (typeof principal === 'number' || typeof principal === 'bigint') return String(principal);
-    if (options.scope === defaultScope) this.#warnIfUnscoped(context, req);
+    if (options.scope === defaultScope && typeof req?.user === 'object' && req.user !== null) {
+      this.#routes.warnUnscopedUserOnce(context, this.logger);
+    }
     return undefined;
   }
 
@@ -200,50 +198,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
     return typeof fingerprint === 'function' ? fingerprint(req) : requestFingerprint(req, fingerprint);
   }
 
-  /** An authenticated user the default scope cannot name would share keys with everyone: say so, once per route. */
-  #warnIfUnscoped(context: ExecutionContext, req: IdempotencyRequest): void {
-    const user = req?.user;
-    const handler = context.getHandler();
-    if (user === null || typeof user !== 'object' || this.#warnedUnscoped.has(handler)) return;
-    this.#warnedUnscoped.add(handler);
-    this.logger.warn(
-      `${context.getClass().name}.${handler.name}(): request.user has no id, sub or userId, so its keys are not ` +
-        'scoped to a principal and users could replay each other\'s responses; set the "scope" option ' +
-        '(a function of the request) or scope: false to silence this',
-    );
-  }
-
   #initPlatform(): HttpPlatform {
     const adapter = this.adapterHost.httpAdapter;
     if (!hasReplyGuard(adapter)) installReplyGuard(adapter);
     this.#platform = platformOf(adapter?.getType?.());
     return this.#platform;
-  }
-
-  #initRunner(platform: HttpPlatform): RequestRunner {
-    this.#runner = new RequestRunner(this.#initStore(), platform, this.#initReporter(), this.logger);
-    return this.#runner;
-  }
-
-  #valueRunner(): ValueRunner {
-    return new ValueRunner(this.#initStore(), this.#initReporter(), this.logger);
-  }
-
-  #initStore(): IdempotencyStore {
-    return (this.#operationalStore ??= operationalStore(this.store, this.moduleOptions));
-  }
-
-  #initReporter(): RequestReporter {
-    const logger = this.logger;
-    return (this.#reporter ??= new RequestReporter(
-      {
-        warn: (message) => logger.warn(message),
-        error: (message) => logger.error(message),
-      },
-      this.moduleOptions.onEvent,
-      this.store.kind,
-      this.moduleOptions.telemetry,
-    ));
   }
 }
 

@@ -73,6 +73,23 @@ export class RouteConfigs {
     private readonly isIdempotencyInterceptor: (interceptor: BoundInterceptor) => boolean,
   ) {}
 
+  readonly #warnedUnscoped = new WeakSet<object>();
+
+  /**
+   * An authenticated `request.user` the default scope cannot name (no id, sub or userId) would
+   * share keys with every other user of the route: says so, once per route.
+   */
+  warnUnscopedUserOnce(context: ExecutionContext, logger: { warn(message: string): void }): void {
+    const handler = context.getHandler();
+    if (this.#warnedUnscoped.has(handler)) return;
+    this.#warnedUnscoped.add(handler);
+    logger.warn(
+      `${context.getClass().name}.${handler.name}(): request.user has no id, sub or userId, so its keys are not ` +
+        'scoped to a principal and users could replay each other\'s responses; set the "scope" option ' +
+        '(a function of the request) or scope: false to silence this',
+    );
+  }
+
   /** The route of `context`, or `null` when it is not `@Idempotent()`. */
   of(context: ExecutionContext): Route | null {
     const controller = context.getClass();

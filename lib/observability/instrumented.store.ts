@@ -24,6 +24,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
+    if (telemetry() === null) return this.inner.tryInsert(key, entry);
     return this.#run(
       'claim',
       key,
@@ -33,6 +34,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   complete(key: IdempotencyKey, entry: CompletedEntry, token: FencingToken, ttlMs: number): Promise<FencedOutcome> {
+    if (telemetry() === null) return this.inner.complete(key, entry, token, ttlMs);
     return this.#run('complete', key, () => this.inner.complete(key, entry, token, ttlMs), String);
   }
 
@@ -41,6 +43,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   touch(key: IdempotencyKey, token: FencingToken, ttlMs: number): Promise<FencedOutcome> {
+    if (telemetry() === null) return this.inner.touch(key, token, ttlMs);
     return this.#run('touch', key, () => this.inner.touch(key, token, ttlMs), String);
   }
 

@@ -9,9 +9,9 @@ import { CompletionFailedError } from '../core/lease';
 import { storeKeyFor } from '../core/store-key';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
-import { operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
-import { ValueRunner } from '../handler/value-runner';
-import { RequestReporter } from '../observability/request-reporter';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { CallEngines } from '../handler/call-engines';
+import type { ValueRunner } from '../handler/value-runner';
 
 /** Options of {@link IdempotencyService.run}. */
 export interface IdempotencyRunOptions {
@@ -76,14 +76,7 @@ export class IdempotencyService {
     store: IdempotencyStore,
     @Inject(IDEMPOTENCY_OPTIONS) private readonly options: ResolvedIdempotencyOptions,
   ) {
-    const logger = this.logger;
-    const reporter = new RequestReporter(
-      { warn: (m) => logger.warn(m), error: (m) => logger.error(m) },
-      options.onEvent,
-      store.kind,
-      options.telemetry,
-    );
-    this.#runner = new ValueRunner(operationalStore(store, options), reporter, logger);
+    this.#runner = new CallEngines(store, options, this.logger).valueRunner;
   }
 
   /**
