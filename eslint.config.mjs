@@ -47,6 +47,7 @@ export default tseslint.config(
           'fetch',
           'URL',
           'AbortController',
+          'performance',
         ].map((name) => [name, 'readonly']),
       ),
     },
