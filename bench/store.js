@@ -10,7 +10,7 @@
 'use strict';
 const { execFile } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
-const { performance } = require('node:perf_hooks');
+
 const { cli, positive, median, round, table, loadLibrary, machine } = require('./lib/common');
 const { HOST, findBinary, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 

@@ -137,15 +137,22 @@ export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefu
  * replay, 409 or 422), so retries of requests already done or running are not told the store is
  * down. A store that does not answer in time is not asked again.
  */
-export async function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
-  let decision = await claimOnce(request);
-  const waitMs = request.waitMs ?? 0;
-  if (decision.kind !== 'in-flight' || waitMs <= 0) return decision;
-  // Wait for the key's holder to end: woken by the store when the entry changes, and re-checking
-  // at least every RECHECK_MS, so a missed notification costs latency, never correctness. Each
-  // wake-up claims again: a completed key replays, a released one is claimed (by one waiter; the
-  // others go on waiting), one still in flight at the bound answers in-flight.
-  const deadline = Date.now() + waitMs;
+export function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
+  const first = claimOnce(request);
+  // Most claims need no waiting: answered without another async frame.
+  if ((request.waitMs ?? 0) <= 0) return first;
+  return first.then((decision) => (decision.kind === 'in-flight' ? waitForKey(request, decision) : decision));
+}
+
+/**
+ * Waits for the key's holder to end: woken by the store when the entry changes, and re-checking
+ * at least every RECHECK_MS, so a missed notification costs latency, never correctness. Each
+ * wake-up claims again: a completed key replays, a released one is claimed (by one waiter; the
+ * others go on waiting), one still in flight at the bound answers in-flight.
+ */
+async function waitForKey(request: ClaimRequest, inFlight: ClaimDecision): Promise<ClaimDecision> {
+  let decision = inFlight;
+  const deadline = Date.now() + request.waitMs!;
   const signal = request.waitSignal?.();
   while (decision.kind === 'in-flight') {
     const left = deadline - Date.now();
@@ -160,22 +167,24 @@ export async function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
 /** Longest a waiter sleeps before it checks the key again, notification or not. */
 const RECHECK_MS = 1_000;
 
-async function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
-  let result;
+function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
+  return request.store.tryInsert(request.key, new IdempotencyEntry(request.fingerprint, request.leaseMs)).then(
+    (result) => (result.kind === 'claimed' ? result : refusalFor(result.entry, request.fingerprint)),
+    (error: unknown) => readInstead(request, error),
+  );
+}
+
+/** A claim the store refused: what the key holds, if the store can still be read; else the error. */
+async function readInstead(request: ClaimRequest, error: unknown): Promise<ClaimDecision> {
+  if (error instanceof StoreTimeoutError) throw error;
+  let entry: AnyEntry | undefined;
   try {
-    result = await request.store.tryInsert(request.key, new IdempotencyEntry(request.fingerprint, request.leaseMs));
-  } catch (error) {
-    if (error instanceof StoreTimeoutError) throw error;
-    let entry: AnyEntry | undefined;
-    try {
-      entry = await request.store.get(request.key);
-    } catch {
-      throw error;
-    }
-    if (entry === undefined) throw error;
-    return refusalFor(entry, request.fingerprint);
+    entry = await request.store.get(request.key);
+  } catch {
+    throw error;
   }
-  return result.kind === 'claimed' ? result : refusalFor(result.entry, request.fingerprint);
+  if (entry === undefined) throw error;
+  return refusalFor(entry, request.fingerprint);
 }
 
 /** Runs `work` under the claim `claimed` holds and stores what it produced. Never throws. */

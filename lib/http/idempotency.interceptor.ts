@@ -133,6 +133,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     ));
     const reporter = this.#engines.reporter;
     const trace = reporter.start(route.label, key);
+    if (trace === undefined) return runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next);
     return reporter.within(trace, () => runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next));
   }
 

@@ -72,7 +72,11 @@ function describeSymbol(symbol: ts.Symbol, at: ts.Node): string[] {
   };
   if (f & ts.SymbolFlags.Class) {
     const classType = checker.getTypeOfSymbol(symbol);
-    for (const signature of classType.getConstructSignatures()) {
+    const constructor = symbol.declarations
+      ?.flatMap((d) => (ts.isClassDeclaration(d) ? [...d.members] : []))
+      .find(ts.isConstructorDeclaration);
+    const hidden = constructor !== undefined && ts.getCombinedModifierFlags(constructor) & ts.ModifierFlags.Private;
+    for (const signature of hidden ? [] : classType.getConstructSignatures()) {
       lines.push(`new ${tidy(checker.signatureToString(signature, at, ts.TypeFormatFlags.NoTruncation))}`);
     }
     members(classType, 'static ');
