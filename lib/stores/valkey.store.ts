@@ -22,6 +22,7 @@ import {
 import { decodeEntryV1, pairsToFields } from './valkey-codec-v1';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
+import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
 
 /**
  * What the store needs of its client: an ioredis `Redis` or `Cluster` satisfies it. Declared
@@ -31,6 +32,10 @@ import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 export interface ValkeyClient {
   /** `true` for an ioredis `Cluster`. */
   readonly isCluster: boolean;
+  /** The connection's state (ioredis: `ready` once commands go straight to the socket). */
+  readonly status?: string;
+  /** The connection's socket (ioredis `Redis.stream`), corked while a batch of commands is written. */
+  readonly stream?: { cork(): void; uncork(): void } | null;
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number; readOnly?: boolean }): void;
   call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
   del(...keys: string[]): Promise<number>;
@@ -44,6 +49,8 @@ export interface ValkeyClient {
 /** A single server connection, as a cluster's `nodes()` lists them. */
 export interface ValkeyNode {
   readonly options: { readonly host?: string; readonly port?: number };
+  readonly status?: string;
+  readonly stream?: { cork(): void; uncork(): void } | null;
   call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
 }
 
@@ -138,6 +145,8 @@ type ScriptCommand = (...args: (string | Buffer)[]) => Promise<unknown>;
  * TTL; see `valkey-codec.ts`); `<prefix>{<bucket>}:fence` is the fencing counter of one of 16384
  * key buckets. Both share a hash tag, so a script's keys sit in one cluster slot.
  *
+ * Commands sent in one turn of the event loop share one socket write (see `WriteBatch`).
+ *
  * The store never connects, reconfigures or disconnects the client it is given.
  */
 export class ValkeyStore extends IdempotencyStore {
@@ -153,6 +162,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #touch: ScriptCommand;
   readonly #remove: ScriptCommand;
   readonly #get: ScriptCommand;
+  readonly #batch: WriteBatch;
   #closed = false;
   // The digest of a key, made once per key object: a request's claim and completion share it.
   readonly #keys = new WeakMap<IdempotencyKey, ValkeyKeys>();
@@ -183,6 +193,7 @@ export class ValkeyStore extends IdempotencyStore {
     this.#touch = define('touch');
     this.#remove = define('remove');
     this.#get = define('get');
+    this.#batch = writeBatchOf(client);
   }
 
   /** The key prefix in use. */
@@ -424,9 +435,13 @@ export class ValkeyStore extends IdempotencyStore {
     return { node: { address, maxmemoryPolicy: policy, appendonly: aof, appendfsync: fsync }, warnings };
   }
 
-  /** Awaits a command with the time limit, mapping failures to typed store errors. */
+  /**
+   * Sends a command (in this turn's batch of writes) and awaits its answer within the time limit,
+   * mapping failures to typed store errors.
+   */
   #run<T>(operation: string, send: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new IdempotencyStoreError(`the ValkeyStore is closed (${operation})`));
+    this.#batch.hold();
     let pending: Promise<T>;
     try {
       pending = send();

@@ -14,7 +14,17 @@ import {
   ValkeyStore,
 } from '../../lib';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
-import { commandStats, freshPrefix, keysOf, processing, response, sleep, statsDelta } from './helpers';
+import {
+  commandStats,
+  fewestWrites,
+  freshPrefix,
+  keysOf,
+  processing,
+  response,
+  sleep,
+  statsDelta,
+  writeSyscalls,
+} from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 const LONG = 60_000;
@@ -404,6 +414,84 @@ describeValkey('ValkeyStore faults', () => {
       await expect(store.tryInsert(key, processing(1))).rejects.toBeInstanceOf(StoreDecodeError);
       expect(await client.exists(keys.entry)).toBe(0);
     });
+  });
+
+  describe('socket writes', () => {
+    // Counted with /proc/self/io (Linux); the client talks to the server directly, so every write
+    // this process makes meanwhile is the client's.
+    const measurable = writeSyscalls() !== undefined;
+    const itMeasured = measurable ? it : it.skip;
+    if (!measurable) it.todo('socket writes cannot be counted here (no /proc/self/io)');
+
+    itMeasured('every operation is one write of one command (one round trip)', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('writes') });
+      const key = IdempotencyKey.default();
+      const other = IdempotencyKey.default();
+      // Warm up every script on this connection (the first use of each sends its source).
+      const warm = claimed(await store.tryInsert(other, processing(1)));
+      await store.touch(other, warm.fencingToken, LONG);
+      await store.complete(other, warm.entry.complete(response()), warm.fencingToken, LONG);
+      await store.get(other);
+      await store.remove(other, warm.fencingToken);
+
+      let claim!: ReturnType<typeof claimed>;
+      expect(await fewestWrites(async () => (claim = claimed(await store.tryInsert(key, processing(1)))), 1)).toBe(1);
+      expect(await fewestWrites(() => store.touch(key, claim.fencingToken, LONG))).toBe(1);
+      expect(await fewestWrites(() => store.get(key))).toBe(1);
+      expect(
+        await fewestWrites(() => store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG), 1),
+      ).toBe(1);
+      expect(await fewestWrites(() => store.tryInsert(key, processing(1)))).toBe(1); // a replay
+      expect(await fewestWrites(() => store.remove(key, claim.fencingToken), 1)).toBe(1);
+      expect(await fewestWrites(() => store.purge(key))).toBe(1);
+      expect(await fewestWrites(() => store.ping())).toBe(1);
+    });
+
+    itMeasured('a fresh executeOrReplay is two writes (claim, complete) and a replay one', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('writes-eor') });
+      const run = (key: IdempotencyKey) =>
+        store
+          .claim(key, 10_000)
+          .fingerprint('POST /charges', '{"amount":1}')
+          .executeOrReplay(LONG, async () => response('charged'));
+      await run(IdempotencyKey.default()); // warm-up
+      const key = IdempotencyKey.default();
+      expect(await fewestWrites(() => run(key), 1)).toBe(2);
+      expect(await fewestWrites(() => run(key))).toBe(1);
+    });
+
+    itMeasured(
+      'commands sent in one turn of the event loop share one write, and each gets its own answer',
+      async () => {
+        const client = await connect();
+        const store = new ValkeyStore(client, { prefix: freshPrefix('writes-batch') });
+        await store.ping();
+        const keys = Array.from({ length: 20 }, () => IdempotencyKey.default());
+        let claims: InsertResult[] = [];
+        expect(
+          await fewestWrites(async () => {
+            claims = await Promise.all(keys.map((key) => store.tryInsert(key, processing(1))));
+          }, 1),
+        ).toBe(1);
+        expect(claims.map((c) => c.kind)).toEqual(keys.map(() => 'claimed'));
+        expect(new Set(claims.map((c) => claimed(c).fencingToken.nonce)).size).toBe(20);
+        // Another user of the same client in that turn rides along, in order.
+        let mixed: unknown[] = [];
+        expect(
+          await fewestWrites(async () => {
+            mixed = await Promise.all([
+              store.get(keys[0]).then((e) => e?.state),
+              client.set('writes-batch-foreign', 'x'),
+              store.tryInsert(keys[1], processing(1)).then((r) => r.kind),
+              client.get('writes-batch-foreign'),
+            ]);
+          }, 1),
+        ).toBe(1);
+        expect(mixed).toEqual(['processing', 'OK', 'exists', 'x']);
+      },
+    );
   });
 
   describe('round trips', () => {
