@@ -20,6 +20,7 @@ import {
   ttlBytes,
 } from './valkey-codec';
 import { decodeEntryV1, pairsToFields } from './valkey-codec-v1';
+import { Deadlines } from './valkey-deadlines';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
@@ -145,7 +146,8 @@ type ScriptCommand = (...args: (string | Buffer)[]) => Promise<unknown>;
  * TTL; see `valkey-codec.ts`); `<prefix>{<bucket>}:fence` is the fencing counter of one of 16384
  * key buckets. Both share a hash tag, so a script's keys sit in one cluster slot.
  *
- * Commands sent in one turn of the event loop share one socket write (see `WriteBatch`).
+ * Commands sent in one turn of the event loop share one socket write (see `WriteBatch`), and one
+ * timer watches the time limits of all of them (see `Deadlines`).
  *
  * The store never connects, reconfigures or disconnects the client it is given.
  */
@@ -163,6 +165,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #remove: ScriptCommand;
   readonly #get: ScriptCommand;
   readonly #batch: WriteBatch;
+  readonly #deadlines: Deadlines;
   #closed = false;
   // The digest of a key, made once per key object: a request's claim and completion share it.
   readonly #keys = new WeakMap<IdempotencyKey, ValkeyKeys>();
@@ -194,6 +197,8 @@ export class ValkeyStore extends IdempotencyStore {
     this.#remove = define('remove');
     this.#get = define('get');
     this.#batch = writeBatchOf(client);
+    const timeoutMs = this.#timeoutMs;
+    this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(operation, timeoutMs));
   }
 
   /** The key prefix in use. */
@@ -441,29 +446,22 @@ export class ValkeyStore extends IdempotencyStore {
    */
   #run<T>(operation: string, send: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new IdempotencyStoreError(`the ValkeyStore is closed (${operation})`));
-    this.#batch.hold();
-    let pending: Promise<T>;
+    this.#batch.hold(this.#deadlines.written);
+    let sent: Promise<T>;
     try {
-      pending = send();
+      sent = send();
     } catch (error) {
       return Promise.reject(storeError(error, operation));
     }
+    const deadlines = this.#deadlines;
     return new Promise<T>((resolve, reject) => {
-      // The rejection waits for the next check phase: after a stalled event loop (GC, CPU-bound
-      // work, a starved process) timers run before I/O, and an answer already waiting in the
-      // socket must win over a time limit that only ran out while nobody could read it.
-      const timer = setTimeout(
-        () => setImmediate(() => reject(new StoreTimeoutError(operation, this.#timeoutMs))),
-        this.#timeoutMs,
-      );
-      pending.then(
+      const waiting = deadlines.track(operation, reject);
+      sent.then(
         (value) => {
-          clearTimeout(timer);
-          resolve(value);
+          if (deadlines.settle(waiting)) resolve(value);
         },
         (error: unknown) => {
-          clearTimeout(timer);
-          reject(storeError(error, operation));
+          if (deadlines.settle(waiting)) reject(storeError(error, operation));
         },
       );
     });

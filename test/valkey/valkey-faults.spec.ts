@@ -22,6 +22,7 @@ import {
   processing,
   response,
   sleep,
+  stallEventLoop,
   statsDelta,
   writeSyscalls,
 } from './helpers';
@@ -413,6 +414,60 @@ describeValkey('ValkeyStore faults', () => {
       await client.set(keys.fence, 'not a number');
       await expect(store.tryInsert(key, processing(1))).rejects.toBeInstanceOf(StoreDecodeError);
       expect(await client.exists(keys.entry)).toBe(0);
+    });
+  });
+
+  describe('time limits under a stalled event loop, with one timer for every command', () => {
+    it('an answer already in the socket wins over a limit that ran out while the loop was stalled', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('stall'), commandTimeoutMs: 100 });
+      const key = IdempotencyKey.default();
+      await store.ping();
+      // Stalled after the command went out: the answer arrives meanwhile and is read before the
+      // limit's error is delivered.
+      const written = store.tryInsert(key, processing(1));
+      await new Promise((resolve) => setImmediate(resolve));
+      stallEventLoop(300);
+      expect((await written).kind).toBe('claimed');
+      // Stalled before the command went out (the same turn that sent it): the clock starts when
+      // the command is written, so the stall does not count against it.
+      const queued = store.get(key);
+      stallEventLoop(300);
+      expect((await queued)?.isProcessing()).toBe(true);
+    });
+
+    it('a paused server: 200 commands time out together, within about the limit, with one timer', async () => {
+      const paused = await startStandalone();
+      const client = await connect(paused.port);
+      const store = new ValkeyStore(client, { prefix: freshPrefix('timers'), commandTimeoutMs: 200 });
+      await store.ping();
+      const setTimeoutSpy = jest.spyOn(global, 'setTimeout');
+      paused.pause();
+      try {
+        const started = Date.now();
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            (i % 2
+              ? store.get(IdempotencyKey.default())
+              : store.tryInsert(IdempotencyKey.default(), processing(1))
+            ).then(
+              () => 'answered',
+              (error: unknown) => error,
+            ),
+          ),
+        );
+        const elapsed = Date.now() - started;
+        for (const result of results) expect(result).toBeInstanceOf(StoreTimeoutError);
+        expect(elapsed).toBeGreaterThanOrEqual(195);
+        expect(elapsed).toBeLessThan(1_000);
+        // One timer for the earliest deadline, re-armed at most once more: not one per command.
+        expect(setTimeoutSpy.mock.calls.length).toBeLessThanOrEqual(2);
+      } finally {
+        setTimeoutSpy.mockRestore();
+        paused.resume();
+        disconnectFrom(paused.port);
+        await paused.stop();
+      }
     });
   });
 
