@@ -136,6 +136,9 @@ const OUTCOMES: readonly FencedOutcome[] = [
   FencedOutcome.FingerprintMismatch,
 ];
 
+// Keys digested recently, per generation: a request's claim and completion share one digest.
+const KEY_CACHE_GENERATION = 2048;
+
 type ScriptCommand = (...args: (string | Buffer)[]) => Promise<unknown>;
 
 /**
@@ -167,8 +170,8 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #batch: WriteBatch;
   readonly #deadlines: Deadlines;
   #closed = false;
-  // The digest of a key, made once per key object: a request's claim and completion share it.
-  readonly #keys = new WeakMap<IdempotencyKey, ValkeyKeys>();
+  #keys = new Map<string, ValkeyKeys>();
+  #olderKeys = new Map<string, ValkeyKeys>();
   #warningFallback: ((message: string) => void) | undefined;
   #initChecked = false;
 
@@ -212,10 +215,15 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   #keysOf(key: IdempotencyKey): ValkeyKeys {
-    let keys = this.#keys.get(key);
+    const text = key.toString();
+    let keys = this.#keys.get(text) ?? this.#olderKeys.get(text);
     if (keys === undefined) {
-      keys = valkeyKeys(this.#prefix, key.toString());
-      this.#keys.set(key, keys);
+      keys = valkeyKeys(this.#prefix, text);
+      if (this.#keys.size >= KEY_CACHE_GENERATION) {
+        this.#olderKeys = this.#keys;
+        this.#keys = new Map();
+      }
+      this.#keys.set(text, keys);
     }
     return keys;
   }
