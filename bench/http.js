@@ -15,7 +15,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const autocannon = require('autocannon');
-const { ROOT, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
+const { ROOT, DIST, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
 const { HOST, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 
 const VARIANTS = ['bare', 'ours-memory', 'ours-valkey', 'node-idempotency-memory', 'node-idempotency-redis'];
@@ -59,6 +59,9 @@ const USAGE = `usage: node bench/http.js [options]   (run \`npm run build\` firs
   --pool N          completed keys the replay scenario cycles through (default 1000)
   --json            print one JSON document as the last line of stdout
   --profile         run the servers with --cpu-prof (profiles in bench/results/profiles/)
+
+BENCH_DIST=/path/to/dist measures another build of the library (default: dist/), e.g. to compare two
+versions in the same hour; BENCH_AUTOPIPELINE=1 turns on ioredis' enableAutoPipelining for ours-valkey.
 
 A quick run of the whole matrix: --duration 1 --warmup 0.5 (about 100 s).`;
 
@@ -588,7 +591,7 @@ async function main() {
   const info = machine();
   const header =
     `HTTP benchmark, ${started.toISOString()}: Node ${info.node}, ${info.cpus} CPUs (${info.cpuModel})` +
-    `${valkey ? `, valkey-server ${valkey.version}` : ''}\n` +
+    `${valkey ? `, valkey-server ${valkey.version}` : ''}; library ${path.relative(ROOT, DIST) || '.'}\n` +
     `${ROUNDS} rounds x (${WARMUP} s warm-up + ${DURATION} s), ${CONNECTIONS} connections, replay pool ${POOL} keys; ` +
     'medians over rounds; autocannon shares the cores with the servers.\n';
   const columns = [
