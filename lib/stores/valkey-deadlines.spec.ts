@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Deadlines } from './valkey-deadlines';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -12,21 +13,25 @@ function tracker(limitMs: number) {
 
 describe('Deadlines', () => {
   it('fails a command once its limit has run out after it was written, in sending order', async () => {
-    const { deadlines, failures, track } = tracker(30);
+    const failed: [string, number][] = [];
+    const deadlines = new Deadlines(30, (operation) => new Error(operation));
+    const track = (operation: string) =>
+      deadlines.track(operation, (error) => failed.push([error.message, performance.now()]));
     track('a');
     track('b');
     await sleep(60);
-    expect(failures).toEqual([]); // not written yet: no clock
+    expect(failed).toEqual([]); // not written yet: no clock
+    const writtenAB = performance.now();
     deadlines.written();
-    track('c');
     await sleep(10);
+    track('c');
+    const writtenC = performance.now();
     deadlines.written();
-    await sleep(25);
-    await nextCheckPhase();
-    expect(failures).toEqual(['timeout a', 'timeout b']);
-    await sleep(20);
-    await nextCheckPhase();
-    expect(failures).toEqual(['timeout a', 'timeout b', 'timeout c']);
+    while (failed.length < 3) await sleep(5);
+    expect(failed.map(([operation]) => operation)).toEqual(['a', 'b', 'c']);
+    // Never before the limit, counted from the write (timers may only be late, never early).
+    expect(failed[0][1] - writtenAB).toBeGreaterThanOrEqual(30);
+    expect(failed[2][1] - writtenC).toBeGreaterThanOrEqual(30);
     expect(deadlines.pending).toBe(0);
   });
 

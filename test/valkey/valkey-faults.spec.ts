@@ -427,12 +427,12 @@ describeValkey('ValkeyStore faults', () => {
       // limit's error is delivered.
       const written = store.tryInsert(key, processing(1));
       await new Promise((resolve) => setImmediate(resolve));
-      stallEventLoop(300);
+      stallEventLoop(400);
       expect((await written).kind).toBe('claimed');
       // Stalled before the command went out (the same turn that sent it): the clock starts when
       // the command is written, so the stall does not count against it.
       const queued = store.get(key);
-      stallEventLoop(300);
+      stallEventLoop(400);
       expect((await queued)?.isProcessing()).toBe(true);
     });
 
