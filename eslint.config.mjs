@@ -3,7 +3,18 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.sample-dist/**', '**/*.mjs'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'coverage/**',
+      '.sample-dist/**',
+      '**/*.mjs',
+      '.package-check.*/**',
+      'test/compat/**',
+      'test/docs/.generated/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
@@ -36,18 +47,60 @@ export default tseslint.config(
           'fetch',
           'URL',
           'AbortController',
+          'performance',
         ].map((name) => [name, 'readonly']),
       ),
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // The test kit runs under any test runner: it takes the runner's functions, never its globals.
   {
-    files: ['lib/core/**/*.ts', 'lib/stores/**/*.ts'],
+    files: ['lib/testing/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        ...['describe', 'it', 'test', 'expect', 'beforeAll', 'beforeEach', 'afterAll', 'afterEach', 'jest', 'vi'].map(
+          (name) => ({ name, message: 'the test kit takes the runner’s functions as arguments' }),
+        ),
+      ],
+    },
+  },
+  // Layers point one way: core <- stores, observability, testing <- the Nest layer.
+  {
+    files: ['lib/core/**/*.ts'],
     ignores: ['**/*.spec.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@nestjs/*'], message: 'the core and stores stay framework-free' }] },
+        {
+          patterns: [
+            { group: ['@nestjs/*'], message: 'the core stays framework-free' },
+            { group: ['../*'], message: 'the core imports nothing above it (stores, http, observability, the module)' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['lib/stores/**/*.ts', 'lib/observability/**/*.ts', 'lib/testing/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@nestjs/*'], message: 'stores, observability and the test kit stay framework-free' },
+            {
+              group: ['jest', '@jest/*', 'vitest', 'node:test', 'mocha'],
+              message: 'the test kit works under any test runner: take its functions as arguments',
+            },
+            {
+              group: ['../http/*', '../idempotency.*', '../interfaces/*', '../health/*', '../swagger/*'],
+              message: 'stores, observability and the test kit import only the core (and observability)',
+            },
+          ],
+        },
       ],
     },
   },

@@ -5,6 +5,11 @@ module.exports = {
   testMatch: ['<rootDir>/lib/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest'] },
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // The docs' code imports the package by name (test/docs compiles and runs it).
+  moduleNameMapper: {
+    '^nestjs-idempotent$': '<rootDir>/lib/index.ts',
+    '^nestjs-idempotent/testing$': '<rootDir>/lib/testing/index.ts',
+  },
   testTimeout: 30_000,
   // Servers started by the suites are stopped by them; this only guards against a stuck handle.
   forceExit: false,

@@ -12,7 +12,6 @@ const { execFile } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { performance } = require('node:perf_hooks');
 const { DIST, ROOT, cli, positive, list, median, round, table, loadLibrary, machine } = require('./lib/common');
 const { HOST, findBinary, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 

@@ -1,5 +1,6 @@
 import { DynamicModule, Inject, Logger, Module, OnApplicationShutdown, OnModuleInit, Provider } from '@nestjs/common';
 import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
+import { settleDeferredCompletions } from './core/claim-engine';
 import { findUnsupportedRoutes } from './http/route-check';
 import { installReplyGuard } from './http/reply-guard';
 import {
@@ -14,7 +15,8 @@ import type {
   IdempotencyModuleRootOptions,
 } from './interfaces/idempotency-options.interface';
 import { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
-import { IdempotencyStore } from './stores/idempotency.store';
+import { IdempotencyService } from './service/idempotency.service';
+import { IdempotencyStore } from './core/idempotency-store';
 
 function sharedProviders(): Provider[] {
   return [
@@ -29,10 +31,14 @@ function sharedProviders(): Provider[] {
       inject: [IDEMPOTENCY_MODULE_STATE],
     },
     IdempotencyHealthIndicator,
+    IdempotencyService,
   ];
 }
 
-const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator];
+/** How long a shutdown waits for results still being stored in the background. */
+const DEFERRED_SHUTDOWN_WAIT_MS = 5_000;
+
+const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator, IdempotencyService];
 
 /**
  * Configures the store and the module-wide options of `@Idempotent()`, and provides
@@ -64,16 +70,18 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  /** `forRootAsync({ imports, inject, useFactory })`; the factory returns a store or `{ store, ...options }`. */
+  /**
+   * `forRootAsync({ imports, inject, useFactory })`, `forRootAsync({ useClass })` or
+   * `forRootAsync({ imports, useExisting })`: the factory (or the class's
+   * `createIdempotencyOptions()`) returns a store or `{ store, ...options }`.
+   */
   static forRootAsync(options: IdempotencyModuleAsyncOptions): DynamicModule {
-    if (typeof options?.useFactory !== 'function') {
-      throw new TypeError('IdempotencyModule.forRootAsync: useFactory must be a function');
-    }
+    const providers = createAsyncStateProviders(options);
     return {
       module: IdempotencyModule,
       global: options.isGlobal ?? true,
       imports: options.imports ?? [],
-      providers: [...createAsyncStateProviders(options), ...sharedProviders()],
+      providers: [...providers, ...sharedProviders()],
       exports: EXPORTS,
     };
   }
@@ -91,7 +99,22 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     if (problems.length > 0) throw new Error(problems.join('\n'));
   }
 
+  /**
+   * After the HTTP server has stopped: waits (up to 5 s) for results still being stored in the
+   * background, then closes the store if the module owns it.
+   */
   async onApplicationShutdown(): Promise<void> {
+    const store = this.state.store;
+    const abandoned = await settleDeferredCompletions(
+      DEFERRED_SHUTDOWN_WAIT_MS,
+      (s) => s === store || (s as { inner?: unknown }).inner === store,
+    );
+    if (abandoned > 0) {
+      this.logger.error(
+        `${abandoned} result(s) could not be stored before shutdown; their keys stay held (in flight) ` +
+          'until their replay window ends, so their handlers never run again',
+      );
+    }
     if (!this.state.closeStoreOnShutdown) return;
     try {
       await this.state.store.close();

@@ -1,160 +1,43 @@
 import { Logger, type Provider } from '@nestjs/common';
-import { assertDuration } from './core/duration';
-import { DefaultFingerprintStrategy } from './core/fingerprint-strategy';
-import type { FingerprintStrategy } from './core/fingerprint-strategy';
 import {
-  DEFAULT_LEASE_MS,
-  DEFAULT_MAX_RESPONSE_BYTES,
-  DEFAULT_RETRY_AFTER_SECONDS,
-  DEFAULT_TTL_MS,
-  IDEMPOTENCY_KEY_HEADER,
-} from './idempotency.constants';
+  DEFAULT_ROUTE_OPTIONS,
+  defaultScope,
+  mergeOptions,
+  type ResolvedRouteOptions,
+  validateOptions,
+} from './idempotency.options';
 import type {
-  CacheErrorsOption,
-  FingerprintFunction,
   IdempotencyModuleAsyncOptions,
+  IdempotencyModuleConfig,
   IdempotencyModuleOptions,
-  IdempotencyOptions,
-  IdempotencyRequest,
-  ScopeFunction,
+  IdempotencyOptionsFactory,
 } from './interfaces/idempotency-options.interface';
 import { InstrumentedStore } from './observability/instrumented.store';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
+import { useKeyHashSecret } from './observability/key-hash';
 import { otel } from './observability/telemetry';
-import { IdempotencyStore } from './stores/idempotency.store';
+import { useModuleDocDefaults } from './swagger/idempotency-swagger';
+import { IdempotencyStore } from './core/idempotency-store';
 
-/** Options with every default applied, as the interceptor uses them. */
-export interface ResolvedIdempotencyOptions {
-  readonly headerName: string;
-  /** `headerName` in lower case, as Node keys request headers. */
-  readonly headerKey: string;
-  readonly required: boolean;
-  readonly leaseMs: number;
-  readonly ttlMs: number;
-  readonly fingerprint: FingerprintStrategy | FingerprintFunction;
-  readonly scope: ScopeFunction | false;
-  readonly replayHeaders: readonly string[];
-  readonly cacheErrors: CacheErrorsOption;
-  readonly failOpen: boolean;
-  readonly maxResponseBytes: number;
-  readonly retryAfterSeconds: number;
+/** Options with every default applied, as the engine uses them: the route options and the module-wide ones. */
+export type ResolvedIdempotencyOptions = ResolvedRouteOptions & {
   /** Module-wide only: the event hook. */
   readonly onEvent: IdempotencyEventHandler | undefined;
   /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
   readonly telemetry: boolean;
-}
-
-/** The default scope: the authenticated principal's `id`, else its `sub`, when there is one. */
-export function defaultScope(request: IdempotencyRequest): string | number | undefined {
-  const user = request?.user;
-  if (user === null || typeof user !== 'object') return undefined;
-  const id = user.id ?? user.sub;
-  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
-}
+};
 
 /** The module-wide defaults. */
 export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.freeze({
-  headerName: IDEMPOTENCY_KEY_HEADER,
-  headerKey: IDEMPOTENCY_KEY_HEADER.toLowerCase(),
-  required: false,
-  leaseMs: DEFAULT_LEASE_MS,
-  ttlMs: DEFAULT_TTL_MS,
-  fingerprint: new DefaultFingerprintStrategy(),
-  scope: defaultScope,
-  replayHeaders: Object.freeze([]) as readonly string[],
-  cacheErrors: false,
-  failOpen: false,
-  maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
-  retryAfterSeconds: DEFAULT_RETRY_AFTER_SECONDS,
+  ...DEFAULT_ROUTE_OPTIONS,
   onEvent: undefined,
   telemetry: true,
 });
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const OPTION_NAMES = new Set<string>([
-  'headerName',
-  'required',
-  'leaseMs',
-  'ttlMs',
-  'fingerprint',
-  'scope',
-  'replayHeaders',
-  'cacheErrors',
-  'failOpen',
-  'maxResponseBytes',
-  'retryAfterSeconds',
-]);
+export { defaultScope, mergeOptions, validateOptions };
 
 function fail(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);
-}
-
-/**
- * Checks idempotency options (route or module-wide) and throws a `TypeError`/`RangeError` naming
- * the bad one, so mistakes show at start-up rather than on the first request.
- * @internal
- */
-export function validateOptions(options: IdempotencyOptions, where: string, extra: readonly string[] = []): void {
-  if (options === null || typeof options !== 'object') fail(where, 'options must be an object');
-  for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.has(name) && !extra.includes(name)) fail(where, `unknown option "${name}"`);
-  }
-  const o = options;
-  if (o.headerName !== undefined && (typeof o.headerName !== 'string' || !TOKEN.test(o.headerName))) {
-    fail(where, 'headerName must be an HTTP header name');
-  }
-  for (const name of ['required', 'failOpen'] as const) {
-    if (o[name] !== undefined && typeof o[name] !== 'boolean') fail(where, `${name} must be a boolean`);
-  }
-  if (o.leaseMs !== undefined) assertDuration(`${where}: leaseMs`, o.leaseMs);
-  if (o.ttlMs !== undefined) assertDuration(`${where}: ttlMs`, o.ttlMs);
-  for (const name of ['maxResponseBytes', 'retryAfterSeconds'] as const) {
-    const value = o[name];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-      throw new RangeError(`${where}: ${name} must be a whole number from 0, got ${String(value)}`);
-    }
-  }
-  if (
-    o.fingerprint !== undefined &&
-    typeof o.fingerprint !== 'function' &&
-    (typeof o.fingerprint !== 'object' || typeof (o.fingerprint as FingerprintStrategy)?.compute !== 'function')
-  ) {
-    fail(where, 'fingerprint must be a FingerprintStrategy or a function of the request');
-  }
-  if (o.scope !== undefined && o.scope !== false && typeof o.scope !== 'function') {
-    fail(where, 'scope must be a function of the request, or false');
-  }
-  if (o.replayHeaders !== undefined) {
-    if (!Array.isArray(o.replayHeaders) || o.replayHeaders.some((h) => typeof h !== 'string' || !TOKEN.test(h))) {
-      fail(where, 'replayHeaders must be a list of HTTP header names');
-    }
-  }
-  const c = o.cacheErrors;
-  if (
-    c !== undefined &&
-    typeof c !== 'boolean' &&
-    typeof c !== 'function' &&
-    !(Array.isArray(c) && c.every((s) => Number.isInteger(s) && s >= 100 && s <= 999))
-  ) {
-    fail(where, 'cacheErrors must be a boolean, a list of HTTP status codes, or a predicate');
-  }
-}
-
-/**
- * `base` with the options `override` sets (those not `undefined`) put on top.
- * @internal
- */
-export function mergeOptions(
-  base: ResolvedIdempotencyOptions,
-  override: IdempotencyOptions | undefined,
-): ResolvedIdempotencyOptions {
-  if (override === undefined) return base;
-  const merged: Record<string, unknown> = { ...base };
-  for (const [name, value] of Object.entries(override)) {
-    if (value !== undefined && OPTION_NAMES.has(name)) merged[name] = value;
-  }
-  merged.headerKey = (merged.headerName as string).toLowerCase();
-  return Object.freeze(merged) as unknown as ResolvedIdempotencyOptions;
 }
 
 /** What the module was configured with. @internal */
@@ -176,6 +59,7 @@ function moduleState(
   (store as { useWarningFallback?: (warn: (message: string) => void) => void }).useWarningFallback?.((message) =>
     logger.warn(message),
   );
+  useModuleDocDefaults(options);
   return Object.freeze({ store, options, closeStoreOnShutdown });
 }
 
@@ -212,7 +96,7 @@ export function createModuleState(
 ): IdempotencyModuleState {
   if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closeByDefault);
   if (input === null || typeof input !== 'object') fail(where, 'expected a store or { store, ...options }');
-  const { store, closeStoreOnShutdown, onEvent, telemetry, ...options } = input;
+  const { store, closeStoreOnShutdown, onEvent, telemetry, keyHashSecret, ...options } = input;
   delete (options as { isGlobal?: unknown }).isGlobal;
   if (!isStore(store)) fail(where, 'store must be an IdempotencyStore');
   if (closeStoreOnShutdown !== undefined && typeof closeStoreOnShutdown !== 'boolean') {
@@ -220,6 +104,12 @@ export function createModuleState(
   }
   if (onEvent !== undefined && typeof onEvent !== 'function') fail(where, 'onEvent must be a function');
   if (telemetry !== undefined && typeof telemetry !== 'boolean') fail(where, 'telemetry must be a boolean');
+  if (keyHashSecret !== undefined) {
+    if (typeof keyHashSecret !== 'string' || keyHashSecret.length < 16) {
+      fail(where, 'keyHashSecret must be a string of at least 16 characters');
+    }
+    useKeyHashSecret(keyHashSecret);
+  }
   validateOptions(options, where);
   const resolved = Object.freeze({
     ...mergeOptions(DEFAULT_IDEMPOTENCY_OPTIONS, options),
@@ -231,12 +121,36 @@ export function createModuleState(
 
 /** @internal */
 export function createAsyncStateProviders(options: IdempotencyModuleAsyncOptions): Provider[] {
+  const where = 'IdempotencyModule.forRootAsync';
+  if (options === null || typeof options !== 'object') fail(where, 'expected { useFactory | useClass | useExisting }');
+  const ways = [options.useFactory, options.useClass, options.useExisting].filter((w) => w !== undefined);
+  if (ways.length !== 1) fail(where, 'give exactly one of useFactory, useClass or useExisting');
+  let input: Provider[];
+  if (options.useFactory !== undefined) {
+    if (typeof options.useFactory !== 'function') fail(where, 'useFactory must be a function');
+    input = [{ provide: IDEMPOTENCY_ASYNC_INPUT, useFactory: options.useFactory, inject: options.inject ?? [] }];
+  } else {
+    const factoryClass = (options.useClass ?? options.useExisting)!;
+    if (typeof factoryClass !== 'function') fail(where, 'useClass / useExisting must be a class');
+    input = [
+      {
+        provide: IDEMPOTENCY_ASYNC_INPUT,
+        useFactory: (factory: IdempotencyOptionsFactory) => {
+          if (typeof factory?.createIdempotencyOptions !== 'function') {
+            fail(where, `${factoryClass.name} has no createIdempotencyOptions() method`);
+          }
+          return factory.createIdempotencyOptions();
+        },
+        inject: [factoryClass],
+      },
+    ];
+    if (options.useClass !== undefined) input.push({ provide: options.useClass, useClass: options.useClass });
+  }
   return [
-    { provide: IDEMPOTENCY_ASYNC_INPUT, useFactory: options.useFactory, inject: options.inject ?? [] },
+    ...input,
     {
       provide: IDEMPOTENCY_MODULE_STATE,
-      useFactory: (input: IdempotencyStore | IdempotencyModuleOptions) =>
-        createModuleState(input, true, 'IdempotencyModule.forRootAsync'),
+      useFactory: (config: IdempotencyModuleConfig) => createModuleState(config, true, where),
       inject: [IDEMPOTENCY_ASYNC_INPUT],
     },
   ];

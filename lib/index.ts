@@ -1,17 +1,10 @@
-// The public API of nestjs-idempotent: named exports only.
+// The public API of nestjs-idempotent: named exports only, each documented in README.md or docs/
+// (test/package/public-api.spec.ts compares them). The test kit is the `nestjs-idempotent/testing`
+// entry point (lib/testing/index.ts).
+
+// Values of the core
 export { CachedResponse } from './core/cached-response';
 export type { CachedResponseInit, CachedResponseJSON } from './core/cached-response';
-export { ClaimBuilder, FingerprintedClaim } from './core/claim';
-export type { ExecuteResult, SideEffect } from './core/claim';
-export {
-  IdempotencyDecodeError,
-  IdempotencyError,
-  IdempotencyKeyError,
-  IdempotencyStoreError,
-  StoreDecodeError,
-  StoreFullError,
-} from './core/errors';
-export type { IdempotencyKeyErrorCode } from './core/errors';
 export { FencedOutcome } from './core/fenced-outcome';
 export { FencingToken } from './core/fencing-token';
 export type { FencingTokenJSON } from './core/fencing-token';
@@ -27,48 +20,77 @@ export type {
   ProcessingEntry,
 } from './core/idempotency-entry';
 export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
-export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
+export { storeKeyFor } from './core/store-key';
+
+// Errors
+export {
+  IdempotencyConflictError,
+  IdempotencyDecodeError,
+  IdempotencyError,
+  IdempotencyKeyError,
+  IdempotencyStoreError,
+  StoreDecodeError,
+  StoreFullError,
+  StoreTimeoutError,
+} from './core/errors';
+export type { IdempotencyConflictReason, IdempotencyKeyErrorCode } from './core/errors';
 export { CompletionFailedError, LeaseLostError } from './core/lease';
-export { IdempotencyStore } from './stores/idempotency.store';
+
+// Stores and the claim builder
+export { IdempotencyStore } from './core/idempotency-store';
+export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
+export { ClaimBuilder, FingerprintedClaim } from './core/claim';
+export type { ExecuteResult, SideEffect } from './core/claim';
 export { MemoryStore } from './stores/memory.store';
 export type { MemoryStoreOptions } from './stores/memory.store';
-export { StoreTimeoutError, ValkeyStore } from './stores/valkey.store';
+export { ValkeyStore } from './stores/valkey.store';
 export type { ServerCheck, ServerNodeCheck, ValkeyClient, ValkeyNode, ValkeyStoreOptions } from './stores/valkey.store';
-export { canonicalJson } from './core/canonical-json';
-export {
-  DEFAULT_LEASE_MS,
-  DEFAULT_MAX_RESPONSE_BYTES,
-  DEFAULT_REPLAY_HEADERS,
-  DEFAULT_RETRY_AFTER_SECONDS,
-  DEFAULT_TTL_MS,
-  IDEMPOTENCY_KEY_HEADER,
-  IDEMPOTENCY_OPTIONS,
-  IDEMPOTENCY_PROBLEM_TYPES,
-  IDEMPOTENT_METADATA,
-  IDEMPOTENT_REPLAYED_HEADER,
-  PROBLEM_CONTENT_TYPE,
-} from './idempotency.constants';
+
+// The Nest module, decorators and options
 export { IdempotencyModule } from './idempotency.module';
-export { DEFAULT_IDEMPOTENCY_OPTIONS, defaultScope } from './idempotency.providers';
+export { Idempotent } from './http/idempotent.decorator';
+// The decorator and the claim's interface share the name (a value and a type).
+export { IdempotencyClaim } from './http/idempotency-claim.decorator';
+export { IdempotencyInterceptor } from './http/idempotency.interceptor';
+export { defaultScope } from './idempotency.options';
 export type { ResolvedIdempotencyOptions } from './idempotency.providers';
 export type {
   CacheErrorsOption,
   FingerprintFunction,
   IdempotencyModuleAsyncOptions,
+  IdempotencyModuleConfig,
   IdempotencyModuleOptions,
   IdempotencyModuleRootOptions,
   IdempotencyOptions,
+  IdempotencyOptionsFactory,
   IdempotencyRequest,
   ScopeFunction,
 } from './interfaces/idempotency-options.interface';
-export { IdempotencyInterceptor } from './http/idempotency.interceptor';
-export { Idempotent } from './http/idempotent.decorator';
-export { parseKeyValue, readKeyHeader } from './http/key-header';
-export type { ProblemDetails } from './http/problem-details';
-export { storeKeyFor } from './http/store-key';
+export { IdempotencyService } from './service/idempotency.service';
+export type { IdempotencyRunOptions, IdempotencyRunResult } from './service/idempotency.service';
+
+// HTTP answers
+export {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_PROBLEM_TYPES,
+  IDEMPOTENT_REPLAYED_HEADER,
+  PROBLEM_CONTENT_TYPE,
+} from './idempotency.constants';
+export type { ProblemBodyRenderer, ProblemDetails } from './http/problem-details';
+export {
+  IdempotencyInFlightException,
+  IdempotencyKeyInvalidException,
+  IdempotencyKeyMissingException,
+  IdempotencyKeyReusedException,
+  IdempotencyProblemException,
+  IdempotencyStoreUnavailableException,
+} from './http/idempotency-exceptions';
+
+// GraphQL answers (message handlers answer with ProblemDetails in an RpcException)
+export { IDEMPOTENCY_GRAPHQL_ERROR_CODES } from './graphql/graphql-error';
+
+// Observability
 export { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';
 export type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './observability/idempotency-event';
-export { InstrumentedStore } from './observability/instrumented.store';
-export { keyHash } from './observability/key-hash';
 export { TELEMETRY_ATTRIBUTES, TELEMETRY_NAMES } from './observability/telemetry';

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { IdempotencyModule, IdempotencyStore, MemoryStore, ValkeyStore } from '../lib';
 import { PaymentsModule } from './payments/payments.module';
+import { RefundsModule } from './refunds/refunds.module';
 
 /**
  * The memory store by default; a Valkey store when VALKEY_URL is set
@@ -20,6 +21,7 @@ export async function createStore(url = process.env.VALKEY_URL): Promise<Idempot
       useFactory: async () => ({ store: await createStore(), ttlMs: 24 * 60 * 60 * 1000 }),
     }),
     PaymentsModule,
+    RefundsModule,
   ],
 })
 export class AppModule {}

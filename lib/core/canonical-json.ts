@@ -10,21 +10,35 @@
  * `JSON.stringify`.
  */
 export function canonicalJson(value: unknown): string | undefined {
+  return canonical(value, false);
+}
+
+/**
+ * {@link canonicalJson} for fingerprints: non-finite numbers are written as `Infinity`,
+ * `-Infinity` and `NaN` (which no JSON text contains) instead of `null`, so two values a handler
+ * can tell apart (`{"amount":1e400}` parses to Infinity) never give the same text.
+ * @internal
+ */
+export function fingerprintJson(value: unknown): string | undefined {
+  return canonical(value, true);
+}
+
+function canonical(value: unknown, exact: boolean): string | undefined {
   const top = prepare(value, '');
   if (top === undefined) return undefined;
-  if (!isContainer(top)) return primitive(top);
+  if (!isContainer(top)) return primitive(top, exact);
   // Shallow values (nearly every request body) take a recursive path of bounded depth; deeper
   // ones (and cycles) the iterative walk below. Both give the same text.
-  const fast = shallow(top, 0);
+  const fast = shallow(top, 0, exact);
   if (fast !== undefined) return fast;
-  return walk(top);
+  return walk(top, exact);
 }
 
 /** Deepest nesting the recursive path handles; past it, the value is walked iteratively. */
 const MAX_RECURSION = 32;
 
 /** The canonical text of a container nested at most {@link MAX_RECURSION} deep, else `undefined`. */
-function shallow(container: object, depth: number): string | undefined {
+function shallow(container: object, depth: number, exact: boolean): string | undefined {
   if (depth >= MAX_RECURSION) return undefined;
   let out: string;
   if (Array.isArray(container)) {
@@ -34,10 +48,10 @@ function shallow(container: object, depth: number): string | undefined {
       const item = prepare(container[i], String(i));
       if (item === undefined) out += 'null';
       else if (isContainer(item)) {
-        const text = shallow(item, depth + 1);
+        const text = shallow(item, depth + 1, exact);
         if (text === undefined) return undefined;
         out += text;
-      } else out += primitive(item);
+      } else out += primitive(item, exact);
     }
     return out + ']';
   }
@@ -51,15 +65,15 @@ function shallow(container: object, depth: number): string | undefined {
     if (written++ > 0) out += ',';
     out += quote(key) + ':';
     if (isContainer(item)) {
-      const text = shallow(item, depth + 1);
+      const text = shallow(item, depth + 1, exact);
       if (text === undefined) return undefined;
       out += text;
-    } else out += primitive(item);
+    } else out += primitive(item, exact);
   }
   return out + '}';
 }
 
-function walk(top: object): string {
+function walk(top: object, exact: boolean): string {
   let out = '';
   // Each frame is a container being written: its items (or sorted keys) and the next index.
   const stack: Frame[] = [];
@@ -93,7 +107,7 @@ function walk(top: object): string {
       const item = prepare(items[i], String(i));
       if (item === undefined) out += 'null';
       else if (isContainer(item)) open(item);
-      else out += primitive(item);
+      else out += primitive(item, exact);
     } else {
       if (frame.index >= keys.length) {
         out += '}';
@@ -106,7 +120,7 @@ function walk(top: object): string {
       if (frame.written++ > 0) out += ',';
       out += quote(key) + ':';
       if (isContainer(item)) open(item);
-      else out += primitive(item);
+      else out += primitive(item, exact);
     }
   }
   return out;
@@ -156,12 +170,12 @@ function isContainer(value: unknown): value is object {
   return value !== null && typeof value === 'object';
 }
 
-function primitive(value: unknown): string {
+function primitive(value: unknown, exact: boolean): string {
   switch (typeof value) {
     case 'string':
       return quote(value);
     case 'number':
-      return Number.isFinite(value) ? String(value) : 'null';
+      return Number.isFinite(value) || exact ? String(value) : 'null';
     case 'boolean':
       return value ? 'true' : 'false';
     case 'bigint':

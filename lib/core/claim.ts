@@ -1,14 +1,14 @@
-import type { IdempotencyStore } from '../stores/idempotency.store';
 import { CachedResponse } from './cached-response';
 import { assertDuration } from './duration';
-import { FencedOutcome } from './fenced-outcome';
 import { Fingerprint } from './fingerprint';
 import { DefaultFingerprintStrategy, FingerprintStrategy } from './fingerprint-strategy';
 import { FencingToken } from './fencing-token';
 import { IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
 import { InsertResult } from './insert-result';
-import { completeWithRetry, Lease } from './lease';
+import { ClaimRequest, claimKey, runClaimed } from './claim-engine';
+import { CompletionFailedError } from './lease';
+import type { StoreOperations } from './store-operations';
 
 /** The work guarded by a claim. `signal` aborts if the lease is lost while it runs. */
 export type SideEffect = (fencingToken: FencingToken, signal: AbortSignal) => CachedResponse | Promise<CachedResponse>;
@@ -29,7 +29,7 @@ const defaultStrategy = new DefaultFingerprintStrategy();
 /** `store.claim(key, leaseMs)`: pick a fingerprint, then claim. */
 export class ClaimBuilder {
   constructor(
-    private readonly store: IdempotencyStore,
+    private readonly store: StoreOperations,
     private readonly key: IdempotencyKey,
     private readonly leaseMs: number,
   ) {}
@@ -46,7 +46,7 @@ export class ClaimBuilder {
 
 export class FingerprintedClaim {
   constructor(
-    private readonly store: IdempotencyStore,
+    private readonly store: StoreOperations,
     private readonly key: IdempotencyKey,
     private readonly leaseMs: number,
     readonly fingerprint: Fingerprint,
@@ -62,51 +62,41 @@ export class FingerprintedClaim {
    * with the stored response, `in-flight` or `fingerprint-mismatch`. The lease is renewed while
    * the side effect runs. If the side effect throws, the key is released and the error rethrown.
    * If the lease was lost and another claim completed meanwhile, that response is replayed.
+   * @throws CompletionFailedError when the response could not be stored before the lease ran out;
+   *   the key stays held and the store is retried in the background, so a retry gets `in-flight`
+   *   until the response is stored, then the replay.
    */
   async executeOrReplay(ttlMs: number, sideEffect: SideEffect): Promise<ExecuteResult> {
-    assertDuration('ttlMs', ttlMs);
-    const claim = await this.tryInsert();
-    if (claim.kind === 'exists') {
-      if (!claim.entry.fingerprintMatches(this.fingerprint)) return { kind: 'fingerprint-mismatch' };
-      if (claim.entry.isCompleted()) return { kind: 'replayed', response: claim.entry.response };
-      return { kind: 'in-flight' };
+    const request: ClaimRequest = {
+      store: this.store,
+      key: this.key,
+      fingerprint: this.fingerprint,
+      leaseMs: this.leaseMs,
+      ttlMs: assertDuration('ttlMs', ttlMs),
+    };
+    const decision = await claimKey(request);
+    if (decision.kind !== 'claimed') return decision;
+    const outcome = await runClaimed(request, decision, {
+      run: (lease) => sideEffect(lease.fencingToken, lease.signal),
+      capture: (response) => {
+        if (!(response instanceof CachedResponse)) throw new TypeError('the side effect must return a CachedResponse');
+        return response;
+      },
+    });
+    switch (outcome.kind) {
+      case 'executed':
+        return { kind: 'executed', response: outcome.response, fencingToken: outcome.fencingToken };
+      case 'released':
+        throw outcome.error;
+      case 'deferred':
+        throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
+          cause: outcome.error,
+        });
+      case 'error-stored':
+        // Without `cacheError` no error is stored; kept for exhaustiveness.
+        throw outcome.error;
+      default:
+        return outcome;
     }
-    const lease = new Lease(this.store, this.key, claim.fencingToken, this.leaseMs);
-    let outcome: FencedOutcome;
-    let response: CachedResponse;
-    try {
-      try {
-        response = await sideEffect(claim.fencingToken, lease.signal);
-        if (!(response instanceof CachedResponse)) {
-          throw new TypeError('the side effect must return a CachedResponse');
-        }
-      } catch (error) {
-        lease.stop();
-        await this.store.remove(this.key, claim.fencingToken).catch(() => undefined);
-        throw error;
-      }
-      // The heartbeat stops first, so completion retries are bounded by what is left of the lease
-      // even when the store keeps renewing leases but refuses completions.
-      lease.stop();
-      outcome = await completeWithRetry(this.store, this.key, claim.entry.complete(response), lease, ttlMs);
-    } finally {
-      lease.stop();
-    }
-    if (outcome === FencedOutcome.Applied) return { kind: 'executed', response, fencingToken: claim.fencingToken };
-    if (outcome === FencedOutcome.KeyExpired) {
-      // The lease ran out and nobody took the key: claim it again and store the result after all,
-      // so a retry replays it instead of running the side effect a second time.
-      const again = await this.tryInsert();
-      if (again.kind === 'claimed') {
-        const late = await this.store.complete(this.key, again.entry.complete(response), again.fencingToken, ttlMs);
-        if (late === FencedOutcome.Applied) return { kind: 'executed', response, fencingToken: again.fencingToken };
-      }
-    }
-    // The lease was taken over and the completion refused: answer with what the key holds now.
-    const current = await this.store.get(this.key);
-    if (current?.isCompleted() && current.fingerprintMatches(this.fingerprint)) {
-      return { kind: 'replayed', response: current.response };
-    }
-    return { kind: 'in-flight' };
   }
 }

@@ -5,10 +5,13 @@ const U128_MAX = (1n << 128n) - 1n;
 
 /** A 128-bit request fingerprint. Two requests with equal fingerprints are the same request. */
 export class Fingerprint {
-  // 32 lowercase hex digits: cheap to compare, to store and to serialise.
-  readonly #hex: string;
+  // The number itself: made and compared without text (a request's fingerprint is usually only
+  // compared); the hex digits are made when first asked for.
+  readonly #value: bigint;
+  #hex: string | undefined;
 
-  private constructor(hex: string) {
+  private constructor(value: bigint, hex?: string) {
+    this.#value = value;
     this.#hex = hex;
   }
 
@@ -18,7 +21,7 @@ export class Fingerprint {
     if (!HEX128.test(lower)) {
       throw new IdempotencyDecodeError('a fingerprint is 32 hexadecimal digits');
     }
-    return new Fingerprint(lower);
+    return new Fingerprint(BigInt(`0x${lower}`), lower);
   }
 
   /** From an unsigned 128-bit integer. */
@@ -26,7 +29,7 @@ export class Fingerprint {
     if (typeof value !== 'bigint' || value < 0n || value > U128_MAX) {
       throw new RangeError('a fingerprint is an unsigned 128-bit integer');
     }
-    return new Fingerprint(value.toString(16).padStart(32, '0'));
+    return new Fingerprint(value);
   }
 
   /** From 16 bytes, most significant first. */
@@ -34,7 +37,8 @@ export class Fingerprint {
     if (!(bytes instanceof Uint8Array) || bytes.byteLength !== 16) {
       throw new RangeError('a fingerprint is 16 bytes');
     }
-    return new Fingerprint(Buffer.from(bytes.buffer, bytes.byteOffset, 16).toString('hex'));
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, 16);
+    return new Fingerprint((view.readBigUInt64BE(0) << 64n) | view.readBigUInt64BE(8));
   }
 
   static fromJSON(json: unknown): Fingerprint {
@@ -42,24 +46,27 @@ export class Fingerprint {
   }
 
   equals(other: Fingerprint): boolean {
-    return other instanceof Fingerprint && other.#hex === this.#hex;
+    return other instanceof Fingerprint && other.#value === this.#value;
   }
 
   toBigInt(): bigint {
-    return BigInt(`0x${this.#hex}`);
+    return this.#value;
   }
 
   /** 16 bytes, most significant first. */
   toBytes(): Uint8Array {
-    return Buffer.from(this.#hex, 'hex');
+    const bytes = Buffer.allocUnsafe(16);
+    bytes.writeBigUInt64BE(this.#value >> 64n, 0);
+    bytes.writeBigUInt64BE(this.#value & 0xffffffffffffffffn, 8);
+    return bytes;
   }
 
   /** 32 lowercase hex digits. */
   toString(): string {
-    return this.#hex;
+    return (this.#hex ??= this.#value.toString(16).padStart(32, '0'));
   }
 
   toJSON(): string {
-    return this.#hex;
+    return this.toString();
   }
 }

@@ -1,9 +1,9 @@
-import type { IdempotencyStore } from '../stores/idempotency.store';
 import { IdempotencyError } from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { IdempotencyKey } from './idempotency-key';
 import { CompletedEntry } from './idempotency-entry';
+import type { StoreOperations } from './store-operations';
 
 /** The claim's lease ended before the work finished: another claim may now hold the key. */
 export class LeaseLostError extends IdempotencyError {
@@ -19,7 +19,17 @@ export class LeaseLostError extends IdempotencyError {
 /** Storing the completion kept failing until the lease ran out. */
 export class CompletionFailedError extends IdempotencyError {}
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref?.());
+/**
+ * A pause. `unref`'d pauses do not keep the process alive: only for background work. A pause the
+ * caller awaits must keep it alive, or a short-lived process (a script, a job) would exit in the
+ * middle of storing a result.
+ * @internal
+ */
+export const sleep = (ms: number, keepAlive = false) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (!keepAlive) timer.unref?.();
+  });
 
 /**
  * A held claim: renews the lease with `touch` every third of `leaseMs` while work runs, and
@@ -36,7 +46,7 @@ export class Lease {
   #touching = false;
 
   constructor(
-    private readonly store: IdempotencyStore,
+    private readonly store: StoreOperations,
     private readonly key: IdempotencyKey,
     readonly fencingToken: FencingToken,
     private readonly leaseMs: number,
@@ -97,28 +107,31 @@ export class Lease {
 }
 
 /**
- * Stores a completion, retrying with the same token while the lease lasts: a store error after
- * the work ran must not release the key or lose the response.
+ * Stores a completion, retrying with the same token until `deadline` (in `Date.now()` ms): a store
+ * error after the work ran must not release the key or lose the response. Re-sending is safe: a
+ * completion that landed but whose answer was lost answers `Applied` again.
+ * @throws CompletionFailedError when every attempt failed before the deadline.
  * @internal
  */
-export async function completeWithRetry(
-  store: IdempotencyStore,
+export async function completeBefore(
+  store: StoreOperations,
   key: IdempotencyKey,
   entry: CompletedEntry,
-  lease: Lease,
+  fencingToken: FencingToken,
   ttlMs: number,
+  deadline: number,
 ): Promise<FencedOutcome> {
   let delay = 20;
   for (;;) {
     try {
-      return await store.complete(key, entry, lease.fencingToken, ttlMs);
+      return await store.complete(key, entry, fencingToken, ttlMs);
     } catch (error) {
-      if (Date.now() + delay >= lease.expiresAt) {
+      if (Date.now() + delay >= deadline) {
         throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
           cause: error,
         });
       }
-      await sleep(delay);
+      await sleep(delay, true);
       delay = Math.min(delay * 2, 1000);
     }
   }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdempotencyStore } from '../stores/idempotency.store';
+import { IdempotencyStore } from '../core/idempotency-store';
 
 /** The shape `@nestjs/terminus` expects from an indicator: `{ [key]: { status, ...details } }`. */
 export type IdempotencyHealthResult = Record<

@@ -1,5 +1,5 @@
 import { StreamableFile } from '@nestjs/common';
-import { STATUS_CODES } from 'node:http';
+import { type ServerResponse, STATUS_CODES } from 'node:http';
 
 /**
  * What a platform's `send` is handed: text (sent as UTF-8), bytes (sent as they are), or nothing.
@@ -37,8 +37,11 @@ export interface HttpPlatform {
   send(res: unknown, payload: Payload): void;
   /** Whether the response has been sent (or its headers written). */
   isSent(res: unknown): boolean;
-  /** Removes every header set on the response so far. */
-  clearHeaders(res: unknown): void;
+  /** Node's `ServerResponse` under the platform's response. */
+  rawResponse(res: unknown): ServerResponse;
+  /** The names of the headers set on the response so far (lower case). */
+  headerNames(res: unknown): string[];
+  removeHeader(res: unknown, name: string): void;
 }
 
 /** Nest's `isObject`: a non-null object. */
@@ -129,10 +132,9 @@ export const expressPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as ExpressResponse).setHeader(name, value),
   send: (res, payload) => void (res as ExpressResponse).send(payload),
   isSent: (res) => (res as ExpressResponse).headersSent,
-  clearHeaders: (res) => {
-    const r = res as { getHeaderNames(): string[]; removeHeader(name: string): void };
-    for (const name of r.getHeaderNames()) r.removeHeader(name);
-  },
+  rawResponse: (res) => res as ServerResponse,
+  headerNames: (res) => (res as { getHeaderNames(): string[] }).getHeaderNames(),
+  removeHeader: (res, name) => void (res as { removeHeader(name: string): void }).removeHeader(name),
 };
 
 interface FastifyReplyLike {
@@ -146,7 +148,8 @@ interface FastifyReplyLike {
 
 const FASTIFY_JSON = 'application/json; charset=utf-8';
 
-function mediaTypeIncludesJson(contentType: string): boolean {
+/** Whether a Content-Type names a JSON media type (`application/json`, `application/vnd.api+json`, ...). @internal */
+export function mediaTypeIncludesJson(contentType: string): boolean {
   const semicolon = contentType.indexOf(';');
   const mediaType = semicolon < 0 ? contentType : contentType.slice(0, semicolon);
   return mediaType.toLowerCase().includes('json');
@@ -191,10 +194,9 @@ export const fastifyPlatform: HttpPlatform = {
   setHeader: (res, name, value) => void (res as FastifyReplyLike).header(name, value),
   send: (res, payload) => void (res as FastifyReplyLike).send(payload),
   isSent: (res) => (res as FastifyReplyLike).sent,
-  clearHeaders: (res) => {
-    const r = res as { getHeaders(): Record<string, unknown>; removeHeader(name: string): void };
-    for (const name of Object.keys(r.getHeaders())) r.removeHeader(name);
-  },
+  rawResponse: (res) => (res as { raw: ServerResponse }).raw,
+  headerNames: (res) => Object.keys((res as { getHeaders(): Record<string, unknown> }).getHeaders()),
+  removeHeader: (res, name) => void (res as { removeHeader(name: string): void }).removeHeader(name),
 };
 
 /** The platform of an HTTP adapter (`httpAdapter.getType()`). @internal */

@@ -1,9 +1,9 @@
 import { SSE_METADATA } from '@nestjs/common/constants';
-import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.constants';
-import { idempotencyApiDocs } from '../swagger/idempotency-swagger';
+import { IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { documentIdempotentRoute } from '../swagger/idempotency-swagger';
 import { validateOptions } from '../idempotency.providers';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
-import { IdempotencyInterceptor } from './idempotency.interceptor';
+import { IdempotencyRoutePipe } from './route-pipe';
 import { wrapRouteHandler, wrapRouteHandlers } from './route-handler';
 
 /**
@@ -21,10 +21,6 @@ import { wrapRouteHandler, wrapRouteHandlers } from './route-handler';
 export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & MethodDecorator {
   validateOptions(options, '@Idempotent()');
   const stored = Object.freeze({ ...options });
-  // OpenAPI docs when @nestjs/swagger is installed. Decorators run before the module is
-  // configured, so module-wide headerName/required are not known here: the route's own (or the
-  // defaults) are documented.
-  const docs = idempotencyApiDocs(options.headerName ?? IDEMPOTENCY_KEY_HEADER, options.required ?? false);
   return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (descriptor !== undefined) {
       if (Reflect.getMetadata(SSE_METADATA, descriptor.value)) {
@@ -33,13 +29,13 @@ export function Idempotent(options: IdempotencyOptions = {}): ClassDecorator & M
         );
       }
       Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, descriptor.value);
-      wrapRouteHandler(target, key as string | symbol, descriptor, IdempotencyInterceptor);
-      for (const doc of docs) doc(target, key as string | symbol, descriptor);
+      wrapRouteHandler(target, key as string | symbol, descriptor, IdempotencyRoutePipe);
+      documentIdempotentRoute(target, key, descriptor);
       return descriptor;
     }
     Reflect.defineMetadata(IDEMPOTENT_METADATA, stored, target);
-    wrapRouteHandlers(target as { prototype: object }, IdempotencyInterceptor);
-    for (const doc of docs) (doc as (target: object) => void)(target);
+    wrapRouteHandlers(target as { prototype: object }, IdempotencyRoutePipe);
+    documentIdempotentRoute(target);
     return target;
   }) as ClassDecorator & MethodDecorator;
 }

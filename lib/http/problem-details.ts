@@ -12,21 +12,43 @@ export interface ProblemDetails {
   detail?: string;
 }
 
-/** A problem ready to send: its status, body text and extra headers. */
+/** Renders the body of a problem answer in the app's own error shape (the `problemBody` option). */
+export type ProblemBodyRenderer = (problem: ProblemDetails) => unknown;
+
+/** A problem ready to send: its status, body text, media type and extra headers. @internal */
 export interface PreparedProblem {
+  readonly problem: ProblemDetails;
   readonly status: number;
   readonly body: string;
+  readonly contentType: string;
   /** `Retry-After`, in seconds, when the client should come back. */
   readonly retryAfter: number | undefined;
 }
 
-/** The body text of a problem (`application/problem+json`). */
-export function problemBody(problem: ProblemDetails): string {
-  return JSON.stringify(problem);
-}
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
-export function prepareProblem(problem: ProblemDetails, retryAfter?: number): PreparedProblem {
-  return Object.freeze({ status: problem.status, body: problemBody(problem), retryAfter });
+/**
+ * The answer for `problem`: RFC 9457 `application/problem+json`, or, with a `problemBody`
+ * renderer, the JSON of what it returns (`application/json`).
+ * @internal
+ */
+export function prepareProblem(
+  problem: ProblemDetails,
+  retryAfter?: number,
+  render?: ProblemBodyRenderer,
+): PreparedProblem {
+  if (render === undefined) {
+    return Object.freeze({
+      problem,
+      status: problem.status,
+      body: JSON.stringify(problem),
+      contentType: PROBLEM_CONTENT_TYPE,
+      retryAfter,
+    });
+  }
+  const body = JSON.stringify(render(Object.freeze({ ...problem })));
+  if (typeof body !== 'string') throw new TypeError('problemBody must return a value JSON can hold');
+  return Object.freeze({ problem, status: problem.status, body, contentType: JSON_CONTENT_TYPE, retryAfter });
 }
 
 /** @internal The problems this library answers with. */

@@ -1,9 +1,10 @@
 import { HttpException } from '@nestjs/common';
 import { STATUS_CODES } from 'node:http';
 import { CachedResponse } from '../core/cached-response';
-import { DEFAULT_REPLAY_HEADERS, IDEMPOTENT_REPLAYED_HEADER, PROBLEM_CONTENT_TYPE } from '../idempotency.constants';
+import { DEFAULT_REPLAY_HEADERS, IDEMPOTENT_REPLAYED_HEADER } from '../idempotency.constants';
 import type { HttpPlatform, Payload } from './http-platform';
-import { Problems, prepareProblem, type PreparedProblem } from './problem-details';
+import { IdempotencyProblemException } from './idempotency-exceptions';
+import type { PreparedProblem } from './problem-details';
 import { markSent } from './reply-guard';
 
 /**
@@ -101,28 +102,27 @@ export function sendPayload(platform: HttpPlatform, res: unknown, payload: Paylo
   markSent(res);
 }
 
-/** Sends an RFC 9457 problem. @internal */
-export function sendProblem(platform: HttpPlatform, res: unknown, problem: PreparedProblem): void {
-  platform.setStatus(res, problem.status);
-  platform.setHeader(res, 'Content-Type', PROBLEM_CONTENT_TYPE);
+/**
+ * Answers with a problem: sends it (RFC 9457, or the app's `problemBody`), or, with
+ * `throwProblems`, sets `Retry-After` and throws the matching `IdempotencyProblemException` for
+ * the app's exception filters.
+ * @internal
+ */
+export function sendProblem(platform: HttpPlatform, res: unknown, problem: PreparedProblem, throwIt = false): void {
   if (problem.retryAfter !== undefined) platform.setHeader(res, 'Retry-After', String(problem.retryAfter));
+  if (throwIt) throw IdempotencyProblemException.of(problem.problem);
+  platform.setStatus(res, problem.status);
+  platform.setHeader(res, 'Content-Type', problem.contentType);
   platform.send(res, problem.body);
   markSent(res);
 }
-
-/**
- * The stored stand-in for a response over `maxResponseBytes`: retries get 413 and the handler
- * does not run again.
- * @internal
- */
-export const TOO_LARGE_RESPONSE = problemResponse(prepareProblem(Problems.responseTooLarge()));
 
 /** A problem answer as a stored response, replayed as it was sent. @internal */
 export function problemResponse(problem: PreparedProblem): CachedResponse {
   return new CachedResponse({
     statusCode: problem.status,
     body: problem.body,
-    metadata: { 'content-type': PROBLEM_CONTENT_TYPE, [PAYLOAD_KIND]: 'text' },
+    metadata: { 'content-type': problem.contentType, [PAYLOAD_KIND]: 'text' },
   });
 }
 

@@ -1,6 +1,10 @@
 import { CallHandler, createParamDecorator, ExecutionContext, Type } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { defer, from, isObservable, mergeMap, Observable, of } from 'rxjs';
+import { isMutationResolver } from '../graphql/graphql-resolver';
+import { addDefaultRpcArguments, rpcHandlerKind } from '../rpc/rpc-handler';
+import { callToken } from './call-token';
+import { claimParameterIndexes, fillClaimArguments } from './idempotency-claim.decorator';
 
 /** What the route's hidden parameter resolves to: the request's context and the module's engine. @internal */
 export interface RouteBinding {
@@ -35,16 +39,39 @@ export function wrapRouteHandler(
   if (typeof original !== 'function' || original[WRAPPED]) return descriptor;
   const host = (target as { constructor: object }).constructor;
   const params = (Reflect.getMetadata(ROUTE_ARGS_METADATA, host, key) ?? {}) as Record<string, { index: number }>;
-  // After every declared and decorated parameter, so the handler's own arguments are untouched.
-  const index = Math.max(original.length, ...Object.values(params).map((p) => p.index + 1));
+  // Parameter decorators run before method decorators, so these are all the handler declares.
+  const declaresNone = Object.keys(params).length === 0;
+  // After every declared and decorated parameter, so the handler's own arguments are untouched;
+  // never first, where a message handler's default payload goes.
+  const index = Math.max(original.length, declaresNone ? 1 : 0, ...Object.values(params).map((p) => p.index + 1));
   RouteContext(undefined, enginePipe)(target, key, index);
+  if (declaresNone) {
+    // Nest hands a handler that declares no parameters its default arguments, and the hidden one
+    // takes that away: a message handler gets its payload back as metadata (so pipes still run),
+    // a resolver its raw arguments from the wrapper below. Whether this is a message handler is
+    // known only once its other decorators ran: now if they are above, else when the class is done.
+    addDefaultRpcArguments(host, key, original);
+    queueMicrotask(() => addDefaultRpcArguments(host, key, (target as Record<string | symbol, unknown>)[key]));
+  }
 
+  // `@IdempotencyClaim()` parameters: Nest resolves them before this wrapper claims the key, so
+  // they hold a stand-in that is replaced by the claim right before the handler runs.
+  const claimIndexes = claimParameterIndexes(host, key);
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     const binding = args[index] as RouteBinding | undefined;
     args.length = index;
     if (binding === undefined || binding.engine === undefined) return original.apply(this, args);
-    const run = () => original.apply(this, args);
-    return binding.engine.runRoute(binding.context, { handle: () => toObservable(run) }, run);
+    const context = binding.context;
+    // A resolver that declares no parameters gets (root, args, context, info), as without the wrapper.
+    if (declaresNone && context.getType<string>() === 'graphql') args = context.getArgs().slice();
+    const run =
+      claimIndexes.length === 0
+        ? () => original.apply(this, args)
+        : () => {
+            fillClaimArguments(args, claimIndexes, callToken(context));
+            return original.apply(this, args);
+          };
+    return binding.engine.runRoute(context, { handle: () => toObservable(run) }, run);
   };
   // Route metadata written so far (path, method, status code, headers, enhancers, ...) moves to
   // the wrapper, which is what Nest reads from now on; later decorators write to it directly.
@@ -58,7 +85,11 @@ export function wrapRouteHandler(
   return descriptor;
 }
 
-/** Wraps every route handler of a controller class (own or inherited) that is not wrapped yet. @internal */
+/**
+ * Wraps every handler of a controller or resolver class (own or inherited) that is not wrapped
+ * yet: HTTP routes, message and event handlers, and mutations (never queries or field resolvers).
+ * @internal
+ */
 export function wrapRouteHandlers(controller: { prototype: object }, enginePipe: Type<unknown>): void {
   const seen = new Set<string | symbol>();
   for (
@@ -72,16 +103,21 @@ export function wrapRouteHandlers(controller: { prototype: object }, enginePipe:
       const descriptor = Object.getOwnPropertyDescriptor(proto, key);
       const handler = descriptor?.value;
       if (typeof handler !== 'function' || handler[WRAPPED]) continue;
-      if (
-        Reflect.getMetadata(PATH_METADATA, handler) === undefined ||
-        Reflect.getMetadata(METHOD_METADATA, handler) === undefined
-      )
-        continue;
+      if (!isGuardable(handler)) continue;
       // Inherited handlers get a wrapped copy on this class; the parent class stays as it was.
       const own = { ...descriptor!, value: handler };
       Object.defineProperty(controller.prototype, key, wrapRouteHandler(controller.prototype, key, own, enginePipe));
     }
   }
+}
+
+function isGuardable(handler: object): boolean {
+  return (
+    (Reflect.getMetadata(PATH_METADATA, handler) !== undefined &&
+      Reflect.getMetadata(METHOD_METADATA, handler) !== undefined) ||
+    rpcHandlerKind(handler) !== undefined ||
+    isMutationResolver(handler)
+  );
 }
 
 /** The handler's result as Nest reads it: a value, a Promise, an Observable, or a Promise of one. */

@@ -1,8 +1,9 @@
-import type { ModuleMetadata } from '@nestjs/common';
+import type { ModuleMetadata, Type } from '@nestjs/common';
 import type { Fingerprint } from '../core/fingerprint';
 import type { FingerprintStrategy } from '../core/fingerprint-strategy';
+import type { ProblemBodyRenderer } from '../http/problem-details';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
-import type { IdempotencyStore } from '../stores/idempotency.store';
+import type { IdempotencyStore } from '../core/idempotency-store';
 
 /**
  * The request object of the platform in use (Express `Request` or `FastifyRequest`). Typed
@@ -45,6 +46,14 @@ export interface IdempotencyOptions {
    * @default 86_400_000 (24 h)
    */
   ttlMs?: number;
+  /**
+   * How long, in ms, a request whose key is in flight (same fingerprint) waits for the first
+   * request to end instead of answering 409 at once: the first completes -> the waiter gets the
+   * replay; it is released (its handler threw) -> the waiter claims the key and runs; still in
+   * flight at the bound -> 409. A waiter whose client goes away stops waiting and runs nothing.
+   * @default 0 (answer 409 at once)
+   */
+  waitMs?: number;
   /**
    * How a request is fingerprinted: a {@link FingerprintStrategy} fed with `"<METHOD> <path?query>"`
    * and the body (raw bytes when Nest keeps `rawBody`, else canonical JSON of the parsed body), or a
@@ -90,6 +99,27 @@ export interface IdempotencyOptions {
    * @default 1
    */
   retryAfterSeconds?: number;
+  /**
+   * Renders the body of the problem answers (400, 409, 413, 422, 503) in the app's own error shape:
+   * it receives the RFC 9457 problem (`type`, `title`, `status`, `detail`) and its return value is
+   * sent as JSON (`application/json`). Status codes and `Retry-After` stay as they are.
+   * @default none: RFC 9457 `application/problem+json`
+   */
+  problemBody?: ProblemBodyRenderer;
+  /**
+   * Throw `IdempotencyProblemException`s (`IdempotencyInFlightException`,
+   * `IdempotencyKeyReusedException`, ...: HttpExceptions carrying the problem) instead of answering,
+   * so the app's exception filters shape the answer. `Retry-After` is set on the response first.
+   * @default false
+   */
+  throwProblems?: boolean;
+  /**
+   * Microservice message handlers and GraphQL resolvers only: the client's key, from the message
+   * data (or the resolver's arguments) and the context; `undefined` for none.
+   * @default `data.idempotencyKey` for messages; the HTTP request's key header for resolvers
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  key?: (input: any, context: any) => string | undefined;
 }
 
 /** `IdempotencyModule.forRoot({ store, ...options })`. */
@@ -116,18 +146,37 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
    * @default true
    */
   telemetry?: boolean;
+  /**
+   * The secret of the keyed hash (HMAC-SHA-256) that stands in for keys in logs, spans and events.
+   * Set the same value on every instance to correlate a key across them; it applies process-wide.
+   * @default a random secret per process
+   */
+  keyHashSecret?: string;
 }
 
-/** `IdempotencyModule.forRootAsync({ imports, inject, useFactory })`. */
+/** What an async configuration resolves to: the store, or the store with options. */
+export type IdempotencyModuleConfig = IdempotencyModuleOptions | IdempotencyStore;
+
+/** A provider class that makes the module's configuration (`forRootAsync({ useClass })` / `useExisting`). */
+export interface IdempotencyOptionsFactory {
+  createIdempotencyOptions(): IdempotencyModuleConfig | Promise<IdempotencyModuleConfig>;
+}
+
+/**
+ * `IdempotencyModule.forRootAsync(...)`: exactly one of `useFactory` (with `inject`), `useClass`
+ * or `useExisting`.
+ */
 export interface IdempotencyModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  /** Returns the store, or the store with options. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  useFactory?: (...args: any[]) => IdempotencyModuleConfig | Promise<IdempotencyModuleConfig>;
   /** Providers handed to `useFactory`, in order. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   inject?: any[];
-  /** Returns the store, or the store with options. */
-  useFactory: (
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    ...args: any[]
-  ) => IdempotencyModuleOptions | IdempotencyStore | Promise<IdempotencyModuleOptions | IdempotencyStore>;
+  /** A class the module instantiates (with injection) to make the configuration. */
+  useClass?: Type<IdempotencyOptionsFactory>;
+  /** A provider, available in the module's imports, that makes the configuration. */
+  useExisting?: Type<IdempotencyOptionsFactory>;
   /**
    * Whether the module is global, so `@Idempotent()` and `IdempotencyStore` work everywhere
    * without importing it again.

@@ -1,32 +1,51 @@
-/** Every outcome the library reports, as events, span attributes and metric attributes. */
+/**
+ * Every outcome the library reports, as events, span attributes and metric attributes. The names
+ * are those of `executeOrReplay`'s results (`executed`, `replayed`, `in-flight`,
+ * `fingerprint-mismatch`), plus what else can happen to a request.
+ *
+ * Each request ends with exactly one of the first eight (`terminal: true`); the others may
+ * happen on the way, or after the answer was sent.
+ */
 export type IdempotencyOutcome =
-  /** The key was claimed; the handler runs. */
-  | 'claimed'
-  /** The handler ran and its response was stored. */
-  | 'completed'
+  /** The handler ran and its response (or a cached error) was stored, then sent. */
+  | 'executed'
   /** A stored response was replayed. */
   | 'replayed'
   /** Another request holds the key (409). */
-  | 'in_flight'
+  | 'in-flight'
   /** The key was used for a different request (422). */
-  | 'fingerprint_mismatch'
-  /** A completion was refused because the lease had been taken over (fencing). */
-  | 'stale_completion'
-  /** A completion, touch or removal found nothing stored (the lease ran out unclaimed). */
-  | 'key_expired'
-  /** The lease could not be kept while the handler ran. */
-  | 'lease_lost'
-  /** The handler failed and the key was released for a retry. */
+  | 'fingerprint-mismatch'
+  /** The handler threw and the key was released for a retry. */
   | 'released'
-  /** The store failed or timed out. */
-  | 'store_error'
+  /**
+   * The handler ran but its result could not be stored in time (503): the key stays held and the
+   * store is retried in the background (`completion-recovered` or `completion-abandoned` follow).
+   */
+  | 'deferred'
+  /** The store failed when claiming (503); the handler did not run. */
+  | 'store-error'
   /** The store failed and `failOpen` let the handler run without idempotency. */
-  | 'fail_open';
+  | 'fail-open'
+  /** The lease could not be kept while the handler ran. */
+  | 'lease-lost'
+  /** The lease ran out before the result was stored, with nobody on the key: it is stored under a new claim. */
+  | 'key-expired'
+  /** A completion was refused because the lease had been taken over (fencing). */
+  | 'stale-completion'
+  /** A deferred result was stored after all: retries now replay it. */
+  | 'completion-recovered'
+  /** A deferred result was given up (another request holds the key, the replay window passed, or shutdown). */
+  | 'completion-abandoned';
 
 /** What `onEvent` receives. Keys appear only as `keyHash`; bodies never. */
 export interface IdempotencyEvent {
   readonly type: IdempotencyOutcome;
-  /** First 12 hex digits of the SHA-256 of the (scoped) key. */
+  /** Whether this is the request's final outcome (one per request). */
+  readonly terminal: boolean;
+  /**
+   * First 12 hex digits of a keyed hash (HMAC-SHA-256) of the (scoped) key: stable within the
+   * process (or across processes given the same `keyHashSecret`), not reversible for guessable keys.
+   */
   readonly keyHash: string;
   /** `kind` of the store, e.g. `memory` or `valkey`. */
   readonly store: string;
@@ -36,7 +55,7 @@ export interface IdempotencyEvent {
   readonly fencingToken?: string;
   /** Status code sent or replayed, when there is one. */
   readonly statusCode?: number;
-  /** The error behind `store_error`, `lease_lost` or `released`. */
+  /** The error behind `store-error`, `deferred`, `lease-lost`, `released` or `completion-abandoned`. */
   readonly error?: unknown;
 }
 

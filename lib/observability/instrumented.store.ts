@@ -4,7 +4,7 @@ import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
-import { IdempotencyStore } from '../stores/idempotency.store';
+import { IdempotencyStore } from '../core/idempotency-store';
 import { keyHash } from './key-hash';
 import { Instruments, TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
@@ -24,6 +24,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
+    if (telemetry() === null) return this.inner.tryInsert(key, entry);
     return this.#run(
       'claim',
       key,
@@ -33,6 +34,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   complete(key: IdempotencyKey, entry: CompletedEntry, token: FencingToken, ttlMs: number): Promise<FencedOutcome> {
+    if (telemetry() === null) return this.inner.complete(key, entry, token, ttlMs);
     return this.#run('complete', key, () => this.inner.complete(key, entry, token, ttlMs), String);
   }
 
@@ -41,6 +43,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 
   touch(key: IdempotencyKey, token: FencingToken, ttlMs: number): Promise<FencedOutcome> {
+    if (telemetry() === null) return this.inner.touch(key, token, ttlMs);
     return this.#run('touch', key, () => this.inner.touch(key, token, ttlMs), String);
   }
 
@@ -60,6 +63,10 @@ export class InstrumentedStore extends IdempotencyStore {
       () => this.inner.get(key),
       (e) => (e === undefined ? 'missing' : e.state),
     );
+  }
+
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.waitForChange(key, timeoutMs, signal);
   }
 
   override close(): Promise<void> {
@@ -91,7 +98,7 @@ export class InstrumentedStore extends IdempotencyStore {
     } catch (error) {
       span.recordException(error as Error);
       span.setStatus({ code: t.api.SpanStatusCode.ERROR, message: (error as Error)?.message });
-      finish(t, span, this.kind, operation, 'store_error', started);
+      finish(t, span, this.kind, operation, 'store-error', started);
       throw error;
     }
   }

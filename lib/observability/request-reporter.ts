@@ -8,7 +8,6 @@ import { TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemet
 export interface ReporterLogger {
   warn(message: string): void;
   error(message: string): void;
-  debug?(message: string): void;
 }
 
 /** Optional details of a reported outcome. @internal */
@@ -24,13 +23,16 @@ export interface RequestTrace {
   readonly context: Context;
 }
 
-// Outcomes that need an operator's attention are warnings; normal traffic is logged at debug level.
+// Outcomes that need an operator's attention are warnings; normal traffic is not logged (it goes
+// to onEvent and OpenTelemetry): a line per request would cost more than the request.
 const WARNINGS: Partial<Record<IdempotencyOutcome, (route: string) => string>> = {
-  stale_completion: (route) => `the completion of ${route} was refused: its lease had been taken over (fencing)`,
-  key_expired: (route) => `the completion of ${route} was refused: its lease ran out before the result was stored`,
-  lease_lost: (route) => `the lease of ${route} was lost while its handler runs; its result will not be stored twice`,
-  store_error: (route) => `the idempotency store failed on ${route}`,
-  fail_open: (route) => `the idempotency store is unreachable; ${route} runs without idempotency (failOpen)`,
+  'stale-completion': (route) => `the completion of ${route} was refused: its lease had been taken over (fencing)`,
+  'key-expired': (route) =>
+    `the lease of ${route} ran out before its result was stored; storing it under a new claim if the key is free`,
+  'lease-lost': (route) => `the lease of ${route} was lost while its handler runs; its result will not be stored twice`,
+  'store-error': (route) => `the idempotency store failed on ${route}`,
+  'fail-open': (route) => `the idempotency store is unreachable; ${route} runs without idempotency (failOpen)`,
+  'completion-recovered': (route) => `the deferred result of ${route} was stored after all; retries now replay it`,
 };
 
 /**
@@ -80,7 +82,7 @@ export class RequestReporter {
       if (trace !== undefined) {
         if (details?.fencingToken !== undefined)
           trace.span.setAttribute(A.fencingToken, details.fencingToken.toString());
-        if (details?.error !== undefined && (type === 'store_error' || type === 'released')) {
+        if (details?.error !== undefined && (type === 'store-error' || type === 'deferred' || type === 'released')) {
           trace.span.recordException(details.error as Error);
           trace.span.setStatus({ code: t.api.SpanStatusCode.ERROR, message: messageOf(details.error) });
         }
@@ -96,17 +98,21 @@ export class RequestReporter {
     if (warning !== undefined) {
       const cause = details?.error === undefined ? '' : `: ${messageOf(details.error)}`;
       this.logger.warn(`${warning(route)} (key ${keyHash(key)})${cause}`);
-    } else if (this.logger.debug !== undefined) {
-      // Normal traffic: no key hash, so the debug line costs next to nothing when debug is off.
-      this.logger.debug(`${type} on ${route}`);
     }
-    if (this.onEvent !== undefined) this.#emit(type, route, key, details);
+    if (this.onEvent !== undefined) this.#emit(type, route, key, details, terminal);
   }
 
-  #emit(type: IdempotencyOutcome, route: string, key: IdempotencyKey, details: OutcomeDetails | undefined): void {
+  #emit(
+    type: IdempotencyOutcome,
+    route: string,
+    key: IdempotencyKey,
+    details: OutcomeDetails | undefined,
+    terminal: boolean,
+  ): void {
     let hash: string | undefined;
     const event: IdempotencyEvent = {
       type,
+      terminal,
       get keyHash() {
         return (hash ??= keyHash(key));
       },

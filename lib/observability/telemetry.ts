@@ -7,6 +7,7 @@ export const TELEMETRY_NAMES = {
   storeSpanPrefix: 'idempotency.store.',
   requestsCounter: 'idempotency.requests',
   storeDuration: 'idempotency.store.duration',
+  storeCapacity: 'idempotency.store.capacity_events',
 } as const;
 
 /** Span attribute names. */
@@ -17,6 +18,7 @@ export const TELEMETRY_ATTRIBUTES = {
   keyHash: 'idempotency.key_hash',
   route: 'http.route',
   fencingToken: 'idempotency.fencing_token',
+  capacityEvent: 'idempotency.capacity_event',
 } as const;
 
 type Api = typeof OtelApi;
@@ -45,39 +47,50 @@ export interface Instruments {
   tracer: OtelApi.Tracer;
   requests: OtelApi.Counter;
   storeDuration: OtelApi.Histogram;
+  capacity: OtelApi.Counter;
 }
 
-let instruments: Instruments | null | undefined;
-let meterProvider: unknown;
+let instruments: Instruments | undefined;
+let seenTracerDelegate: unknown;
+let seenMeterProvider: unknown;
+let active = false;
+let noopTracerProvider: unknown;
 
 /**
- * The tracer and metric instruments. The tracer goes through the API's proxy provider; the
- * metrics API has no proxy, so the instruments are made again when the global meter provider
- * changes (an SDK registered after start-up still receives everything).
+ * The tracer and metric instruments, or `null` when `@opentelemetry/api` is not installed or no
+ * SDK is registered (neither a tracer provider nor a meter provider): then every telemetry call is
+ * skipped, at the cost of two global lookups. An SDK registered after start-up is picked up (the
+ * providers are looked up on each call), and the metric instruments are made again for a new
+ * meter provider (the metrics API has no proxy).
  * @internal
  */
 export function telemetry(): Instruments | null {
-  if (instruments === null) return null;
-  if (instruments !== undefined && instruments.api.metrics.getMeterProvider() === meterProvider) return instruments;
-  {
-    const a = otel();
-    if (a === null) {
-      instruments = null;
-    } else {
-      meterProvider = a.metrics.getMeterProvider();
-      const meter = a.metrics.getMeter(TELEMETRY_NAMES.tracer);
-      instruments = {
-        api: a,
-        tracer: a.trace.getTracer(TELEMETRY_NAMES.tracer),
-        requests: meter.createCounter(TELEMETRY_NAMES.requestsCounter, {
-          description: 'Idempotent requests by outcome',
-        }),
-        storeDuration: meter.createHistogram(TELEMETRY_NAMES.storeDuration, {
-          description: 'Latency of idempotency store operations',
-          unit: 'ms',
-        }),
-      };
-    }
+  const a = otel();
+  if (a === null) return null;
+  const tracerDelegate = (a.trace.getTracerProvider() as { getDelegate?(): unknown }).getDelegate?.();
+  const meterProvider = a.metrics.getMeterProvider();
+  if (tracerDelegate === seenTracerDelegate && meterProvider === seenMeterProvider) {
+    return active ? instruments! : null;
   }
+  seenTracerDelegate = tracerDelegate;
+  seenMeterProvider = meterProvider;
+  noopTracerProvider ??= new a.ProxyTracerProvider().getDelegate();
+  const meter = meterProvider.getMeter(TELEMETRY_NAMES.tracer);
+  active = tracerDelegate !== noopTracerProvider || meter !== a.createNoopMeter();
+  if (!active) return null;
+  instruments = {
+    api: a,
+    tracer: a.trace.getTracer(TELEMETRY_NAMES.tracer),
+    requests: meter.createCounter(TELEMETRY_NAMES.requestsCounter, {
+      description: 'Idempotent requests by outcome',
+    }),
+    storeDuration: meter.createHistogram(TELEMETRY_NAMES.storeDuration, {
+      description: 'Latency of idempotency store operations',
+      unit: 'ms',
+    }),
+    capacity: meter.createCounter(TELEMETRY_NAMES.storeCapacity, {
+      description: 'A bounded store passed 80% of its bound, refused a claim for want of room, or evicted entries',
+    }),
+  };
   return instruments;
 }

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import {
   CachedResponse,
   DefaultFingerprintStrategy,
@@ -30,7 +31,7 @@ describe('MemoryStore specifics', () => {
     );
     const refused = store.tryInsert(new IdempotencyKey('d'), entry());
     await expect(refused).rejects.toBeInstanceOf(StoreFullError);
-    await expect(refused).rejects.toMatchObject({ maxEntries: 3 });
+    await expect(refused).rejects.toMatchObject({ limit: { maxEntries: 3 } });
     for (const key of keys) expect(await store.get(key)).toBeDefined();
     // A claim on an existing key still answers (it does not need room).
     expect((await store.tryInsert(keys[1], entry())).kind).toBe('exists');
@@ -69,10 +70,11 @@ describe('MemoryStore specifics', () => {
     await forgotten.close();
   });
 
-  it('closes on module destroy (Nest calls it on the IdempotencyStore provider)', async () => {
+  it('closes on application shutdown (Nest calls it on the IdempotencyStore provider after the server stopped)', async () => {
     const store = new MemoryStore();
     await store.tryInsert(IdempotencyKey.default(), entry());
-    await store.onModuleDestroy();
+    expect((store as unknown as Record<string, unknown>).onModuleDestroy).toBeUndefined();
+    await store.onApplicationShutdown();
     expect(store.size).toBe(0);
   });
 });
@@ -81,5 +83,92 @@ describe('FencingToken.fromJSON', () => {
   it('turns an out-of-range number into a decode error', () => {
     expect(() => FencingToken.fromJSON('99999999999999999999')).toThrow(IdempotencyDecodeError);
     expect(() => FencingToken.fromJSON({ value: '99999999999999999999', nonce: 'n' })).toThrow(IdempotencyDecodeError);
+  });
+});
+
+describe('MemoryStore bounds in bytes', () => {
+  const body = (n: number) => new CachedResponse({ statusCode: 200, body: 'x'.repeat(n) });
+
+  async function fill(store: MemoryStore, n: number, bytes: number, complete: boolean, prefix = 'key') {
+    const keys: IdempotencyKey[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = new IdempotencyKey(`${prefix}-${i}`);
+      const claim = await store.tryInsert(key, entry());
+      if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      if (complete) await store.complete(key, claim.entry.complete(body(bytes)), claim.fencingToken, 60_000);
+      keys.push(key);
+    }
+    return keys;
+  }
+
+  it('defaults to a quarter of the V8 heap limit, with no entry count limit', () => {
+    const store = new MemoryStore();
+    expect(store.maxBytes).toBe(Math.floor(getHeapStatistics().heap_size_limit / 4));
+    void store.close();
+  });
+
+  it('counts the bodies it holds, and frees them with the entries', async () => {
+    const store = new MemoryStore({ onWarning: () => undefined });
+    const [key] = await fill(store, 1, 10_000, true);
+    expect(store.bytes).toBeGreaterThan(10_000);
+    expect(store.bytes).toBeLessThan(11_000);
+    await store.purge(key);
+    expect(store.bytes).toBe(0);
+    await store.close();
+  });
+
+  it('warns once past 80% of maxBytes, then refuses new claims at the bound (never dropping a live entry)', async () => {
+    const warnings: string[] = [];
+    const store = new MemoryStore({ maxBytes: 20_000, onWarning: (m) => warnings.push(m) });
+    const keys = await fill(store, 8, 2_000, true);
+    expect(warnings.filter((w) => /over 80%/.test(w))).toHaveLength(1);
+    const refused = fill(store, 4, 2_000, true, 'more');
+    await expect(refused).rejects.toBeInstanceOf(StoreFullError);
+    await expect(refused).rejects.toMatchObject({ limit: { maxBytes: 20_000 } });
+    expect(warnings.some((w) => /is full/.test(w))).toBe(true);
+    for (const key of keys) expect((await store.get(key))?.isCompleted()).toBe(true);
+    await store.close();
+  });
+
+  it("whenFull: 'evict-completed' drops the oldest completed entries, never one still processing", async () => {
+    const warnings: string[] = [];
+    const store = new MemoryStore({
+      maxBytes: 20_000,
+      whenFull: 'evict-completed',
+      onWarning: (m) => warnings.push(m),
+    });
+    const processing = await fill(store, 3, 0, false); // key-0..2, oldest, never completed
+    const completed: IdempotencyKey[] = [];
+    for (let i = 0; i < 12; i++) {
+      const key = new IdempotencyKey(`done-${i}`);
+      const claim = await store.tryInsert(key, entry());
+      if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      await store.complete(key, claim.entry.complete(body(2_000)), claim.fencingToken, 60_000);
+      completed.push(key);
+    }
+    for (const key of processing) expect((await store.get(key))?.isProcessing()).toBe(true);
+    expect(await store.get(completed[0])).toBeUndefined();
+    expect((await store.get(completed[11]))?.isCompleted()).toBe(true);
+    expect(store.bytes).toBeLessThanOrEqual(20_000);
+    expect(warnings.some((w) => /evicted the \d+ oldest completed entries/.test(w))).toBe(true);
+    await store.close();
+  });
+
+  it('copies the body it stores: a caller reusing its buffer does not change the stored response', async () => {
+    const store = new MemoryStore();
+    const key = new IdempotencyKey('copy');
+    const shared = Buffer.from('first');
+    const claim = await store.tryInsert(key, entry());
+    if (claim.kind !== 'claimed') throw new Error('expected a claim');
+    await store.complete(
+      key,
+      claim.entry.complete(new CachedResponse({ statusCode: 200, body: shared })),
+      claim.fencingToken,
+      60_000,
+    );
+    shared.write('later');
+    const stored = await store.get(key);
+    expect(stored?.isCompleted() && Buffer.from(stored.response.body).toString()).toBe('first');
+    await store.close();
   });
 });

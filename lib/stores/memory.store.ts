@@ -1,8 +1,11 @@
+import { getHeapStatistics } from 'node:v8';
+import { CachedResponse } from '../core/cached-response';
 import { assertDuration, assertPositiveInteger } from '../core/duration';
 import { StoreFullError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
+import { IdempotencyStore } from '../core/idempotency-store';
 import {
   AnyEntry,
   assertEntryState,
@@ -15,20 +18,42 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { BUCKETS, bucketOf } from '../core/key-bucket';
 import { newNonce } from '../core/nonce';
-import { IdempotencyStore } from './idempotency.store';
+import { TELEMETRY_ATTRIBUTES as A, telemetry } from '../observability/telemetry';
 
 export interface MemoryStoreOptions {
   /**
-   * Most live entries held at once. When full (after dropping expired entries) new claims fail
-   * with `StoreFullError`; live entries are never evicted, since that would allow a second run.
-   * @default 100_000
+   * Most memory the entries may take, in bytes (an estimate: keys, bodies, metadata and a fixed
+   * overhead per entry). When full (after dropping expired entries), new claims fail with
+   * `StoreFullError` (the HTTP layer answers 503), unless `whenFull` says to evict. The bound is
+   * checked when claiming: the completion of a claim already made is always stored.
+   * @default a quarter of the V8 heap limit
+   */
+  maxBytes?: number;
+  /**
+   * Most live entries held at once, on top of `maxBytes`.
+   * @default no limit but `maxBytes`
    */
   maxEntries?: number;
+  /**
+   * What a full store does with a new claim. `'refuse'`: `StoreFullError`; live entries are never
+   * dropped, since that could allow a second run. `'evict-completed'`: drops the oldest
+   * *completed* entries (never one still processing) to make room. This weakens the guarantee: a
+   * retry of an evicted key runs its handler again. Choose it only where availability matters
+   * more than at-most-once.
+   * @default 'refuse'
+   */
+  whenFull?: 'refuse' | 'evict-completed';
   /**
    * How often expired entries are swept, in ms. The timer is `unref`'d.
    * @default 60_000
    */
   sweepIntervalMs?: number;
+  /**
+   * Receives a warning when the store passes 80% of its bounds, when it refuses a claim for want
+   * of room, and when it evicts.
+   * @default the Nest logger inside IdempotencyModule, else a Node process warning
+   */
+  onWarning?: (message: string) => void;
   /**
    * The clock, in ms. For tests that control time.
    * @default Date.now
@@ -37,6 +62,15 @@ export interface MemoryStoreOptions {
 }
 
 const FULL_SWEEP_MS = 100;
+/** What an entry costs beside its key and response: the map entry, the slot, fingerprint, nonce. */
+const ENTRY_OVERHEAD_BYTES = 320;
+/** What a stored response costs beside its body and metadata text. */
+const RESPONSE_OVERHEAD_BYTES = 160;
+/** Warn when passing this share of a bound; warn again only after falling below the lower share. */
+const HIGH_WATER = 0.8;
+const LOW_WATER = 0.7;
+/** Eviction frees down to this share of a bound, so it does not run on every claim. */
+const EVICT_TO = 0.9;
 
 interface Slot {
   fingerprint: Fingerprint;
@@ -46,11 +80,16 @@ interface Slot {
   expiresAt: number;
   /** Set once completed: the entry handed out from then on. */
   completed: CompletedEntry | undefined;
+  /** Estimated bytes this entry holds. */
+  bytes: number;
 }
 
 /**
  * An in-process store for development, tests and single-instance services. Each operation runs
  * to its end without awaiting, so operations are atomic without locks.
+ *
+ * In a Nest application it closes itself (dropping every entry) when the application shuts down,
+ * after the HTTP server has stopped, so requests still draining keep their keys.
  */
 export class MemoryStore extends IdempotencyStore {
   readonly kind = 'memory';
@@ -58,14 +97,35 @@ export class MemoryStore extends IdempotencyStore {
   // Fencing counters per key bucket, as the Valkey store keeps them: bounded state, same tokens.
   readonly #counters = new Float64Array(BUCKETS);
   readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  readonly #evict: boolean;
   readonly #now: () => number;
+  readonly #onWarning: ((message: string) => void) | undefined;
+  #warningFallback: ((message: string) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #nextFullSweep = 0;
+  #bytes = 0;
+  #highWater = false;
+  /** Requests waiting for a key in flight to end (`waitForChange`), by key. */
+  readonly #waiters = new Map<string, Set<() => void>>();
 
   constructor(options: MemoryStoreOptions = {}) {
     super();
-    this.#maxEntries = assertPositiveInteger('maxEntries', options.maxEntries ?? 100_000);
+    this.#maxEntries =
+      options.maxEntries === undefined
+        ? Number.POSITIVE_INFINITY
+        : assertPositiveInteger('maxEntries', options.maxEntries);
+    this.#maxBytes =
+      options.maxBytes === undefined
+        ? Math.floor(getHeapStatistics().heap_size_limit / 4)
+        : assertPositiveInteger('maxBytes', options.maxBytes);
+    const whenFull = options.whenFull ?? 'refuse';
+    if (whenFull !== 'refuse' && whenFull !== 'evict-completed') {
+      throw new RangeError(`whenFull must be 'refuse' or 'evict-completed', got ${String(whenFull)}`);
+    }
+    this.#evict = whenFull === 'evict-completed';
     this.#now = options.now ?? Date.now;
+    this.#onWarning = options.onWarning;
     const sweepMs = assertDuration('sweepIntervalMs', options.sweepIntervalMs ?? 60_000);
     this.#timer = setInterval(() => this.sweep(), sweepMs);
     this.#timer.unref();
@@ -76,20 +136,24 @@ export class MemoryStore extends IdempotencyStore {
     return this.#slots.size;
   }
 
+  /** Estimated bytes the entries take (expired ones may be counted until the next sweep). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The byte bound in use. */
+  get maxBytes(): number {
+    return this.#maxBytes;
+  }
+
   async tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {
     assertEntryState(entry, 'processing', 'tryInsert');
     const id = key.toString();
     const now = this.#now();
     const live = this.#live(id, now);
     if (live !== undefined) return { kind: 'exists', entry: entryOf(live) };
-    if (this.#slots.size >= this.#maxEntries) {
-      // Sweeping walks every entry: when full, at most once per FULL_SWEEP_MS, not per claim.
-      if (now >= this.#nextFullSweep) {
-        this.sweep();
-        this.#nextFullSweep = now + FULL_SWEEP_MS;
-      }
-      if (this.#slots.size >= this.#maxEntries) throw new StoreFullError(this.#maxEntries);
-    }
+    const bytes = ENTRY_OVERHEAD_BYTES + id.length * 2;
+    if (this.#slots.size >= this.#maxEntries || this.#bytes + bytes > this.#maxBytes) this.#makeRoom(now, bytes);
     const bucket = bucketOf(id);
     const token = ++this.#counters[bucket];
     const nonce = newNonce();
@@ -100,7 +164,9 @@ export class MemoryStore extends IdempotencyStore {
       ttl: entry.ttl,
       expiresAt: now + entry.ttl,
       completed: undefined,
+      bytes,
     });
+    this.#grow(bytes);
     return { kind: 'claimed', fencingToken: new FencingToken(token, nonce), entry };
   }
 
@@ -117,9 +183,18 @@ export class MemoryStore extends IdempotencyStore {
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
     if (!slot.fingerprint.equals(entry.fingerprint)) return FencedOutcome.FingerprintMismatch;
     if (slot.completed !== undefined) return FencedOutcome.Applied;
-    slot.completed = entry.ttl === ttlMs ? entry : completedEntry(entry.fingerprint, ttlMs, entry.response);
+    // A copy: the caller may reuse its buffer, and replays must not change with it.
+    const response = copyOf(entry.response);
+    slot.completed = completedEntry(entry.fingerprint, ttlMs, response);
     slot.ttl = ttlMs;
     slot.expiresAt = this.#now() + ttlMs;
+    this.#wake(key.toString());
+    const added = responseBytes(response);
+    slot.bytes += added;
+    this.#grow(added);
+    // A completion is never refused for want of room (the work already ran); with eviction on,
+    // older completed entries make room for it instead.
+    if (this.#evict && this.#bytes > this.#maxBytes) this.#evictCompleted(0);
     return FencedOutcome.Applied;
   }
 
@@ -128,7 +203,7 @@ export class MemoryStore extends IdempotencyStore {
     const slot = this.#live(id, this.#now());
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
-    this.#slots.delete(id);
+    this.#delete(id, slot);
     return FencedOutcome.Applied;
   }
 
@@ -145,7 +220,9 @@ export class MemoryStore extends IdempotencyStore {
   }
 
   async purge(key: IdempotencyKey): Promise<void> {
-    this.#slots.delete(key.toString());
+    const id = key.toString();
+    const slot = this.#slots.get(id);
+    if (slot !== undefined) this.#delete(id, slot);
   }
 
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
@@ -153,14 +230,45 @@ export class MemoryStore extends IdempotencyStore {
     return slot === undefined ? undefined : entryOf(slot);
   }
 
+  /**
+   * Resolves as soon as the entry under `key` is completed, released, purged or found expired (in
+   * process, no polling), after `timeoutMs` at the latest, or when `signal` aborts.
+   */
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const id = key.toString();
+      let waiting = this.#waiters.get(id);
+      if (waiting === undefined) {
+        waiting = new Set();
+        this.#waiters.set(id, waiting);
+      }
+      const set = waiting;
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        set.delete(done);
+        if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      timer.unref();
+      signal?.addEventListener('abort', done, { once: true });
+      set.add(done);
+    });
+  }
+
   /** Drops every expired entry now (the timer does this every `sweepIntervalMs`). */
   sweep(): void {
     const now = this.#now();
-    for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#slots.delete(id);
+    for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#delete(id, slot);
   }
 
-  /** Nest lifecycle hook (the store is the `IdempotencyStore` provider): closes the store. */
-  async onModuleDestroy(): Promise<void> {
+  /**
+   * Nest lifecycle hook (the store is the `IdempotencyStore` provider): closes the store once the
+   * application has shut down, after the HTTP server stopped and in-flight requests finished.
+   */
+  async onApplicationShutdown(): Promise<void> {
     await this.close();
   }
 
@@ -169,13 +277,112 @@ export class MemoryStore extends IdempotencyStore {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#slots.clear();
+    this.#bytes = 0;
+    for (const set of [...this.#waiters.values()]) for (const wake of [...set]) wake();
+  }
+
+  /**
+   * Where warnings go when no `onWarning` was given (IdempotencyModule passes its logger).
+   * @internal
+   */
+  useWarningFallback(warn: (message: string) => void): void {
+    this.#warningFallback = warn;
+  }
+
+  /** Frees room for a new entry of `bytes`, or throws StoreFullError. */
+  #makeRoom(now: number, bytes: number): void {
+    // Sweeping walks every entry: when full, at most once per FULL_SWEEP_MS, not per claim.
+    if (now >= this.#nextFullSweep) {
+      this.sweep();
+      this.#nextFullSweep = now + FULL_SWEEP_MS;
+    }
+    if (this.#fits(bytes, 1)) return;
+    if (this.#evict) {
+      this.#evictCompleted(bytes);
+      if (this.#fits(bytes, 1)) return;
+    }
+    this.#count('refused', 1);
+    const limit =
+      this.#slots.size >= this.#maxEntries
+        ? `${this.#maxEntries} live entries`
+        : `~${this.#bytes} of ${this.#maxBytes} bytes in ${this.#slots.size} live entries`;
+    const message =
+      `MemoryStore is full (${limit}); new claims are refused until entries expire. ` +
+      'Raise maxBytes, shorten ttlMs, or use ValkeyStore';
+    this.#warn(message);
+    throw new StoreFullError(message, { maxEntries: this.#maxEntries, maxBytes: this.#maxBytes });
+  }
+
+  /** Drops the oldest completed entries until `bytes` more fit below 90% of the bounds. */
+  #evictCompleted(bytes: number): void {
+    let evicted = 0;
+    for (const [id, slot] of this.#slots) {
+      if (this.#fits(bytes, EVICT_TO)) break;
+      if (slot.completed === undefined) continue;
+      this.#delete(id, slot);
+      evicted++;
+    }
+    if (evicted === 0) return;
+    this.#count('evicted', evicted);
+    this.#warn(
+      `MemoryStore is full: evicted the ${evicted} oldest completed entries (whenFull: 'evict-completed'); ` +
+        'retries of those keys run their handlers again',
+    );
+  }
+
+  #fits(bytes: number, share: number): boolean {
+    return this.#slots.size < this.#maxEntries * share && this.#bytes + bytes <= this.#maxBytes * share;
+  }
+
+  #grow(bytes: number): void {
+    this.#bytes += bytes;
+    if (
+      !this.#highWater &&
+      (this.#bytes > this.#maxBytes * HIGH_WATER || this.#slots.size > this.#maxEntries * HIGH_WATER)
+    ) {
+      this.#highWater = true;
+      this.#count('high-water', 1);
+      this.#warn(
+        `MemoryStore holds over 80% of its bound (${this.#slots.size} entries, ~${this.#bytes} of ${this.#maxBytes} bytes); ` +
+          'at the bound it refuses new claims',
+      );
+    }
+  }
+
+  #delete(id: string, slot: Slot): void {
+    this.#slots.delete(id);
+    this.#bytes -= slot.bytes;
+    this.#wake(id);
+    if (
+      this.#highWater &&
+      this.#bytes < this.#maxBytes * LOW_WATER &&
+      this.#slots.size < this.#maxEntries * LOW_WATER
+    ) {
+      this.#highWater = false;
+    }
+  }
+
+  /** Wakes the requests waiting on `id`. */
+  #wake(id: string): void {
+    const set = this.#waiters.get(id);
+    if (set !== undefined) for (const wake of [...set]) wake();
+  }
+
+  #warn(message: string): void {
+    const report = this.#onWarning ?? this.#warningFallback;
+    if (report !== undefined) report(message);
+    else process.emitWarning(message, 'IdempotencyWarning');
+  }
+
+  #count(event: 'high-water' | 'refused' | 'evicted', n: number): void {
+    telemetry()?.capacity.add(n, { [A.store]: this.kind, [A.capacityEvent]: event });
   }
 
   #live(id: string, now: number): Slot | undefined {
     const slot = this.#slots.get(id);
     if (slot === undefined) return undefined;
     if (slot.expiresAt <= now) {
-      this.#slots.delete(id);
+      this.#delete(id, slot);
       return undefined;
     }
     return slot;
@@ -189,4 +396,19 @@ function entryOf(slot: Slot): AnyEntry {
 
 function holds(slot: Slot, token: FencingToken): boolean {
   return token instanceof FencingToken && token.nonce === slot.nonce && token.value === BigInt(slot.token);
+}
+
+function copyOf(response: CachedResponse): CachedResponse {
+  return new CachedResponse({
+    statusCode: response.statusCode,
+    // Its own small buffer, not a slice of Node's shared pool (which would keep the whole slab alive).
+    body: new Uint8Array(response.body),
+    metadata: response.metadata,
+  });
+}
+
+function responseBytes(response: CachedResponse): number {
+  let bytes = RESPONSE_OVERHEAD_BYTES + response.body.byteLength;
+  for (const name in response.metadata) bytes += (name.length + response.metadata[name].length) * 2 + 32;
+  return bytes;
 }

@@ -1,12 +1,12 @@
 import { assertDuration } from '../core/duration';
-import { IdempotencyStoreError, StoreDecodeError } from '../core/errors';
+import { IdempotencyStoreError, StoreDecodeError, StoreTimeoutError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
-import { IdempotencyStore } from './idempotency.store';
+import { IdempotencyStore } from '../core/idempotency-store';
 import {
   claimId,
   claimTail,
@@ -109,16 +109,6 @@ export interface ServerCheck {
   readonly nodes: readonly ServerNodeCheck[];
 }
 
-/** A Valkey command got no answer within `commandTimeoutMs` (paused, overloaded or unreachable server). */
-export class StoreTimeoutError extends IdempotencyStoreError {
-  constructor(
-    readonly operation: string,
-    readonly timeoutMs: number,
-  ) {
-    super(`valkey ${operation} got no answer within ${timeoutMs} ms`);
-  }
-}
-
 // Script commands are defined on the client under these names (plus ioredis' `Buffer` variants).
 const COMMAND_NAMES: Readonly<Record<keyof ValkeyScripts, string>> = {
   claim: 'nestjsIdempotentV2Claim',
@@ -201,7 +191,7 @@ export class ValkeyStore extends IdempotencyStore {
     this.#get = define('get');
     this.#batch = writeBatchOf(client);
     const timeoutMs = this.#timeoutMs;
-    this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(operation, timeoutMs));
+    this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(`valkey ${operation}`, timeoutMs));
   }
 
   /** The key prefix in use. */

@@ -1,4 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.constants';
 
 type SwaggerModule = typeof import('@nestjs/swagger');
 let swagger: SwaggerModule | null | undefined;
@@ -33,34 +34,65 @@ const problem = (description: string) => ({
   },
 });
 
+/** The module-wide header name and `required`, once a module is configured. */
+let moduleDefaults = { headerName: IDEMPOTENCY_KEY_HEADER, required: false };
+
 /**
- * OpenAPI documentation for an idempotent route: the key header (required or not) and the
- * 400/409/413/422/503 answers. Nothing when `@nestjs/swagger` is not installed.
+ * Records the module-wide `headerName`/`required` the docs show for routes that do not set their
+ * own. Process-wide: with several differently configured modules in one process, the last wins.
  * @internal
  */
-export function idempotencyApiDocs(headerName: string, required: boolean): Array<MethodDecorator & ClassDecorator> {
+export function useModuleDocDefaults(defaults: { headerName: string; required: boolean }): void {
+  moduleDefaults = { headerName: defaults.headerName, required: defaults.required };
+}
+
+/** Stands in for the header name until the document is built. */
+const PENDING_NAME = 'x-nestjs-idempotent-key-header';
+
+/**
+ * Documents an idempotent route (or every route of a controller) for OpenAPI: the key header and
+ * the 400/409/413/422/503 answers. Nothing when `@nestjs/swagger` is not installed.
+ *
+ * Decorators run before the module is configured, so the header's name and `required` are read
+ * when the document is built: the route's own options, else its controller's, else the module's.
+ * @internal
+ */
+export function documentIdempotentRoute(target: object, key?: string | symbol, descriptor?: PropertyDescriptor): void {
   const s = loadSwagger();
-  if (s === null) return [];
-  return [
-    applyDecorators(
-      s.ApiHeader({
-        name: headerName,
-        required,
-        description:
-          'Client-chosen key (1-255 bytes; bare or an RFC 8941 string) that makes a retry replay the first response instead of running again.',
-        schema: { type: 'string', maxLength: 255 },
-      }),
-      s.ApiResponse({
-        status: 400,
-        ...problem(required ? 'Missing or malformed idempotency key' : 'Malformed idempotency key'),
-      }),
-      s.ApiResponse({
-        status: 409,
-        ...problem('A request with this key is still in progress; retry after Retry-After'),
-      }),
-      s.ApiResponse({ status: 413, ...problem('The stored response was too large to replay') }),
-      s.ApiResponse({ status: 422, ...problem('This key was already used for a different request') }),
-      s.ApiResponse({ status: 503, ...problem('The idempotency store is unavailable; retry after Retry-After') }),
-    ),
-  ];
+  if (s === null) return;
+  const decorator = applyDecorators(
+    s.ApiHeader({
+      name: PENDING_NAME,
+      description:
+        'Client-chosen key (1-255 bytes; bare or an RFC 8941 string) that makes a retry replay the first response instead of running again.',
+      schema: { type: 'string', maxLength: 255 },
+    }),
+    s.ApiResponse({ status: 400, ...problem('Missing (when required) or malformed idempotency key') }),
+    s.ApiResponse({ status: 409, ...problem('A request with this key is still in progress; retry after Retry-After') }),
+    s.ApiResponse({ status: 413, ...problem('The stored response was too large to replay') }),
+    s.ApiResponse({ status: 422, ...problem('This key was already used for a different request') }),
+    s.ApiResponse({ status: 503, ...problem('The idempotency store is unavailable; retry after Retry-After') }),
+  );
+  const owner = descriptor === undefined ? target : (target as { constructor: object }).constructor;
+  const method = descriptor?.value as object | undefined;
+  const options = () => {
+    const own = method === undefined ? undefined : Reflect.getMetadata(IDEMPOTENT_METADATA, method);
+    const controller = Reflect.getMetadata(IDEMPOTENT_METADATA, owner);
+    return {
+      headerName: (own?.headerName ?? controller?.headerName ?? moduleDefaults.headerName) as string,
+      required: (own?.required ?? controller?.required ?? moduleDefaults.required) as boolean,
+    };
+  };
+  let entries: unknown[] | undefined;
+  if (descriptor !== undefined) {
+    (decorator as MethodDecorator)(target, key!, descriptor);
+    entries = Reflect.getMetadata(s.DECORATORS?.API_PARAMETERS ?? 'swagger/apiParameters', method!);
+  } else {
+    (decorator as ClassDecorator)(target as never);
+    entries = Reflect.getMetadata(s.DECORATORS?.API_HEADERS ?? 'swagger/apiHeaders', target);
+  }
+  const header = entries?.find((e) => (e as { name?: unknown }).name === PENDING_NAME);
+  if (header === undefined) return;
+  Object.defineProperty(header, 'name', { get: () => options().headerName, enumerable: true, configurable: true });
+  Object.defineProperty(header, 'required', { get: () => options().required, enumerable: true, configurable: true });
 }

@@ -35,6 +35,16 @@ export class PaymentsService {
     return payment;
   }
 
+  /** Refunds made (the queue consumer's proof of at-most-once). */
+  refunds = 0;
+
+  /** Moves money back: must not run twice for one refund request. */
+  async refund(paymentId: string, amount: number): Promise<{ id: string; paymentId: string; amount: number }> {
+    await new Promise((resolve) => setTimeout(resolve, Number(process.env.CHARGE_DELAY_MS ?? 500)));
+    this.refunds++;
+    return { id: `re_${randomUUID()}`, paymentId, amount };
+  }
+
   find(id: string): Payment {
     const payment = this.payments.get(id);
     if (!payment) throw new NotFoundException(`payment ${id} not found`);

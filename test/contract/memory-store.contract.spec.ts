@@ -1,7 +1,4 @@
 import { MemoryStore } from '../../lib';
-import { runStoreContract } from './store-contract';
+import { storeContract } from '../../lib/testing';
 
-runStoreContract('MemoryStore', async () => {
-  const store = new MemoryStore();
-  return { store, close: () => store.close() };
-});
+storeContract(() => new MemoryStore(), { describe, it, name: 'MemoryStore' });

@@ -1,5 +1,6 @@
 import {
   BadRequestException,
+  BeforeApplicationShutdown,
   Body,
   CanActivate,
   ClassSerializerInterceptor,
@@ -86,15 +87,27 @@ export class Executions {
   }
 }
 
-/** Sets `request.user` from an `x-user` header, as an authentication guard would. */
+/**
+ * Sets `request.user` from an `x-user` header, as an authentication guard would: `sub:<s>` gives
+ * `{ sub }`, `userId:<u>` gives `{ userId, username }` (the shape of Nest's JWT guide), `name:<n>`
+ * gives `{ username }` only (no id), anything else `{ id }`.
+ */
 class UserFromHeaderGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
     const req = context.switchToHttp().getRequest();
     const user = req.headers['x-user'];
-    if (typeof user === 'string') req.user = user.startsWith('sub:') ? { sub: user.slice(4) } : { id: user };
+    if (typeof user !== 'string') return true;
+    const [kind, value] = user.includes(':') ? user.split(':', 2) : ['id', user];
+    if (kind === 'sub') req.user = { sub: value };
+    else if (kind === 'userId') req.user = { userId: Number(value), username: `user${value}` };
+    else if (kind === 'name') req.user = { username: value };
+    else req.user = { id: value };
     return true;
   }
 }
+
+/** A buffer every call of the shared-buffer route reuses (as a pooled serializer might). */
+const sharedBuffer = Buffer.alloc(5);
 
 type AnyResponse = {
   status(code: number): unknown;
@@ -162,6 +175,58 @@ export class ItemsController {
   failCached(@Headers('idempotency-key') key: string) {
     const n = this.executions.hit(key);
     throw new BadRequestException({ message: 'rejected', n });
+  }
+
+  @Post('fail-cached-slow')
+  @Idempotent({ cacheErrors: [400] })
+  async failCachedSlow(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+    const n = this.executions.hit(key);
+    await sleep(Number(ms ?? 0));
+    throw new BadRequestException({ message: 'rejected', n });
+  }
+
+  /** The first run for a key throws a cached 400 after `x-ms`; later runs answer 201. */
+  @Post('fail-cached-first')
+  @Idempotent({ cacheErrors: [400] })
+  async failCachedFirst(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+    const n = this.executions.hit(key);
+    await sleep(Number(ms ?? 0));
+    if (n === 1) throw new BadRequestException({ message: 'first run fails', n });
+    return { n };
+  }
+
+  /** The first run for a key throws (uncached: the key is released) after `x-ms`; later runs answer 201. */
+  @Post('fail-first')
+  @Idempotent()
+  async failFirst(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+    const n = this.executions.hit(key);
+    await sleep(Number(ms ?? 0));
+    if (n === 1) throw new Error('first run fails');
+    return { n };
+  }
+
+  /** Sets headers of its own (a cookie among them) before it sleeps `x-ms`. */
+  @Post('sleep-cookie')
+  @Idempotent()
+  async sleepCookie(
+    @Res({ passthrough: true }) res: AnyResponse,
+    @Headers('idempotency-key') key: string,
+    @Headers('x-ms') ms: string,
+  ) {
+    const n = this.executions.hit(key);
+    res.header('Set-Cookie', `run=${n}`);
+    res.header('X-Handler', `run-${n}`);
+    await sleep(Number(ms ?? 0));
+    return { n };
+  }
+
+  /** Returns the same Buffer object every time, filled with the request body's `fill` text. */
+  @Post('shared-buffer')
+  @Idempotent()
+  sharedBuffer(@Body() body: { fill: string }, @Headers('idempotency-key') key: string) {
+    this.executions.hit(key);
+    sharedBuffer.write(body.fill.padEnd(5).slice(0, 5));
+    return sharedBuffer;
   }
 
   @Post('fail-uncached')
@@ -487,6 +552,10 @@ export class FaultyStore extends IdempotencyStore {
   get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
     return this.inner.get(key);
   }
+
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.waitForChange(key, timeoutMs, signal);
+  }
 }
 
 /** A Writable collecting Fastify's own log lines. */
@@ -508,7 +577,21 @@ export interface TestAppOptions {
   providers?: any[];
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   globalInterceptors?: any[];
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  globalFilters?: any[];
   module?: DynamicModule;
+  /** `app.enableCors()`: middleware that sets headers before any handler runs. */
+  cors?: boolean;
+  /** A provider whose `beforeApplicationShutdown` waits this long (a drain delay, as before a load balancer lets go). */
+  shutdownDelayMs?: number;
+}
+
+/** Waits in `beforeApplicationShutdown`, as apps do to let a load balancer stop sending traffic. */
+class DrainDelay implements BeforeApplicationShutdown {
+  constructor(private readonly ms: number) {}
+  async beforeApplicationShutdown(): Promise<void> {
+    await sleep(this.ms);
+  }
 }
 
 export interface TestApp {
@@ -532,7 +615,13 @@ export async function startApp(platform: Platform, options: TestAppOptions): Pro
     module: TestAppModule,
     imports: [options.module ?? IdempotencyModule.forRoot({ store: options.store, ...options.moduleOptions })],
     controllers: options.controllers ?? ALL_CONTROLLERS,
-    providers: [Executions, ...(options.providers ?? [])],
+    providers: [
+      Executions,
+      ...(options.providers ?? []),
+      ...(options.shutdownDelayMs === undefined
+        ? []
+        : [{ provide: DrainDelay, useValue: new DrainDelay(options.shutdownDelayMs) }]),
+    ],
   };
   const adapter =
     platform === 'express'
@@ -541,8 +630,10 @@ export async function startApp(platform: Platform, options: TestAppOptions): Pro
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const app: any = await NestFactory.create(module, adapter as never, { logger, rawBody: options.rawBody });
   app.useGlobalGuards(new UserFromHeaderGuard());
+  if (options.cors) app.enableCors({ origin: '*', exposedHeaders: ['X-Handler'] });
   if (options.globalSerializer) app.useGlobalInterceptors(new ClassSerializerInterceptor(app.get(Reflector)));
   if (options.globalInterceptors) app.useGlobalInterceptors(...options.globalInterceptors);
+  if (options.globalFilters) app.useGlobalFilters(...options.globalFilters);
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const client = new HttpClient(url);

@@ -1,9 +1,20 @@
-import { Controller, Injectable, Module, Post, Res, Sse } from '@nestjs/common';
+import {
+  CallHandler,
+  Controller,
+  ExecutionContext,
+  Injectable,
+  Module,
+  NestInterceptor,
+  Post,
+  RequestTimeoutException,
+  Res,
+  Sse,
+} from '@nestjs/common';
 import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { map, Observable, of } from 'rxjs';
+import { catchError, map, Observable, of, throwError, timeout, TimeoutError } from 'rxjs';
 import {
   IDEMPOTENCY_PROBLEM_TYPES,
   IdempotencyInterceptor,
@@ -16,7 +27,7 @@ import {
   storeKeyFor,
 } from '../../lib';
 import { FaultyStore, type Platform, startApp, type TestApp, UsersController } from './http-app';
-import type { HttpResponse } from './http-client';
+import { HttpClient, type HttpResponse } from './http-client';
 
 export interface StoreUnderTest {
   store: IdempotencyStore;
@@ -26,6 +37,26 @@ export interface StoreUnderTest {
 const PLATFORMS: Platform[] = ['express', 'fastify'];
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const newKey = () => randomUUID();
+
+/** Resolves once `check` holds, polling every 20 ms; fails after `timeoutMs`. */
+async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** Answers 408 when the handler takes longer than `ms`, as a typical global timeout interceptor does. */
+class TimeoutInterceptor implements NestInterceptor {
+  constructor(private readonly ms: number) {}
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(
+      timeout(this.ms),
+      catchError((error) => throwError(() => (error instanceof TimeoutError ? new RequestTimeoutException() : error))),
+    );
+  }
+}
 
 /** Runs a full garbage collection (exposing `gc` for this process if needed), then lets finalizers run. */
 async function collectGarbage(): Promise<void> {
@@ -491,23 +522,28 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         expect(t.executions.count(key)).toBe(1);
       });
 
-      it('storing the completion keeps failing: 503, and the key is never released', async () => {
-        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 1000 } });
+      it('storing the completion keeps failing: 503, the key stays held past its lease (409), and once the store takes the result in the background, retries replay it', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 300 } });
         const key = newKey();
+        const post = () => app.client.post('/items', { headers: { 'idempotency-key': key }, body: { a: 1 } });
         s.failCompletes = Number.POSITIVE_INFINITY;
-        const first = await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} });
+        const first = await post();
         expectProblem(first, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
         expect(first.headers['retry-after']).toBeDefined();
-        // Still held (processing) until the lease ends: a retry now is a 409, not a second run.
-        const entry = await s.get(new IdempotencyKey(key));
-        expect(entry?.isProcessing()).toBe(true);
-        expectProblem(
-          await app.client.post('/items', { headers: { 'idempotency-key': key }, body: {} }),
-          409,
-          IDEMPOTENCY_PROBLEM_TYPES.inFlight,
-        );
+        expect((await s.get(new IdempotencyKey(key)))?.isProcessing()).toBe(true);
+        expectProblem(await post(), 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        // Past the lease: the key is still held, so a retry is a 409, never a second run.
+        await sleep(450);
+        expectProblem(await post(), 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
         expect(app.executions.count(key)).toBe(1);
-        expect(app.logger.errors.join('\n')).toMatch(/could not be recorded/);
+        s.failCompletes = 0;
+        await eventually(async () => (await s.get(new IdempotencyKey(key)))?.isCompleted() === true);
+        const replay = await post();
+        expect(replay.status).toBe(201);
+        expect(replay.headers['idempotent-replayed']).toBe('true');
+        expect(replay.json()).toEqual({ n: 1, echo: { a: 1 } });
+        expect(app.executions.count(key)).toBe(1);
+        expect(app.logger.errors.join('\n')).toMatch(/could not be recorded yet/);
       });
 
       it('a holder whose lease was taken over: its completion is refused and its client gets the stored answer', async () => {
@@ -548,7 +584,254 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         expect(first.headers['idempotent-replayed']).toBeUndefined();
         expectReplayOf(await app.client.post('/items/sleep?ms=0', { headers }), first);
         expect(app.executions.count(key)).toBe(1);
-        expect(app.logger.warnings.join('\n')).toMatch(/lease ran out/);
+        expect(app.logger.warnings.join('\n')).toMatch(/ran out before its result was stored/);
+      });
+    });
+
+    describe('at most once, whatever happens around the handler', () => {
+      it("an outer timeout interceptor answered first (408): the handler's real result is stored, and retries replay it", async () => {
+        const { app, store: s } = await startExtra({ globalInterceptors: [new TimeoutInterceptor(150)] });
+        const key = newKey();
+        const headers = { 'idempotency-key': key };
+        const first = await app.client.post('/items/sleep?ms=350', { headers });
+        expect(first.status).toBe(408);
+        await eventually(async () => (await s.get(new IdempotencyKey(key)))?.isCompleted() === true);
+        const retry = await app.client.post('/items/sleep?ms=350', { headers });
+        expect(retry.status).toBe(201);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(retry.headers['content-type']).toMatch(/^application\/json/);
+        expect(retry.json()).toEqual({ n: 1 });
+        expect(app.executions.count(key)).toBe(1);
+        t.logger.clear();
+      });
+
+      it('a cached error whose lease ran out with nobody on the key is stored late: the retry replays it', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 150 } });
+        s.failTouch = true; // the lease runs out while the handler sleeps
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'x-ms': '400' };
+        const first = await app.client.post('/items/fail-cached-slow', { headers });
+        expect(first.status).toBe(400);
+        expect(first.json()).toEqual({ message: 'rejected', n: 1 });
+        expectReplayOf(await app.client.post('/items/fail-cached-slow', { headers }), first);
+        expect(app.executions.count(key)).toBe(1);
+      });
+
+      it("a cached error whose lease was taken over: its client gets the taker's stored answer, not its own error", async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
+        s.failTouch = true;
+        const key = newKey();
+        const slow = app.client.post('/items/fail-cached-first', {
+          headers: { 'idempotency-key': key, 'x-ms': '600' },
+        });
+        await sleep(320);
+        const taker = await app.client.post('/items/fail-cached-first', {
+          headers: { 'idempotency-key': key, 'x-ms': '20' },
+        });
+        expect(taker.status).toBe(201);
+        expect(taker.json()).toEqual({ n: 2 });
+        expectReplayOf(await slow, taker);
+      });
+
+      it('a holder whose key was taken over by a different request gets 422, not 409', async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
+        s.failTouch = true;
+        const key = newKey();
+        const slow = app.client.post('/items/sleep?ms=0', {
+          headers: { 'idempotency-key': key, 'x-ms': '600' },
+          body: { a: 1 },
+        });
+        await sleep(320);
+        s.failTouch = false;
+        const other = await app.client.post('/items/sleep?ms=0', {
+          headers: { 'idempotency-key': key, 'x-ms': '20' },
+          body: { a: 2 },
+        });
+        expect(other.status).toBe(201);
+        expectProblem(await slow, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+      });
+
+      it("a stale holder answering with the taker's response keeps the headers middleware set (CORS) and drops its handler's own", async () => {
+        const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 }, cors: true });
+        s.failTouch = true;
+        const key = newKey();
+        const headers = { 'idempotency-key': key, origin: 'https://shop.example' };
+        const slow = app.client.post('/items/sleep-cookie', { headers: { ...headers, 'x-ms': '600' } });
+        await sleep(320);
+        const taker = await app.client.post('/items/sleep-cookie', { headers: { ...headers, 'x-ms': '20' } });
+        expect(taker.json()).toEqual({ n: 2 });
+        expect(taker.headers['access-control-allow-origin']).toBe('*');
+        const first = await slow;
+        expectReplayOf(first, taker);
+        expect(first.headers['access-control-allow-origin']).toBe('*');
+        expect(first.headers['set-cookie']).toBeUndefined();
+        expect(first.headers['x-handler']).toBeUndefined();
+      });
+
+      it('a handler that reuses its Buffer does not change earlier replays', async () => {
+        const a = newKey();
+        const first = await t.client.post('/items/shared-buffer', {
+          headers: { 'idempotency-key': a },
+          body: { fill: 'first' },
+        });
+        await t.client.post('/items/shared-buffer', {
+          headers: { 'idempotency-key': newKey() },
+          body: { fill: 'later' },
+        });
+        const replay = await t.client.post('/items/shared-buffer', {
+          headers: { 'idempotency-key': a },
+          body: { fill: 'first' },
+        });
+        expectReplayOf(replay, first);
+      });
+
+      it('graceful shutdown: during the drain the store stays open, so retries replay and duplicates get 409', async () => {
+        const fresh = await makeStore();
+        extraStores.push(fresh);
+        const started = await startApp(platform, { store: fresh.store, shutdownDelayMs: 500 });
+        const done = newKey();
+        const first = await started.client.post('/items', { headers: { 'idempotency-key': done }, body: { a: 1 } });
+        expect(first.status).toBe(201);
+        const held = newKey();
+        const inFlight = started.client.post('/items/gated', { headers: { 'idempotency-key': held } });
+        while (started.executions.count(held) === 0) await sleep(2);
+        const closing = started.app.close();
+        await sleep(150); // module destroy hooks have run; the server still listens
+        const other = new HttpClient(started.client.baseUrl);
+        try {
+          expectReplayOf(await other.post('/items', { headers: { 'idempotency-key': done }, body: { a: 1 } }), first);
+          expectProblem(
+            await other.post('/items/gated', { headers: { 'idempotency-key': held } }),
+            409,
+            IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+          );
+        } finally {
+          other.close();
+          started.executions.open(held);
+        }
+        expect((await inFlight).status).toBe(201);
+        await closing;
+        started.client.close();
+        expect(started.executions.count(done)).toBe(1);
+        expect(started.executions.count(held)).toBe(1);
+      });
+    });
+
+    describe('fingerprints', () => {
+      it('requests a handler can tell apart never share a fingerprint: 1e400 (Infinity) is not null', async () => {
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'content-type': 'application/json' };
+        expect((await t.client.post('/items', { headers, body: '{"amount":1e400}' })).status).toBe(201);
+        expectProblem(
+          await t.client.post('/items', { headers, body: '{"amount":null}' }),
+          422,
+          IDEMPOTENCY_PROBLEM_TYPES.keyReused,
+        );
+      });
+
+      it('a JSON object, the same text as text/plain, and a JSON string of it are different requests', async () => {
+        const key = newKey();
+        const text = '{"a":1}';
+        const first = await t.client.post('/items', {
+          headers: { 'idempotency-key': key, 'content-type': 'application/json' },
+          body: text,
+        });
+        expect(first.status).toBe(201);
+        for (const [contentType, body] of [
+          ['text/plain', text],
+          ['application/json', JSON.stringify(text)],
+        ]) {
+          const other = await t.client.post('/items', {
+            headers: { 'idempotency-key': key, 'content-type': contentType },
+            body,
+          });
+          expect(other.headers['idempotent-replayed']).toBeUndefined();
+          // 422, or on Express the JSON parser's own 400 for a top-level string (strict mode).
+          expect([422, 400]).toContain(other.status);
+          if (other.status === 400) expect(platform).toBe('express');
+        }
+        expect(t.executions.count(key)).toBe(1);
+      });
+    });
+
+    describe('waitMs: wait for the first request instead of 409', () => {
+      let w: TestApp;
+      beforeAll(async () => {
+        w = (await startExtra({ moduleOptions: { waitMs: 5_000 } })).app;
+      });
+
+      it('20 concurrent duplicates of a 300 ms handler: one run, 19 replays of the same answer', async () => {
+        const key = newKey();
+        const responses = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } }),
+          ),
+        );
+        expect(w.executions.count(key)).toBe(1);
+        expect(responses.map((r) => r.status)).toEqual(Array(20).fill(201));
+        const originals = responses.filter((r) => r.headers['idempotent-replayed'] === undefined);
+        expect(originals).toHaveLength(1);
+        for (const r of responses) if (r !== originals[0]) expectReplayOf(r, originals[0]);
+      });
+
+      it('the first handler throws: exactly one waiter runs next, the others replay its answer', async () => {
+        const key = newKey();
+        const responses = await Promise.all(
+          Array.from({ length: 10 }, () =>
+            w.client.post('/items/fail-first', { headers: { 'idempotency-key': key, 'x-ms': '200' } }),
+          ),
+        );
+        expect(w.executions.count(key)).toBe(2);
+        expect(responses.filter((r) => r.status === 500)).toHaveLength(1);
+        const ok = responses.filter((r) => r.status === 201);
+        expect(ok).toHaveLength(9);
+        expect(ok.filter((r) => r.headers['idempotent-replayed'] === undefined)).toHaveLength(1);
+        for (const r of ok) expect(r.json()).toEqual({ n: 2 });
+        w.logger.clear();
+      });
+
+      it('still in flight at the bound: 409 with Retry-After, after about waitMs', async () => {
+        const { app } = await startExtra({ moduleOptions: { waitMs: 250 } });
+        const key = newKey();
+        const first = app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
+        await sleep(50);
+        const started = Date.now();
+        const waited = await app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
+        expect(Date.now() - started).toBeGreaterThanOrEqual(220);
+        expectProblem(waited, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        expect(waited.headers['retry-after']).toBe('1');
+        expect((await first).status).toBe(201);
+        expect(app.executions.count(key)).toBe(1);
+      });
+
+      it('a different fingerprint is 422 at once, without waiting', async () => {
+        const key = newKey();
+        const first = w.client.post('/items/sleep?ms=600', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+        await sleep(50);
+        const started = Date.now();
+        const other = await w.client.post('/items/sleep?ms=600', {
+          headers: { 'idempotency-key': key },
+          body: { a: 2 },
+        });
+        expect(Date.now() - started).toBeLessThan(400);
+        expectProblem(other, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        await first;
+      });
+
+      it('a waiter whose client disconnects stops waiting and runs nothing, even when the key frees later', async () => {
+        const key = newKey();
+        const headers = { 'idempotency-key': key, 'x-ms': '500' };
+        const first = w.client.post('/items/fail-first', { headers });
+        while (w.executions.count(key) === 0) await sleep(2);
+        const abort = new AbortController();
+        const gone = w.client.post('/items/fail-first', { headers, signal: abort.signal }).catch((e) => e);
+        await sleep(100);
+        abort.abort();
+        expect(await gone).toHaveProperty('name', 'AbortError');
+        expect((await first).status).toBe(500); // released: a waiter still waiting would now claim and run
+        await sleep(1_300);
+        expect(w.executions.count(key)).toBe(1);
+        w.logger.clear();
       });
     });
 
@@ -631,6 +914,32 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         t.executions.open(key);
         expect((await first).status).toBe(201);
         expect((await other).status).toBe(201);
+      });
+
+      it("request.user = { userId, username } (Nest's JWT guide) scopes keys: one user's key never replays to another", async () => {
+        const key = newKey();
+        const post = (user: string) =>
+          t.client.post('/items', { headers: { 'idempotency-key': key, 'x-user': user }, body: { a: 1 } });
+        const alice = await post('userId:1');
+        const bob = await post('userId:2');
+        expect(bob.status).toBe(201);
+        expect(bob.headers['idempotent-replayed']).toBeUndefined();
+        expect(bob.json().n).toBe(alice.json().n + 1);
+        expectReplayOf(await post('userId:1'), alice);
+        expect(t.executions.count(key)).toBe(2);
+      });
+
+      it('warns once per route when request.user carries no id the default scope knows', async () => {
+        const { app } = await startExtra();
+        for (let i = 0; i < 3; i++) {
+          const res = await app.client.post('/items', {
+            headers: { 'idempotency-key': newKey(), 'x-user': 'name:eve' },
+          });
+          expect(res.status).toBe(201);
+        }
+        const warnings = app.logger.warnings.filter((w) => /no id, sub or userId/.test(w));
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toMatch(/ItemsController\.create\(\)/);
       });
 
       it('scope can be a function of the request, or turned off per route', async () => {
@@ -829,7 +1138,7 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         }
       });
 
-      it('a MemoryStore is closed on module destroy (its own Nest hook), whoever made it', async () => {
+      it('a MemoryStore closes itself when the application shuts down (its own Nest hook), whoever made it', async () => {
         const memory = new MemoryStore();
         const started = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
         const key = newKey();

@@ -1,4 +1,4 @@
-/** The sample payments app, booted as `npm run start:sample` does, and driven like the README's curl session. */
+/** The sample payments app, booted as `npm run start:sample` does, and driven like the curl session in CONTRIBUTING.md. */
 import { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { randomUUID } from 'node:crypto';
@@ -58,6 +58,24 @@ function runCurlSession(storeKind: 'memory' | 'valkey') {
 
     expect((await pay(undefined, body)).status).toBe(400);
     expect(app.get(PaymentsService).charges).toBe(1);
+  });
+
+  it(`the refunds queue consumer refunds once per message, however often it is delivered (${storeKind})`, async () => {
+    const before = app.get(PaymentsService).refunds;
+    const requests = await Promise.all(
+      [1, 2, 3].map(() =>
+        fetch(`${url}/refunds`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ paymentId: 'pay_1', amount: 100 }),
+        }),
+      ),
+    );
+    expect(requests.map((r) => r.status)).toEqual([202, 202, 202]);
+    const stats = (await (await fetch(`${url}/refunds/stats`)).json()) as { deliveries: number; refunds: number };
+    // Three messages, each delivered twice at once: six deliveries, three refunds.
+    expect(stats.deliveries).toBeGreaterThanOrEqual(6);
+    expect(stats.refunds - before).toBe(3);
   });
 }
 

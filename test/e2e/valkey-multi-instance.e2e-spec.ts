@@ -440,6 +440,52 @@ describeValkey('several app instances sharing one Valkey', () => {
       expect(runs.count(key)).toBe(1);
     });
 
+    it('Valkey refuses the completion (maxmemory reached while the handler ran): 503, the key stays held past its lease on every instance, and the result is stored and replayed once memory frees', async () => {
+      const leaseMs = 300;
+      const prefix = freshPrefix('oom');
+      const a = await start({ name: 'a', prefix, moduleOptions: { leaseMs } });
+      const b = await start({ name: 'b', prefix, moduleOptions: { leaseMs } });
+      const admin = new Redis({ host: '127.0.0.1', port: faulty.port });
+      const key = randomUUID();
+      const headers = { 'idempotency-key': key };
+      try {
+        const first = a.app.client.post('/orders/gated', { headers });
+        await waitFor('the handler to start', () => runs.count(key) === 1);
+        // Out of memory from now on: scripts that write refuse to run (noeviction), the
+        // allow-oom lease renewal still runs.
+        await admin.config('SET', 'maxmemory-policy', 'noeviction');
+        await admin.config('SET', 'maxmemory', '1');
+        runs.open(key, 1);
+        const refused = await first;
+        expectProblem(refused, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
+        expect(refused.json().detail).toMatch(/processed/);
+        // Past the lease, on both instances: held, never a second run.
+        await sleep(leaseMs + 200);
+        for (const instance of [a, b]) {
+          expectProblem(
+            await instance.app.client.post('/orders/gated', { headers }),
+            409,
+            IDEMPOTENCY_PROBLEM_TYPES.inFlight,
+          );
+        }
+        expect(runs.count(key)).toBe(1);
+
+        await admin.config('SET', 'maxmemory', '0');
+        await waitFor(
+          'the background completion',
+          async () => (await b.store.get(new IdempotencyKey(key)))?.isCompleted() === true,
+        );
+        const replay = await b.app.client.post('/orders/gated', { headers });
+        expect(replay.status).toBe(201);
+        expect(replay.headers['idempotent-replayed']).toBe('true');
+        expect(replay.json()).toEqual({ n: 1, instance: 'a' });
+        expect(runs.count(key)).toBe(1);
+      } finally {
+        await admin.config('SET', 'maxmemory', '0');
+        admin.disconnect();
+      }
+    });
+
     it("a lease taken over by another instance: the stalled holder's completion is refused and its client gets the stored answer", async () => {
       const leaseMs = 600;
       const prefix = freshPrefix('takeover');

@@ -1,10 +1,10 @@
 /**
- * The shared store contract on real servers: ValkeyStore over standalone Valkey, a 3-primary
- * Valkey cluster, and standalone Redis 7 (where redis-server is installed).
+ * The shared store contract (the test kit's `storeContract`) on real servers: ValkeyStore over
+ * standalone Valkey, a 3-primary Valkey cluster, and standalone Redis 7.
  */
 import { Cluster, Redis } from 'ioredis';
 import { Fingerprint, IdempotencyEntry, IdempotencyKey, ValkeyStore } from '../../lib';
-import { runStoreContract } from '../contract/store-contract';
+import { storeContract } from '../../lib/testing';
 import {
   describeRedis7,
   describeValkey,
@@ -29,9 +29,10 @@ function standaloneContract(binary: 'valkey' | 'redis'): void {
     client?.disconnect();
     await server?.stop();
   }, 30_000);
-  runStoreContract(`ValkeyStore on standalone ${binary}`, async () => {
-    const store = new ValkeyStore(client, { prefix: freshPrefix(binary) });
-    return { store, close: () => store.close() };
+  storeContract(() => new ValkeyStore(client, { prefix: freshPrefix(binary) }), {
+    describe,
+    it,
+    name: `ValkeyStore on standalone ${binary}`,
   });
 }
 
@@ -79,8 +80,9 @@ describeValkey('ValkeyStore contract, 3-primary Valkey cluster', () => {
     );
   });
 
-  runStoreContract('ValkeyStore on a 3-primary Valkey cluster', async () => {
-    const store = new ValkeyStore(client, { prefix: freshPrefix('cluster') });
-    return { store, close: () => store.close() };
+  storeContract(() => new ValkeyStore(client, { prefix: freshPrefix('cluster') }), {
+    describe,
+    it,
+    name: 'ValkeyStore on a 3-primary Valkey cluster',
   });
 });

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { IdempotencyKey, MAX_KEY_BYTES } from '../core/idempotency-key';
+import { IdempotencyKey, MAX_KEY_BYTES } from './idempotency-key';
 import { principalDigest, storeKeyFor } from './store-key';
 
 const bytes = (key: IdempotencyKey) => Buffer.byteLength(key.toString(), 'utf8');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { IdempotencyKey, MAX_KEY_BYTES } from '../core/idempotency-key';
+import { IdempotencyKey, MAX_KEY_BYTES } from './idempotency-key';
 
 /** Length of a SHA-256 digest in base64url: 43 characters. */
 const DIGEST_LENGTH = 43;

@@ -1,10 +1,11 @@
-import { ClaimBuilder } from '../core/claim';
-import { assertDuration } from '../core/duration';
-import { FencedOutcome } from '../core/fenced-outcome';
-import { FencingToken } from '../core/fencing-token';
-import { IdempotencyKey } from '../core/idempotency-key';
-import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
-import { InsertResult } from '../core/insert-result';
+import { ClaimBuilder } from './claim';
+import type { StoreOperations } from './store-operations';
+import { assertDuration } from './duration';
+import { FencedOutcome } from './fenced-outcome';
+import { FencingToken } from './fencing-token';
+import { IdempotencyKey } from './idempotency-key';
+import { AnyEntry, CompletedEntry, ProcessingEntry } from './idempotency-entry';
+import { InsertResult } from './insert-result';
 
 /**
  * The store contract, and the Nest injection token for the configured store
@@ -14,7 +15,7 @@ import { InsertResult } from '../core/insert-result';
  * strictly increase per key across expiry and reclaim, and carry a random per-claim nonce that
  * `complete`, `remove` and `touch` must match.
  */
-export abstract class IdempotencyStore {
+export abstract class IdempotencyStore implements StoreOperations {
   /** A short name for logs and traces, e.g. `memory` or `valkey`. */
   abstract readonly kind: string;
 
@@ -52,6 +53,26 @@ export abstract class IdempotencyStore {
 
   /** The live entry under `key`, without claiming it. */
   abstract get(key: IdempotencyKey): Promise<AnyEntry | undefined>;
+
+  /**
+   * Resolves when the entry under `key` may have changed (completed, released or expired), after
+   * at most `timeoutMs`, or as soon as `signal` aborts: what a request waiting for a key in flight
+   * (`waitMs`) sleeps on. It never rejects, and callers always re-check the key, so resolving early
+   * costs only a read. Stores that can be told of changes override it (MemoryStore in process,
+   * ValkeyStore through pub/sub); this default simply waits `timeoutMs`.
+   */
+  waitForChange(_key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
 
   /** Releases what the store opened itself. The default does nothing. */
   async close(): Promise<void> {}

@@ -1,0 +1,384 @@
+/**
+ * The claim engine, outcome by outcome, on a real MemoryStore behind a fault injector, with a fake
+ * clock (Jest's modern fake timers drive Date.now, the lease heartbeat and every back-off).
+ */
+import { FencedOutcome } from './fenced-outcome';
+import { CachedResponse } from './cached-response';
+import {
+  type ClaimRequest,
+  claimKey,
+  type ClaimedWork,
+  type EngineEvent,
+  runClaimed,
+  settleDeferredCompletions,
+} from './claim-engine';
+import { StoreTimeoutError } from './errors';
+import { DefaultFingerprintStrategy } from './fingerprint-strategy';
+import { IdempotencyEntry } from './idempotency-entry';
+import { IdempotencyKey } from './idempotency-key';
+import type { ClaimedResult } from './insert-result';
+import { LeaseLostError } from './lease';
+import { MemoryStore } from '../stores/memory.store';
+import { FaultyStore } from '../testing/faulty-store';
+
+const strategy = new DefaultFingerprintStrategy();
+const FP = strategy.compute('POST /charges', '{"amount":1}');
+const OTHER_FP = strategy.compute('POST /charges', '{"amount":2}');
+const LEASE = 1_000;
+const TTL = 60_000;
+
+const response = (body: string, statusCode = 201) => new CachedResponse({ statusCode, body });
+const bodyOf = (r: CachedResponse) => Buffer.from(r.body).toString();
+
+describe('claim engine', () => {
+  let inner: MemoryStore;
+  let store: FaultyStore;
+  let events: EngineEvent[];
+
+  beforeEach(() => {
+    jest.useFakeTimers({ now: 1_000_000 });
+    inner = new MemoryStore();
+    store = new FaultyStore(inner);
+    events = [];
+  });
+
+  afterEach(async () => {
+    await settleDeferredCompletions(0, () => true);
+    jest.useRealTimers();
+    await inner.close();
+  });
+
+  const request = (fingerprint = FP, key = new IdempotencyKey('k')): ClaimRequest => ({
+    store,
+    key,
+    fingerprint,
+    leaseMs: LEASE,
+    ttlMs: TTL,
+  });
+
+  async function claimed(req: ClaimRequest): Promise<ClaimedResult> {
+    const decision = await claimKey(req);
+    if (decision.kind !== 'claimed') throw new Error(`expected a claim, got ${decision.kind}`);
+    return decision;
+  }
+
+  /** Work answering `body` after `ms` of (fake) time; `runs` counts executions. */
+  function work(body: string, ms = 0, extra: Partial<ClaimedWork<string>> = {}) {
+    const counter = { runs: 0 };
+    const spec: ClaimedWork<string> = {
+      run: async () => {
+        counter.runs++;
+        if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+        return body;
+      },
+      capture: (value) => response(value),
+      notify: (event) => events.push(event),
+      ...extra,
+    };
+    return { spec, counter };
+  }
+
+  /** Runs `promise` to its end while advancing the fake clock. */
+  async function settle<T>(promise: Promise<T>, stepMs = 50, maxMs = 120_000): Promise<T> {
+    let done = false;
+    let result: T | undefined;
+    let failure: unknown;
+    promise.then(
+      (value) => {
+        done = true;
+        result = value;
+      },
+      (error: unknown) => {
+        done = true;
+        failure = error;
+      },
+    );
+    for (let t = 0; !done && t <= maxMs; t += stepMs) await jest.advanceTimersByTimeAsync(stepMs);
+    if (!done) throw new Error('the promise did not settle');
+    if (failure !== undefined) throw failure;
+    return result as T;
+  }
+
+  describe('claimKey', () => {
+    it('claims a free key', async () => {
+      const decision = await claimKey(request());
+      expect(decision.kind).toBe('claimed');
+    });
+
+    it('answers in-flight, replayed or fingerprint-mismatch for a key that exists', async () => {
+      const req = request();
+      const first = await claimed(req);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      expect(await claimKey(request(OTHER_FP))).toEqual({ kind: 'fingerprint-mismatch' });
+      await inner.complete(req.key, first.entry.complete(response('done')), first.fencingToken, TTL);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('done');
+      expect(await claimKey(request(OTHER_FP))).toEqual({ kind: 'fingerprint-mismatch' });
+    });
+
+    it('a refused claim on a key that exists answers with what the key holds (read instead)', async () => {
+      const req = request();
+      await claimed(req);
+      store.failNext('tryInsert', new Error('OOM command not allowed when used memory > maxmemory'));
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      expect(store.calls.get).toBe(1);
+    });
+
+    it('a refused claim on a free key throws the store error', async () => {
+      const error = new Error('refused');
+      store.failNext('tryInsert', error);
+      await expect(claimKey(request())).rejects.toBe(error);
+    });
+
+    it('a claim that timed out throws at once, without a second command', async () => {
+      store.failNext('tryInsert', new StoreTimeoutError('valkey claim', 1000));
+      await expect(claimKey(request())).rejects.toBeInstanceOf(StoreTimeoutError);
+      expect(store.calls.get).toBe(0);
+    });
+  });
+
+  describe('runClaimed', () => {
+    it('executed: the work runs once and its response is stored under the claim', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const { spec, counter } = work('ok');
+      const outcome = await settle(runClaimed(req, claim, spec));
+      expect(outcome).toMatchObject({ kind: 'executed', value: 'ok', fencingToken: claim.fencingToken });
+      expect(counter.runs).toBe(1);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('ok');
+      expect(events).toEqual([]);
+    });
+
+    it('the lease is renewed while the work runs past it: duplicates stay in flight', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const { spec } = work('slow', 3 * LEASE);
+      const running = runClaimed(req, claim, spec);
+      await jest.advanceTimersByTimeAsync(2 * LEASE);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      expect((await settle(running)).kind).toBe('executed');
+      expect(store.calls.touch).toBeGreaterThanOrEqual(6);
+    });
+
+    it('released: the work throws, the key is freed and the error handed back', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const error = new Error('boom');
+      const outcome = await settle(runClaimed(req, claim, work('x', 0, { run: () => Promise.reject(error) }).spec));
+      expect(outcome).toEqual({ kind: 'released', error });
+      expect(await inner.get(req.key)).toBeUndefined();
+    });
+
+    it('released, and the release failing is reported (the key frees when its lease ends)', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('remove');
+      const outcome = await settle(
+        runClaimed(req, claim, work('x', 0, { run: () => Promise.reject(new Error('boom')) }).spec),
+      );
+      expect(outcome.kind).toBe('released');
+      expect(events.map((e) => e.type)).toEqual(['release-failed']);
+      expect((await inner.get(req.key))?.isProcessing()).toBe(true);
+    });
+
+    it('error-stored: cacheError turns the error into a response that is stored and replayed', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const error = new Error('declined');
+      const outcome = await settle(
+        runClaimed(
+          req,
+          claim,
+          work('x', 0, { run: () => Promise.reject(error), cacheError: () => response('declined', 402) }).spec,
+        ),
+      );
+      expect(outcome).toMatchObject({ kind: 'error-stored', error, fencingToken: claim.fencingToken });
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && replay.response.statusCode).toBe(402);
+    });
+
+    it('a cacheError that throws releases the key', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const spec = work('x', 0, {
+        run: () => Promise.reject(new Error('boom')),
+        cacheError: () => {
+          throw new Error('predicate failed');
+        },
+      }).spec;
+      expect((await settle(runClaimed(req, claim, spec))).kind).toBe('released');
+      expect(await inner.get(req.key)).toBeUndefined();
+    });
+
+    it('a value capture refuses: released without unstorable, a stored stand-in with it', async () => {
+      const a = request(FP, new IdempotencyKey('a'));
+      const refuse = () => {
+        throw new TypeError('not storable');
+      };
+      const released = await settle(runClaimed(a, await claimed(a), work('x', 0, { capture: refuse }).spec));
+      expect(released.kind).toBe('released');
+      const b = request(FP, new IdempotencyKey('b'));
+      const kept = await settle(
+        runClaimed(
+          b,
+          await claimed(b),
+          work('x', 0, { capture: refuse, unstorable: () => response('kept', 500) }).spec,
+        ),
+      );
+      expect(kept).toMatchObject({ kind: 'executed', unstorable: expect.any(TypeError) });
+      const replay = await claimKey(b);
+      expect(replay.kind === 'replayed' && replay.response.statusCode).toBe(500);
+    });
+
+    it('a completion that fails for a while is retried with the same token', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('complete', undefined, 3);
+      const outcome = await settle(runClaimed(req, claim, work('ok').spec));
+      expect(outcome).toMatchObject({ kind: 'executed', fencingToken: claim.fencingToken });
+      expect(store.calls.complete).toBe(4);
+    });
+
+    it('a completion lost in flight (applied, reply lost) is re-sent and answers applied', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.loseReplyNext('complete');
+      const outcome = await settle(runClaimed(req, claim, work('ok').spec));
+      expect(outcome.kind).toBe('executed');
+      expect(store.calls.complete).toBe(2);
+    });
+
+    it('deferred: a store that refuses the completion past the lease holds the key for the replay window and stores it in the background', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('complete', undefined, Number.POSITIVE_INFINITY);
+      const outcome = await settle(runClaimed(req, claim, work('late').spec));
+      expect(outcome.kind).toBe('deferred');
+      // Held far past the lease: a retry is in flight, never a second run.
+      await jest.advanceTimersByTimeAsync(10 * LEASE);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      store.heal('complete');
+      await jest.advanceTimersByTimeAsync(40_000);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('late');
+      expect(events.map((e) => e.type)).toEqual(['completion-deferred', 'completion-recovered']);
+    });
+
+    it('deferred, then abandoned at shutdown: the key stays held', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('complete', undefined, Number.POSITIVE_INFINITY);
+      expect((await settle(runClaimed(req, claim, work('late').spec))).kind).toBe('deferred');
+      const abandoned = settleDeferredCompletions(2_000, (s) => s === store);
+      await jest.advanceTimersByTimeAsync(2_000);
+      expect(await abandoned).toBe(1);
+      await jest.advanceTimersByTimeAsync(30_000); // well inside the replay window (60 s)
+      expect(events.map((e) => e.type)).toEqual(['completion-deferred', 'completion-abandoned']);
+      expect((await inner.get(req.key))?.isProcessing()).toBe(true);
+    });
+
+    it('key-expired: the lease ran out with nobody on the key; the result is stored under a new claim', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('touch', undefined, Number.POSITIVE_INFINITY); // no renewals: the lease runs out
+      const outcome = await settle(runClaimed(req, claim, work('late', 2 * LEASE).spec));
+      expect(outcome).toMatchObject({ kind: 'executed', value: 'late' });
+      if (outcome.kind !== 'executed') throw new Error('unreachable');
+      expect(outcome.fencingToken.isNewerThan(claim.fencingToken)).toBe(true);
+      expect(events.map((e) => e.type)).toEqual(['lease-lost', 'key-expired']);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('late');
+    });
+
+    it('the lease lost aborts the signal with a LeaseLostError', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      let signal: AbortSignal | undefined;
+      store.failNext('touch', undefined, Number.POSITIVE_INFINITY);
+      const spec = work('x', 0, {
+        run: async (lease) => {
+          signal = lease.signal;
+          await new Promise((resolve) => setTimeout(resolve, 2 * LEASE));
+          return 'x';
+        },
+      }).spec;
+      await settle(runClaimed(req, claim, spec));
+      expect(signal?.aborted).toBe(true);
+      expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+    });
+
+    describe('taken over while the work ran (stale completion)', () => {
+      async function takeOver(fingerprint: typeof FP, finish?: 'complete' | 'release') {
+        const req = request();
+        const claim = await claimed(req);
+        store.failNext('touch', undefined, Number.POSITIVE_INFINITY);
+        const running = runClaimed(req, claim, work('stale', 3 * LEASE).spec);
+        await jest.advanceTimersByTimeAsync(LEASE + 100);
+        store.heal('touch');
+        const taker = await claimKey({ ...req, fingerprint });
+        if (taker.kind !== 'claimed') throw new Error(`expected the taker to claim, got ${taker.kind}`);
+        if (finish === 'complete') {
+          await inner.complete(req.key, taker.entry.complete(response('taker')), taker.fencingToken, TTL);
+        } else if (finish === 'release') {
+          await inner.remove(req.key, taker.fencingToken);
+        } else {
+          // Still running: keep its lease alive past the stale holder's end.
+          await inner.touch(req.key, taker.fencingToken, TTL);
+        }
+        return settle(running);
+      }
+
+      it("the taker completed: the stale holder answers with the taker's response", async () => {
+        const outcome = await takeOver(FP, 'complete');
+        expect(outcome.kind === 'replayed' && bodyOf(outcome.response)).toBe('taker');
+        expect(events.map((e) => e.type)).toEqual(['lease-lost', 'stale-completion']);
+      });
+
+      it('the taker still runs: in-flight', async () => {
+        expect(await takeOver(FP)).toEqual({ kind: 'in-flight' });
+      });
+
+      it('a different request took the key: fingerprint-mismatch', async () => {
+        expect(await takeOver(OTHER_FP, 'complete')).toEqual({ kind: 'fingerprint-mismatch' });
+      });
+
+      it("the stale holder's work throws: it answers with the taker's response, not its error", async () => {
+        const req = request();
+        const claim = await claimed(req);
+        store.failNext('touch', undefined, Number.POSITIVE_INFINITY);
+        const spec = work('x', 0, {
+          run: async () => {
+            await new Promise((resolve) => setTimeout(resolve, 3 * LEASE));
+            throw new Error('stale failure');
+          },
+        }).spec;
+        const running = runClaimed(req, claim, spec);
+        await jest.advanceTimersByTimeAsync(LEASE + 100);
+        store.heal('touch');
+        const taker = await claimKey(req);
+        if (taker.kind !== 'claimed') throw new Error('expected the taker to claim');
+        await inner.complete(req.key, taker.entry.complete(response('taker')), taker.fencingToken, TTL);
+        const outcome = await settle(running);
+        expect(outcome.kind === 'replayed' && bodyOf(outcome.response)).toBe('taker');
+      });
+
+      it('the taker released the key again: the stale result is stored under a new claim', async () => {
+        const outcome = await takeOver(FP, 'release');
+        expect(outcome).toMatchObject({ kind: 'executed', value: 'stale' });
+        const replay = await claimKey(request());
+        expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('stale');
+      });
+    });
+
+    it('never completes with a processing entry of another claim (typestate): one completed entry per claim', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      await settle(runClaimed(req, claim, work('ok').spec));
+      expect(() => claim.entry.complete(response('again'))).toThrow(/already been completed/);
+      expect(
+        await inner.complete(req.key, new IdempotencyEntry(FP, LEASE).complete(response('x')), claim.fencingToken, TTL),
+      ).toBe(FencedOutcome.Applied);
+    });
+  });
+});

@@ -1,0 +1,466 @@
+import { CachedResponse } from './cached-response';
+import { StoreTimeoutError } from './errors';
+import { FencedOutcome } from './fenced-outcome';
+import { FencingToken } from './fencing-token';
+import { Fingerprint } from './fingerprint';
+import { AnyEntry, CompletedEntry, IdempotencyEntry } from './idempotency-entry';
+import { IdempotencyKey } from './idempotency-key';
+import { ClaimedResult } from './insert-result';
+import { completeBefore, Lease, LeaseLostError, sleep } from './lease';
+import type { StoreOperations } from './store-operations';
+
+/*
+ * The claim protocol, in one place. Every entry point (the HTTP route wrapper, `executeOrReplay`,
+ * services, message handlers, resolvers) claims with `claimKey`, runs its work with `runClaimed`
+ * and turns the outcome into its own kind of answer. The rules it keeps:
+ *
+ * - The work runs only under a claim; a key that exists answers with what it holds.
+ * - Once the work has run, the key is never released and never runs again within `ttlMs`: its
+ *   result is stored now, stored late (re-claimed after the lease ran out unclaimed), or kept
+ *   trying in the background while the key is held (a store that refuses the completion).
+ * - A holder whose lease was taken over answers with what the key holds now.
+ * - The work throwing releases the key, unless `cacheError` turns the error into a response to
+ *   store, which then follows the same rules as a value.
+ */
+
+/** One claim of one key: where, what and for how long. */
+export interface ClaimRequest {
+  readonly store: StoreOperations;
+  /** The store key (already scoped to a principal, if any). */
+  readonly key: IdempotencyKey;
+  readonly fingerprint: Fingerprint;
+  /** The processing lease, renewed while the work runs. */
+  readonly leaseMs: number;
+  /** How long the result is kept for replay. */
+  readonly ttlMs: number;
+  /**
+   * How long a claim that finds the key in flight (same fingerprint) waits for it to end, in ms.
+   * @default 0 (answer in-flight at once)
+   */
+  readonly waitMs?: number;
+  /** Stops a wait early (the caller went away); asked for only when about to wait. */
+  readonly waitSignal?: () => AbortSignal | undefined;
+}
+
+/** The key is held by someone else, or done: what to tell the caller instead of running. */
+export type ClaimRefusal =
+  /** A stored response for the same request. */
+  | { readonly kind: 'replayed'; readonly response: CachedResponse }
+  /** Another claim holds the key and has not finished. */
+  | { readonly kind: 'in-flight' }
+  /** The key belongs to a different request. */
+  | { readonly kind: 'fingerprint-mismatch' };
+
+/** What `claimKey` decided. */
+export type ClaimDecision = ClaimedResult | ClaimRefusal;
+
+/** Something that happened on the way, worth a log line or an event (never the final answer). */
+export type EngineEvent =
+  /** The lease could not be kept while the work ran; `signal` aborted. */
+  | { readonly type: 'lease-lost'; readonly fencingToken: FencingToken; readonly error: LeaseLostError }
+  /** The completion found the lease run out with nobody else on the key; it is stored late. */
+  | { readonly type: 'key-expired'; readonly fencingToken: FencingToken }
+  /** The completion was refused: another claim took the key over (fencing). */
+  | { readonly type: 'stale-completion'; readonly fencingToken: FencingToken }
+  /** The work threw and releasing the key failed; it frees when its lease ends. */
+  | { readonly type: 'release-failed'; readonly fencingToken: FencingToken; readonly error: unknown }
+  /** The result could not be stored in time; the key is held and the store retried in the background. */
+  | { readonly type: 'completion-deferred'; readonly fencingToken: FencingToken; readonly error: unknown }
+  /** A deferred result was stored. */
+  | { readonly type: 'completion-recovered'; readonly fencingToken: FencingToken }
+  /** A deferred result was given up: the key went to another request, the window passed, or shutdown. */
+  | { readonly type: 'completion-abandoned'; readonly reason: string; readonly error?: unknown };
+
+/** The work guarded by a claim, and how to turn its results into stored responses. */
+export interface ClaimedWork<T> {
+  /** Runs the work. `lease.signal` aborts if the lease is lost meanwhile. */
+  run(lease: Lease): T | Promise<T>;
+  /** The response to store for the work's value. Throwing makes the value unstorable. */
+  capture(value: T): CachedResponse;
+  /**
+   * The response to store in place of a value `capture` refused (the work ran, so the key is kept
+   * and a retry gets this). Without it, the refusal is handled like an error the work threw.
+   */
+  unstorable?(value: T, error: unknown): CachedResponse;
+  /** The response to store for an error the work threw, or `undefined` to release the key. */
+  cacheError?(error: unknown): CachedResponse | undefined;
+  /** Receives the events on the way. */
+  notify?(event: EngineEvent): void;
+}
+
+/** How `runClaimed` ended. */
+export type RunOutcome<T> =
+  /** The work ran and `response` is stored for the key (now, or late after the lease ran out). */
+  | {
+      readonly kind: 'executed';
+      readonly value: T;
+      readonly response: CachedResponse;
+      readonly fencingToken: FencingToken;
+      /** Why the value could not be stored, when `response` is `unstorable`'s stand-in. */
+      readonly unstorable?: unknown;
+    }
+  /** The work threw, and the response `cacheError` made of it is stored for the key. */
+  | {
+      readonly kind: 'error-stored';
+      readonly error: unknown;
+      readonly response: CachedResponse;
+      readonly fencingToken: FencingToken;
+    }
+  /** The work threw; the key is released, so a retry runs again. */
+  | { readonly kind: 'released'; readonly error: unknown }
+  /**
+   * The work ran but its result is not stored yet: the key stays held and the store is retried in
+   * the background until it takes the result (retries then replay it) or the replay window ends.
+   */
+  | { readonly kind: 'deferred'; readonly response: CachedResponse; readonly error: unknown }
+  /**
+   * The lease was taken over while the work ran: what the key holds now (never this run's result
+   * or error).
+   */
+  | ClaimRefusal;
+
+const IN_FLIGHT: ClaimRefusal = Object.freeze({ kind: 'in-flight' });
+const FINGERPRINT_MISMATCH: ClaimRefusal = Object.freeze({ kind: 'fingerprint-mismatch' });
+
+/** What an entry that exists means to a request with `fingerprint`. */
+export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefusal {
+  if (!entry.fingerprintMatches(fingerprint)) return FINGERPRINT_MISMATCH;
+  if (entry.isCompleted()) return { kind: 'replayed', response: entry.response };
+  return IN_FLIGHT;
+}
+
+/**
+ * Claims the key, or says why not. Store failures are thrown (nothing ran).
+ *
+ * When the store answers but refuses the claim (e.g. a Valkey server out of memory refuses every
+ * script that writes), the key is read instead: a key that exists answers with what it holds (a
+ * replay, 409 or 422), so retries of requests already done or running are not told the store is
+ * down. A store that does not answer in time is not asked again.
+ */
+export async function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
+  let decision = await claimOnce(request);
+  const waitMs = request.waitMs ?? 0;
+  if (decision.kind !== 'in-flight' || waitMs <= 0) return decision;
+  // Wait for the key's holder to end: woken by the store when the entry changes, and re-checking
+  // at least every RECHECK_MS, so a missed notification costs latency, never correctness. Each
+  // wake-up claims again: a completed key replays, a released one is claimed (by one waiter; the
+  // others go on waiting), one still in flight at the bound answers in-flight.
+  const deadline = Date.now() + waitMs;
+  const signal = request.waitSignal?.();
+  while (decision.kind === 'in-flight') {
+    const left = deadline - Date.now();
+    if (left <= 0 || signal?.aborted) return decision;
+    await request.store.waitForChange(request.key, Math.min(left, RECHECK_MS), signal);
+    if (signal?.aborted) return decision;
+    decision = await claimOnce(request);
+  }
+  return decision;
+}
+
+/** Longest a waiter sleeps before it checks the key again, notification or not. */
+const RECHECK_MS = 1_000;
+
+async function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
+  let result;
+  try {
+    result = await request.store.tryInsert(request.key, new IdempotencyEntry(request.fingerprint, request.leaseMs));
+  } catch (error) {
+    if (error instanceof StoreTimeoutError) throw error;
+    let entry: AnyEntry | undefined;
+    try {
+      entry = await request.store.get(request.key);
+    } catch {
+      throw error;
+    }
+    if (entry === undefined) throw error;
+    return refusalFor(entry, request.fingerprint);
+  }
+  return result.kind === 'claimed' ? result : refusalFor(result.entry, request.fingerprint);
+}
+
+/** Runs `work` under the claim `claimed` holds and stores what it produced. Never throws. */
+export async function runClaimed<T>(
+  request: ClaimRequest,
+  claimed: ClaimedResult,
+  work: ClaimedWork<T>,
+): Promise<RunOutcome<T>> {
+  const { store, key } = request;
+  const fencingToken = claimed.fencingToken;
+  const notify = work.notify;
+  const lease = new Lease(
+    store,
+    key,
+    fencingToken,
+    request.leaseMs,
+    notify === undefined ? undefined : (error) => notify({ type: 'lease-lost', fencingToken, error }),
+  );
+  let value: T;
+  try {
+    value = await work.run(lease);
+  } catch (error) {
+    lease.stop();
+    let cached: CachedResponse | undefined;
+    try {
+      cached = work.cacheError?.(error);
+    } catch {
+      // A predicate or renderer that throws must not leave the key blocked: the error is not cached.
+      cached = undefined;
+    }
+    if (cached === undefined) return release(request, fencingToken, error, notify);
+    const stored = await storeResult(request, claimed, lease, cached, notify);
+    return stored.kind === 'stored'
+      ? { kind: 'error-stored', error, response: cached, fencingToken: stored.fencingToken }
+      : stored;
+  }
+
+  let response: CachedResponse;
+  let unstorable: unknown;
+  try {
+    response = work.capture(value);
+  } catch (error) {
+    if (work.unstorable === undefined) {
+      lease.stop();
+      return release(request, fencingToken, error, notify);
+    }
+    unstorable = error;
+    response = work.unstorable(value, error);
+  }
+  const stored = await storeResult(request, claimed, lease, response, notify);
+  if (stored.kind !== 'stored') return stored;
+  return unstorable === undefined
+    ? { kind: 'executed', value, response, fencingToken: stored.fencingToken }
+    : { kind: 'executed', value, response, fencingToken: stored.fencingToken, unstorable };
+}
+
+/**
+ * Releases the claim after the work threw, so a retry runs again. When the lease had been taken
+ * over meanwhile, the key is another claim's: the answer is what it holds now (its stored
+ * response, in-flight, fingerprint-mismatch), as for a stale completion.
+ */
+async function release(
+  request: ClaimRequest,
+  fencingToken: FencingToken,
+  error: unknown,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Promise<RunOutcome<never>> {
+  let outcome: FencedOutcome;
+  try {
+    outcome = await request.store.remove(request.key, fencingToken);
+  } catch (releaseError) {
+    notify?.({ type: 'release-failed', fencingToken, error: releaseError });
+    return { kind: 'released', error };
+  }
+  if (outcome === FencedOutcome.FencingMismatch) {
+    notify?.({ type: 'stale-completion', fencingToken });
+    try {
+      const current = await request.store.get(request.key);
+      if (current !== undefined) return refusalFor(current, request.fingerprint);
+    } catch {
+      // Cannot tell what the key holds now: the work's own error is the answer.
+    }
+  }
+  return { kind: 'released', error };
+}
+
+type Stored = { readonly kind: 'stored'; readonly fencingToken: FencingToken };
+type Deferred = { readonly kind: 'deferred'; readonly response: CachedResponse; readonly error: unknown };
+
+/** A claim this run holds, with the completed entry to hand the store for it. */
+interface Held {
+  readonly fencingToken: FencingToken;
+  readonly completed: CompletedEntry;
+}
+
+/**
+ * Stores `response` for the claim: with the claim's token while its lease lasts; after the lease
+ * ran out unclaimed, under a new claim; else answers with what the key holds now. When the store
+ * keeps failing, the key is held and the result stored in the background.
+ */
+async function storeResult(
+  request: ClaimRequest,
+  claimed: ClaimedResult,
+  lease: Lease,
+  response: CachedResponse,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Promise<Stored | Deferred | ClaimRefusal> {
+  // The heartbeat stops first, so completion retries are bounded by what is left of the lease
+  // even when the store keeps renewing leases but refuses completions.
+  lease.stop();
+  const held: Held = { fencingToken: claimed.fencingToken, completed: claimed.entry.complete(response) };
+  let outcome: FencedOutcome;
+  try {
+    outcome = await completeBefore(
+      request.store,
+      request.key,
+      held.completed,
+      held.fencingToken,
+      request.ttlMs,
+      lease.expiresAt,
+    );
+  } catch (error) {
+    return defer(request, response, held, error, notify);
+  }
+  if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
+  notify?.({
+    type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
+    fencingToken: held.fencingToken,
+  });
+  return storeUnderNewClaim(request, response, notify);
+}
+
+/**
+ * The run's claim is gone (expired, or taken over). Claims the key again and stores `response`
+ * when nobody holds it; answers with what the key holds otherwise.
+ */
+async function storeUnderNewClaim(
+  request: ClaimRequest,
+  response: CachedResponse,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Promise<Stored | Deferred | ClaimRefusal> {
+  // A claim that expires between the claim and the completion is tried again, a few times.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let held: Held;
+    try {
+      const again = await request.store.tryInsert(
+        request.key,
+        new IdempotencyEntry(request.fingerprint, request.leaseMs),
+      );
+      if (again.kind === 'exists') return refusalFor(again.entry, request.fingerprint);
+      held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
+    } catch (error) {
+      return defer(request, response, undefined, error, notify);
+    }
+    let outcome: FencedOutcome;
+    try {
+      outcome = await completeBefore(
+        request.store,
+        request.key,
+        held.completed,
+        held.fencingToken,
+        request.ttlMs,
+        Date.now() + request.leaseMs,
+      );
+    } catch (error) {
+      return defer(request, response, held, error, notify);
+    }
+    if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
+  }
+  return IN_FLIGHT;
+}
+
+/** Background completions, so a shutdown can wait for them. */
+const deferredTasks = new Map<Promise<void>, Control>();
+
+/** Lets a shutdown stop one background completion. */
+interface Control {
+  readonly store: StoreOperations;
+  aborted: boolean;
+}
+
+/** Longest pause between background attempts. */
+const MAX_BACKOFF_MS = 30_000;
+
+function defer(
+  request: ClaimRequest,
+  response: CachedResponse,
+  held: Held | undefined,
+  error: unknown,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Deferred {
+  if (held !== undefined) notify?.({ type: 'completion-deferred', fencingToken: held.fencingToken, error });
+  const control: Control = { store: request.store, aborted: false };
+  const task = completeLater(request, response, held, control, notify).catch(() => undefined);
+  deferredTasks.set(task, control);
+  void task.finally(() => deferredTasks.delete(task));
+  return { kind: 'deferred', response, error };
+}
+
+/**
+ * Keeps trying to store `response` until it is stored, the key is found to hold another answer,
+ * the replay window passes, or the store's deferred completions are abandoned (shutdown). The
+ * first step extends the processing lease to the whole replay window (`touch`, which a Valkey
+ * server out of memory still accepts), so no retry runs the work again meanwhile.
+ */
+async function completeLater(
+  request: ClaimRequest,
+  response: CachedResponse,
+  held: Held | undefined,
+  control: Control,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Promise<void> {
+  const { store, key, ttlMs } = request;
+  const deadline = Date.now() + ttlMs;
+  let holding = false;
+  let delay = 50;
+  let lastError: unknown;
+  let reclaims = 0;
+  while (Date.now() < deadline && !control.aborted) {
+    try {
+      if (held === undefined) {
+        if (reclaims++ >= 5) break;
+        const again = await store.tryInsert(key, new IdempotencyEntry(request.fingerprint, request.leaseMs));
+        if (again.kind === 'exists') {
+          notify?.({ type: 'completion-abandoned', reason: 'another request holds the key now' });
+          return;
+        }
+        held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
+        holding = false;
+      }
+      if (!holding) {
+        if ((await store.touch(key, held.fencingToken, ttlMs)) !== FencedOutcome.Applied) {
+          held = undefined;
+          continue;
+        }
+        holding = true;
+      }
+      if ((await store.complete(key, held.completed, held.fencingToken, ttlMs)) === FencedOutcome.Applied) {
+        notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
+        return;
+      }
+      held = undefined;
+    } catch (error) {
+      lastError = error;
+      await sleep(delay);
+      delay = Math.min(delay * 2, MAX_BACKOFF_MS);
+    }
+  }
+  notify?.({
+    type: 'completion-abandoned',
+    reason: control.aborted ? 'the application shut down' : 'the replay window passed',
+    error: lastError,
+  });
+}
+
+/**
+ * Waits up to `timeoutMs` for the background completions on the stores `belongsTo` accepts to
+ * end, then abandons those still running (their keys stay held, as in flight, until the replay
+ * window ends). Answers how many were abandoned.
+ * @internal
+ */
+export async function settleDeferredCompletions(
+  timeoutMs: number,
+  belongsTo: (store: StoreOperations) => boolean,
+): Promise<number> {
+  const tasks = [...deferredTasks].filter(([, control]) => belongsTo(control.store));
+  if (tasks.length === 0) return 0;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  await Promise.race([Promise.all(tasks.map(([task]) => task)), timedOut]);
+  clearTimeout(timer);
+  let abandoned = 0;
+  for (const [task, control] of tasks) {
+    if (!deferredTasks.has(task)) continue;
+    control.aborted = true;
+    abandoned++;
+  }
+  return abandoned;
+}
+
+/** Background completions still running on the stores `belongsTo` accepts. @internal */
+export function deferredCompletions(belongsTo: (store: StoreOperations) => boolean): number {
+  let n = 0;
+  for (const control of deferredTasks.values()) if (belongsTo(control.store)) n++;
+  return n;
+}

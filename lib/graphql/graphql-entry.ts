@@ -1,0 +1,160 @@
+import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
+import { fingerprintJson } from '../core/canonical-json';
+import { IdempotencyKeyError } from '../core/errors';
+import { IdempotencyKey } from '../core/idempotency-key';
+import { storeKeyFor } from '../core/store-key';
+import { keyInvalidProblem, keyMissingProblem, refusalProblem } from '../handler/handler-problems';
+import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
+import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
+import { callToken } from '../http/call-token';
+import { readKeyHeader } from '../http/key-header';
+import { defaultScope, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
+import { graphqlProblem } from './graphql-error';
+import { clientGoneSignal, graphqlRequestOf } from './graphql-http';
+import { isRootMutationField, type ResolveInfoShape, resolveInfoOf } from './graphql-resolver';
+
+const REUSED = 'mutation (field or arguments)';
+
+/**
+ * `@Idempotent()` on GraphQL mutation resolvers: the key from the HTTP request's key header (or the
+ * `key` option, a function of the arguments and the GraphQL context), scoped to the principal as
+ * for HTTP routes; the fingerprint from the field name and the canonical JSON of the arguments.
+ *
+ * - The first call gets the resolver's result as it returned it; the result is stored as JSON and
+ *   later calls get it parsed (GraphQL then resolves the selection set on it).
+ * - A conflict is a `GraphQLError` with `extensions.code` `IDEMPOTENCY_IN_FLIGHT` /
+ *   `IDEMPOTENCY_KEY_REUSED` (see `IDEMPOTENCY_GRAPHQL_ERROR_CODES`) and the problem fields.
+ * - One key guards one mutation field: a second field of the same operation (or batch) with the
+ *   same key is refused with `IDEMPOTENCY_KEY_REUSED` instead of replaying the first.
+ * - Only root mutation fields are guarded: on a query or field resolver, a class-wide
+ *   `@Idempotent()` does nothing, and one on the method is an error.
+ * @internal
+ */
+export class GraphqlEntry {
+  readonly #handlers: HandlerConfigs<HandlerBase>;
+  /** The store keys each operation (its GraphQL context value) has used so far. */
+  readonly #keysInOperation = new WeakMap<object, Set<string>>();
+  /** Resolvers already warned about an unscoped `request.user`. */
+  readonly #warnedUnscoped = new WeakSet<object>();
+
+  constructor(
+    moduleOptions: ResolvedIdempotencyOptions,
+    private readonly runner: ValueRunner,
+    private readonly skip: (context: ExecutionContext) => boolean,
+    private readonly logger: Logger,
+  ) {
+    this.#handlers = new HandlerConfigs(moduleOptions, (base) => base);
+  }
+
+  /** Runs the call under idempotency; `undefined` when the resolver should just run. */
+  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
+    const handler = this.#handlers.of(context);
+    if (handler === null) return undefined;
+    const info = resolveInfoOf(context.getArgByIndex(3));
+    if (info === undefined || !isRootMutationField(info)) {
+      if (!handler.onMethod) return undefined;
+      throw new Error(
+        `@Idempotent() guards GraphQL mutations only, but ${handler.name} resolved ` +
+          `${info?.parentType?.name ?? '?'}.${info?.fieldName ?? '?'} of a ${info?.operation?.operation ?? 'non-mutation'} operation`,
+      );
+    }
+    if (this.skip(context)) return undefined;
+
+    const args: unknown = context.getArgByIndex(1);
+    const graphqlContext: unknown = context.getArgByIndex(2);
+    const req = graphqlRequestOf(graphqlContext);
+    const options = handler.options;
+    let clientKey: IdempotencyKey;
+    try {
+      const text =
+        options.key !== undefined
+          ? options.key(args, graphqlContext)
+          : req === undefined
+            ? undefined
+            : readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey);
+      if (text === undefined || text === null) {
+        if (!options.required) return undefined;
+        const where = options.key === undefined ? `the ${options.headerName} header` : 'key option';
+        return Promise.reject(graphqlProblem(keyMissingProblem(where)));
+      }
+      if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
+      clientKey = new IdempotencyKey(text);
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyError)) throw error;
+      return Promise.reject(graphqlProblem(keyInvalidProblem(error.message)));
+    }
+    const key = storeKeyFor(clientKey, this.#principal(handler, req));
+    if (this.#usedInOperation(graphqlContext, key)) {
+      return Promise.reject(
+        graphqlProblem(
+          refusalProblem(
+            'key-reused',
+            REUSED,
+            'Another mutation field of this operation already uses this idempotency key: one key guards one mutation.',
+          ),
+        ),
+      );
+    }
+    const fingerprint = handler.strategy.compute(operationOf(info), fingerprintJson(args) ?? '');
+    return this.runner
+      .run(
+        {
+          options,
+          clientKey,
+          key,
+          fingerprint,
+          label: `GRAPHQL ${operationOf(info)}`,
+          name: handler.name,
+          stores: 'json-with-dates',
+          claimFor: handler.wantsClaim ? callToken(context) : undefined,
+          waitSignal: options.waitMs > 0 ? () => clientGoneSignal(graphqlContext, req) : undefined,
+        },
+        () => next.handle(),
+      )
+      .then(answerOf);
+  }
+
+  /** The principal the key belongs to, from the HTTP request as for HTTP routes, or `undefined`. */
+  #principal(handler: HandlerBase, req: IdempotencyRequest | undefined): string | undefined {
+    const scope = handler.options.scope;
+    if (scope === false || req === undefined) return undefined;
+    const principal = scope(req);
+    if (typeof principal === 'string' && principal.length > 0) return principal;
+    if (typeof principal === 'number' || typeof principal === 'bigint') return String(principal);
+    const user = req.user;
+    if (scope === defaultScope && typeof user === 'object' && user !== null && !this.#warnedUnscoped.has(handler)) {
+      this.#warnedUnscoped.add(handler);
+      this.logger.warn(
+        `${handler.name}: request.user has no id, sub or userId, so its keys are not scoped to a principal and ` +
+          'users could replay each other\'s results; set the "scope" option (a function of the request) or ' +
+          'scope: false to silence this',
+      );
+    }
+    return undefined;
+  }
+
+  /** Records `key` for the operation; whether another field of it had it already. */
+  #usedInOperation(graphqlContext: unknown, key: IdempotencyKey): boolean {
+    if (typeof graphqlContext !== 'object' || graphqlContext === null) return false;
+    let keys = this.#keysInOperation.get(graphqlContext);
+    if (keys === undefined) {
+      keys = new Set();
+      this.#keysInOperation.set(graphqlContext, keys);
+    }
+    const text = key.toString();
+    if (keys.has(text)) return true;
+    keys.add(text);
+    return false;
+  }
+}
+
+/** `Mutation.<field>`: the operation the fingerprint covers, with the arguments. */
+function operationOf(info: ResolveInfoShape): string {
+  return `${info.parentType?.name ?? 'Mutation'}.${info.fieldName}`;
+}
+
+function answerOf(answer: ValueAnswer): unknown {
+  if (answer.kind === 'value') return answer.value;
+  throw graphqlProblem(refusalProblem(answer.reason, REUSED, answer.detail));
+}

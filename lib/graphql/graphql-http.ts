@@ -1,0 +1,54 @@
+import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
+
+/*
+ * The HTTP exchange behind a GraphQL operation, found in the GraphQL context value: Nest's Apollo
+ * and Mercurius drivers put the request at `context.req` (Express request, or Fastify request);
+ * Mercurius adds `context.reply`.
+ */
+
+/** The HTTP request of a GraphQL context, when it has one. @internal */
+export function graphqlRequestOf(graphqlContext: unknown): IdempotencyRequest | undefined {
+  if (typeof graphqlContext !== 'object' || graphqlContext === null) return undefined;
+  const ctx = graphqlContext as { req?: unknown; request?: unknown };
+  const req = ctx.req ?? ctx.request;
+  return typeof req === 'object' && req !== null && typeof (req as { headers?: unknown }).headers === 'object'
+    ? req
+    : undefined;
+}
+
+/** What a Node `ServerResponse` tells about the client. */
+interface RawResponse {
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * A signal that aborts when the client's connection closes before its response was sent (it
+ * stopped waiting), or `undefined` when the response cannot be found.
+ * @internal
+ */
+export function clientGoneSignal(
+  graphqlContext: unknown,
+  req: IdempotencyRequest | undefined,
+): AbortSignal | undefined {
+  const ctx = (graphqlContext ?? {}) as { reply?: { raw?: unknown }; res?: { raw?: unknown } };
+  const raw = [ctx.reply?.raw, ctx.res?.raw, ctx.res, req?.res].find(isRawResponse);
+  if (raw === undefined) return undefined;
+  const controller = new AbortController();
+  if (raw.destroyed && !raw.writableFinished) controller.abort();
+  else
+    raw.once('close', () => {
+      if (!raw.writableFinished) controller.abort();
+    });
+  return controller.signal;
+}
+
+function isRawResponse(value: unknown): value is RawResponse {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as RawResponse).once === 'function' &&
+    typeof (value as RawResponse).writableFinished === 'boolean'
+  );
+}

@@ -1,0 +1,41 @@
+import type { Logger } from '@nestjs/common';
+import { IdempotencyStore } from '../core/idempotency-store';
+import { operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { RequestReporter } from '../observability/request-reporter';
+import { ValueRunner } from './value-runner';
+
+/**
+ * What every entry point (HTTP routes, message handlers, resolvers, IdempotencyService) works
+ * through, made once on first use: the store (wrapped for OpenTelemetry store spans when
+ * telemetry is on), the reporter of outcomes, and the value runner.
+ * @internal
+ */
+export class CallEngines {
+  #store: IdempotencyStore | undefined;
+  #reporter: RequestReporter | undefined;
+  #valueRunner: ValueRunner | undefined;
+
+  constructor(
+    private readonly configured: IdempotencyStore,
+    private readonly options: ResolvedIdempotencyOptions,
+    readonly logger: Logger,
+  ) {}
+
+  get store(): IdempotencyStore {
+    return (this.#store ??= operationalStore(this.configured, this.options));
+  }
+
+  get reporter(): RequestReporter {
+    const logger = this.logger;
+    return (this.#reporter ??= new RequestReporter(
+      { warn: (message) => logger.warn(message), error: (message) => logger.error(message) },
+      this.options.onEvent,
+      this.configured.kind,
+      this.options.telemetry,
+    ));
+  }
+
+  get valueRunner(): ValueRunner {
+    return (this.#valueRunner ??= new ValueRunner(this.store, this.reporter, this.logger));
+  }
+}

@@ -1,0 +1,238 @@
+import type { Logger } from '@nestjs/common';
+import { isObservable, lastValueFrom } from 'rxjs';
+import type { CachedResponse } from '../core/cached-response';
+import { type ClaimRefusal, type ClaimRequest, claimKey, type EngineEvent, runClaimed } from '../core/claim-engine';
+import type { Fingerprint } from '../core/fingerprint';
+import type { IdempotencyClaim } from '../core/idempotency-claim';
+import type { IdempotencyKey } from '../core/idempotency-key';
+import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core/json-value';
+import type { StoreOperations } from '../core/store-operations';
+import { setClaim } from '../http/idempotency-claim.decorator';
+import { messageOf } from '../http/request-runner';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { IdempotencyOutcome } from '../observability/idempotency-event';
+import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
+
+/** One call of a message handler or resolver that carries a valid key. @internal */
+export interface ValueCall {
+  readonly options: ResolvedIdempotencyOptions;
+  /** The client's key, as sent. */
+  readonly clientKey: IdempotencyKey;
+  /** The store key: the client's key scoped to the principal, if any. */
+  readonly key: IdempotencyKey;
+  readonly fingerprint: Fingerprint;
+  /** What telemetry and events name the handler by, e.g. `MESSAGE {"cmd":"charge"}`. */
+  readonly label: string;
+  /** `Class.method()`, for logs. */
+  readonly name: string;
+  /**
+   * What is stored: the handler's value as JSON (message handlers), the same with `Date`s coming
+   * back as `Date`s (resolvers: GraphQL scalars serialise them), or only that it ran (events).
+   */
+  readonly stores: 'json' | 'json-with-dates' | 'nothing';
+  /**
+   * What a first run answers: the handler's value as it returned it (`as-returned`: message
+   * handlers, resolvers), or its JSON round trip, as replays answer it (`as-stored`: services, so
+   * callers never see two shapes).
+   * @default 'as-returned'
+   */
+  readonly firstValue?: 'as-returned' | 'as-stored';
+  /** Where `@IdempotencyClaim()` parameters find the claim (see `callToken`), when they are asked for. */
+  readonly claimFor: object | undefined;
+  /** Stops a wait (`waitMs`) early: the caller went away. */
+  readonly waitSignal?: () => AbortSignal | undefined;
+}
+
+/** Why a call was answered with a problem instead of a value. */
+export type ValueRefusal =
+  'in-flight' | 'key-reused' | 'store-unavailable' | 'completion-failed' | 'unsupported-result';
+
+/** What a guarded call comes to. @internal */
+export type ValueAnswer =
+  /** The handler's value (`replayed: false`: it ran now, as it returned it; else the stored JSON, parsed). */
+  | { readonly kind: 'value'; readonly value: unknown; readonly replayed: boolean }
+  /**
+   * Not the value: `detail` says more, for `unsupported-result`; `error` is the store's error for
+   * `store-unavailable` and `completion-failed`.
+   */
+  | { readonly kind: 'refused'; readonly reason: ValueRefusal; readonly detail?: string; readonly error?: unknown };
+
+const NONE = { defaultValue: undefined } as const;
+const REFUSED_IN_FLIGHT: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'in-flight' });
+const REFUSED_KEY_REUSED: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'key-reused' });
+const DONE = jsonValueResponse(undefined);
+const CAPTURE: Record<ValueCall['stores'], (value: unknown) => CachedResponse> = {
+  json: (value) => jsonValueResponse(value),
+  'json-with-dates': (value) => jsonValueResponse(value, { keepDates: true }),
+  nothing: () => DONE,
+};
+
+/**
+ * Runs one guarded call of a message handler or resolver through the claim engine and turns each
+ * outcome into a value or a refusal, which the entry point turns into its own answer (an
+ * RpcException, a GraphQLError, an acknowledged event). Values are stored as JSON, as
+ * `IdempotencyService.run` stores them; a handler that throws releases the key and the error is
+ * rethrown.
+ * @internal
+ */
+export class ValueRunner {
+  constructor(
+    private readonly store: StoreOperations,
+    private readonly reporter: RequestReporter,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Claims the key and runs `handler` (with the claim it holds; `undefined` when it runs unguarded
+   * under `failOpen`), or answers with what the key holds.
+   */
+  async run(call: ValueCall, handler: (claim: IdempotencyClaim | undefined) => unknown): Promise<ValueAnswer> {
+    const { options } = call;
+    const trace = this.reporter.start(call.label, call.key);
+    return this.reporter.within(trace, () => this.#run(call, handler, options, trace));
+  }
+
+  async #run(
+    call: ValueCall,
+    handler: (claim: IdempotencyClaim | undefined) => unknown,
+    options: ResolvedIdempotencyOptions,
+    trace: RequestTrace | undefined,
+  ): Promise<ValueAnswer> {
+    const claim: ClaimRequest = {
+      store: this.store,
+      key: call.key,
+      fingerprint: call.fingerprint,
+      leaseMs: options.leaseMs,
+      ttlMs: options.ttlMs,
+      waitMs: options.waitMs,
+      waitSignal: call.waitSignal,
+    };
+    let decision;
+    try {
+      decision = await claimKey(claim);
+    } catch (error) {
+      if (options.failOpen) {
+        this.#report('fail-open', call, trace, { error });
+        return { kind: 'value', value: await valueOf(() => handler(undefined)), replayed: false };
+      }
+      this.#report('store-error', call, trace, { error, statusCode: 503 });
+      return { kind: 'refused', reason: 'store-unavailable', error };
+    }
+    if (decision.kind !== 'claimed') return this.#refused(call, decision, trace);
+
+    const outcome = await runClaimed(claim, decision, {
+      run: (lease) => {
+        const claimed: IdempotencyClaim = {
+          key: call.clientKey,
+          storeKey: call.key,
+          fencingToken: lease.fencingToken,
+          get signal() {
+            return lease.signal;
+          },
+        };
+        if (call.claimFor !== undefined) setClaim(call.claimFor, claimed);
+        return valueOf(() => handler(claimed));
+      },
+      capture: CAPTURE[call.stores],
+      unstorable: (_value, error) => unstorableValueResponse(error),
+      notify: (event) => this.#onEngineEvent(call, trace, event),
+    });
+    switch (outcome.kind) {
+      case 'executed':
+        this.#report('executed', call, trace, { fencingToken: outcome.fencingToken });
+        if (outcome.unstorable !== undefined) {
+          const detail = `the result of ${call.name} cannot be stored for replay as JSON: ${messageOf(outcome.unstorable)}.`;
+          this.logger.error(detail);
+          return { kind: 'refused', reason: 'unsupported-result', detail, error: outcome.unstorable };
+        }
+        return {
+          kind: 'value',
+          value: call.firstValue === 'as-stored' ? jsonValueOf(outcome.response) : outcome.value,
+          replayed: false,
+        };
+      case 'released':
+      case 'error-stored':
+        this.#report('released', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
+        throw outcome.error;
+      case 'deferred':
+        this.logger.error(
+          `the result of ${call.name} could not be recorded yet (${messageOf(outcome.error)}); the key stays held ` +
+            'and the store is retried in the background',
+        );
+        this.#report('deferred', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
+        return { kind: 'refused', reason: 'completion-failed', error: outcome.error };
+      default:
+        return this.#refused(call, outcome, trace);
+    }
+  }
+
+  #refused(call: ValueCall, refusal: ClaimRefusal, trace: RequestTrace | undefined): ValueAnswer {
+    switch (refusal.kind) {
+      case 'replayed': {
+        this.#report('replayed', call, trace);
+        if (call.stores === 'nothing') return { kind: 'value', value: undefined, replayed: true };
+        try {
+          return { kind: 'value', value: jsonValueOf(refusal.response), replayed: true };
+        } catch (error) {
+          if (!(error instanceof TypeError)) throw error;
+          return { kind: 'refused', reason: 'unsupported-result', detail: error.message, error };
+        }
+      }
+      case 'in-flight':
+        this.#report('in-flight', call, trace, { statusCode: 409 });
+        return REFUSED_IN_FLIGHT;
+      case 'fingerprint-mismatch':
+        this.#report('fingerprint-mismatch', call, trace, { statusCode: 422 });
+        return REFUSED_KEY_REUSED;
+    }
+  }
+
+  #onEngineEvent(call: ValueCall, trace: RequestTrace | undefined, event: EngineEvent): void {
+    switch (event.type) {
+      case 'lease-lost':
+      case 'key-expired':
+      case 'stale-completion':
+        this.#report(
+          event.type,
+          call,
+          trace,
+          { fencingToken: event.fencingToken, error: (event as { error?: unknown }).error },
+          false,
+        );
+        return;
+      case 'release-failed':
+        this.logger.warn(
+          `could not release the key of ${call.name} (${messageOf(event.error)}); it frees when its lease ends`,
+        );
+        return;
+      case 'completion-deferred':
+        return; // reported as the call's outcome
+      case 'completion-recovered':
+        this.#report('completion-recovered', call, undefined, { fencingToken: event.fencingToken }, false);
+        return;
+      case 'completion-abandoned':
+        this.logger.error(
+          `the result of ${call.name} was never recorded: ${event.reason}` +
+            (event.error === undefined ? '' : ` (${messageOf(event.error)})`),
+        );
+        this.#report('completion-abandoned', call, undefined, { error: event.error }, false);
+        return;
+    }
+  }
+
+  #report(
+    type: IdempotencyOutcome,
+    call: ValueCall,
+    trace: RequestTrace | undefined,
+    details?: OutcomeDetails,
+    terminal = true,
+  ): void {
+    this.reporter.report(type, call.label, call.key, trace, details, terminal);
+  }
+}
+
+/** The handler's value: what it returns, awaited, or the last value of an Observable (`undefined` for none). */
+async function valueOf(handler: () => unknown): Promise<unknown> {
+  const result = await handler();
+  return isObservable(result) ? lastValueFrom(result, NONE) : result;
+}

@@ -1,0 +1,134 @@
+import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
+import { canonicalJson, fingerprintJson } from '../core/canonical-json';
+import { IdempotencyKeyError } from '../core/errors';
+import { IdempotencyKey } from '../core/idempotency-key';
+import { keyInvalidProblem, keyMissingProblem, refusalProblem } from '../handler/handler-problems';
+import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
+import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
+import { callToken } from '../http/call-token';
+import type { ProblemDetails } from '../http/problem-details';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { type RpcHandlerKind, rpcHandlerKind, rpcPatterns } from './rpc-handler';
+import { rpcProblem } from './rpc-exception';
+
+/** A message or event handler under `@Idempotent()`, worked out once. */
+interface RpcHandler extends HandlerBase {
+  readonly kind: RpcHandlerKind;
+  /** The declared pattern(s) as text: part of the fingerprint, and the label. */
+  readonly pattern: string;
+  readonly label: string;
+}
+
+const REUSED = 'message (pattern or data)';
+const DEFAULT_KEY_FIELD = 'idempotencyKey';
+
+/**
+ * `@Idempotent()` on microservice handlers (`@MessagePattern()`, `@EventPattern()`): the key from
+ * the message (`data.idempotencyKey`, or the `key` option), the fingerprint from the pattern and
+ * the canonical JSON of the data.
+ *
+ * - Message handlers: the first call gets the handler's result as it returned it (an
+ *   Observable's last value); the result is stored as JSON and later calls get it parsed. A
+ *   conflict throws an `RpcException` whose error is the problem body `{ type, title, status, detail }`.
+ * - Event handlers: a duplicate (done, or in flight) is acknowledged without running the handler;
+ *   nothing is thrown. Only that the handler ran is stored, not its value.
+ * - No key: the handler runs unguarded; with `required: true`, a 400 problem is thrown.
+ * - The store unreachable when claiming: a 503 problem (unless `failOpen`).
+ * - The handler throwing: the key is released and the error rethrown.
+ * @internal
+ */
+export class RpcEntry {
+  readonly #handlers: HandlerConfigs<RpcHandler>;
+
+  constructor(
+    moduleOptions: ResolvedIdempotencyOptions,
+    private readonly runner: ValueRunner,
+    private readonly skip: (context: ExecutionContext) => boolean,
+    private readonly logger: Logger,
+  ) {
+    this.#handlers = new HandlerConfigs(moduleOptions, (base, handler) => {
+      const kind = rpcHandlerKind(handler);
+      if (kind === undefined) return null;
+      const patterns = rpcPatterns(handler);
+      const pattern = patterns.map(patternText).join(' | ');
+      return { ...base, kind, pattern, label: `${kind === 'event' ? 'EVENT' : 'MESSAGE'} ${pattern}` };
+    });
+  }
+
+  /** Runs the call under idempotency; `undefined` when the handler should just run. */
+  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
+    const handler = this.#handlers.of(context);
+    if (handler === null || this.skip(context)) return undefined;
+    const data: unknown = context.getArgByIndex(0);
+    const options = handler.options;
+    let clientKey: IdempotencyKey;
+    try {
+      const text = options.key === undefined ? defaultKey(data) : options.key(data, context.getArgByIndex(1));
+      if (text === undefined || text === null) {
+        if (!options.required) return undefined;
+        return this.#refuse(
+          handler,
+          keyMissingProblem(options.key === undefined ? 'data.idempotencyKey' : 'key option'),
+        );
+      }
+      if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
+      clientKey = new IdempotencyKey(text);
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyError)) throw error;
+      return this.#refuse(handler, keyInvalidProblem(error.message));
+    }
+    const body = fingerprintJson(data) ?? '';
+    const fingerprint = handler.strategy.compute(`${handler.kind} ${handler.pattern}`, body);
+    return this.runner
+      .run(
+        {
+          options,
+          clientKey,
+          key: clientKey,
+          fingerprint,
+          label: handler.label,
+          name: handler.name,
+          stores: handler.kind === 'message' ? 'json' : 'nothing',
+          claimFor: handler.wantsClaim ? callToken(context) : undefined,
+        },
+        () => next.handle(),
+      )
+      .then((answer) => this.#answer(handler, answer));
+  }
+
+  #answer(handler: RpcHandler, answer: ValueAnswer): unknown {
+    if (answer.kind === 'value') return answer.replayed && handler.kind === 'event' ? undefined : answer.value;
+    if (handler.kind === 'event') {
+      switch (answer.reason) {
+        case 'in-flight':
+          return undefined; // a duplicate of an event still being handled: acknowledged
+        case 'key-reused':
+          this.logger.warn(
+            `${handler.name} dropped an event whose idempotency key was already used for a different event`,
+          );
+          return undefined;
+        case 'completion-failed':
+        case 'unsupported-result':
+          return undefined; // the handler ran; logged by the runner
+        case 'store-unavailable':
+          break; // not handled: thrown, so a transport that redelivers can
+      }
+    }
+    throw rpcProblem(refusalProblem(answer.reason, REUSED, answer.kind === 'refused' ? answer.detail : undefined));
+  }
+
+  #refuse(handler: RpcHandler, problem: ProblemDetails): Promise<never> {
+    // Nest does not log an RpcException, and an event has nobody to tell: say so here.
+    if (handler.kind === 'event') this.logger.warn(`${handler.name} refused an event: ${problem.detail}`);
+    return Promise.reject(rpcProblem(problem));
+  }
+}
+
+/** `data.idempotencyKey` when `data` is an object. */
+function defaultKey(data: unknown): unknown {
+  return typeof data === 'object' && data !== null ? (data as Record<string, unknown>)[DEFAULT_KEY_FIELD] : undefined;
+}
+
+function patternText(pattern: unknown): string {
+  return typeof pattern === 'string' ? pattern : (canonicalJson(pattern) ?? String(pattern));
+}

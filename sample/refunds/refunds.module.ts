@@ -1,0 +1,12 @@
+import { Module } from '@nestjs/common';
+import { PaymentsModule } from '../payments/payments.module';
+import { RefundQueue } from './refund-queue';
+import { RefundsConsumer } from './refunds.consumer';
+import { RefundsController } from './refunds.controller';
+
+@Module({
+  imports: [PaymentsModule],
+  controllers: [RefundsController],
+  providers: [RefundQueue, RefundsConsumer],
+})
+export class RefundsModule {}

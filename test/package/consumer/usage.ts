@@ -1,0 +1,277 @@
+// A consumer of the packed package: it touches every export of `nestjs-idempotent` and
+// `nestjs-idempotent/testing`, and is compiled with strict, skipLibCheck: false, under
+// moduleResolution node16 and bundler (test/package/check.sh). test/package/public-api.spec.ts
+// checks that every export is named here.
+import 'reflect-metadata';
+import { ArgumentsHost, Body, Catch, Controller, ExceptionFilter, Injectable, Module, Post } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { Redis } from 'ioredis';
+import {
+  type AnyEntry,
+  CachedResponse,
+  type CachedResponseInit,
+  type CachedResponseJSON,
+  type CacheErrorsOption,
+  ClaimBuilder,
+  type ClaimedResult,
+  type CompletedEntry,
+  CompletionFailedError,
+  defaultScope,
+  DefaultFingerprintStrategy,
+  type EntryState,
+  type ExecuteResult,
+  type ExistsResult,
+  FencedOutcome,
+  FencingToken,
+  type FencingTokenJSON,
+  Fingerprint,
+  FingerprintedClaim,
+  type FingerprintFunction,
+  type FingerprintStrategy,
+  IDEMPOTENCY_GRAPHQL_ERROR_CODES,
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_PROBLEM_TYPES,
+  IDEMPOTENT_REPLAYED_HEADER,
+  IdempotencyClaim,
+  IdempotencyConflictError,
+  type IdempotencyConflictReason,
+  IdempotencyDecodeError,
+  IdempotencyEntry,
+  type IdempotencyEntryJSON,
+  IdempotencyError,
+  type IdempotencyEvent,
+  type IdempotencyEventHandler,
+  IdempotencyHealthIndicator,
+  type IdempotencyHealthOptions,
+  type IdempotencyHealthResult,
+  IdempotencyInFlightException,
+  IdempotencyInterceptor,
+  IdempotencyKey,
+  IdempotencyKeyError,
+  type IdempotencyKeyErrorCode,
+  IdempotencyKeyInvalidException,
+  IdempotencyKeyMissingException,
+  IdempotencyKeyReusedException,
+  IdempotencyModule,
+  type IdempotencyModuleAsyncOptions,
+  type IdempotencyModuleConfig,
+  type IdempotencyModuleOptions,
+  type IdempotencyModuleRootOptions,
+  type IdempotencyOptions,
+  type IdempotencyOptionsFactory,
+  type IdempotencyOutcome,
+  IdempotencyProblemException,
+  type IdempotencyRequest,
+  type IdempotencyRunOptions,
+  type IdempotencyRunResult,
+  IdempotencyService,
+  IdempotencyStore,
+  IdempotencyStoreError,
+  IdempotencyStoreUnavailableException,
+  Idempotent,
+  type InsertResult,
+  LeaseLostError,
+  MAX_KEY_BYTES,
+  MemoryStore,
+  type MemoryStoreOptions,
+  PROBLEM_CONTENT_TYPE,
+  type ProblemBodyRenderer,
+  type ProblemDetails,
+  type ProcessingEntry,
+  type ResolvedIdempotencyOptions,
+  type ScopeFunction,
+  type ServerCheck,
+  type ServerNodeCheck,
+  type SideEffect,
+  StoreDecodeError,
+  StoreFullError,
+  storeKeyFor,
+  StoreTimeoutError,
+  TELEMETRY_ATTRIBUTES,
+  TELEMETRY_NAMES,
+  type ValkeyClient,
+  type ValkeyNode,
+  ValkeyStore,
+  type ValkeyStoreOptions,
+} from 'nestjs-idempotent';
+import {
+  AtMostOnceLedger,
+  FaultyStore,
+  type MakeStore,
+  storeContract,
+  StoreContractError,
+  type StoreContractOptions,
+  type StoreFixture,
+  type StoreOperation,
+} from 'nestjs-idempotent/testing';
+
+// Values of the core.
+const strategy: FingerprintStrategy = new DefaultFingerprintStrategy();
+const fingerprint: Fingerprint = strategy.compute('POST /charges', '{}');
+const key = new IdempotencyKey('order-1').scoped('tenant-a');
+const storeKey: IdempotencyKey = storeKeyFor(IdempotencyKey.default(), 'user-7');
+const processing: ProcessingEntry = new IdempotencyEntry(fingerprint, 10_000);
+const init: CachedResponseInit = { statusCode: 201, body: '{}', metadata: { 'content-type': 'application/json' } };
+const response = new CachedResponse(init);
+const responseJson: CachedResponseJSON = response.toJSON();
+const completed: CompletedEntry = processing.complete(response);
+const any: AnyEntry = completed;
+const state: EntryState = any.state;
+const entryJson: IdempotencyEntryJSON = any.toJSON();
+const token = new FencingToken(1n);
+const tokenJson: FencingTokenJSON = token.toJSON();
+const outcome: FencedOutcome = FencedOutcome.Applied;
+const limit: number = MAX_KEY_BYTES;
+const codes: IdempotencyKeyErrorCode[] = ['EMPTY_KEY', 'KEY_TOO_LONG', 'INVALID_KEY', 'EMPTY_SCOPE', 'INVALID_SCOPE'];
+const reasons: IdempotencyConflictReason[] = ['key-reused', 'in-flight'];
+const errors: Error[] = [
+  new IdempotencyError('x'),
+  new IdempotencyKeyError('EMPTY_KEY', 'x'),
+  new IdempotencyStoreError('x'),
+  new StoreDecodeError('x'),
+  new StoreFullError('x', { maxBytes: 1 }),
+  new StoreTimeoutError('claim', 1000),
+  new IdempotencyDecodeError('x'),
+  new IdempotencyConflictError('in-flight'),
+  new CompletionFailedError('x'),
+  new LeaseLostError('unreachable'),
+];
+
+// Stores and the builder.
+const memoryOptions: MemoryStoreOptions = { maxBytes: 64 * 1024 * 1024, whenFull: 'refuse' };
+const memory: IdempotencyStore = new MemoryStore(memoryOptions);
+const client = new Redis({ lazyConnect: true });
+client.on('error', () => undefined);
+const valkeyClient: ValkeyClient = client;
+const valkeyOptions: ValkeyStoreOptions = { prefix: 'idem:', commandTimeoutMs: 500 };
+const valkey = new ValkeyStore(valkeyClient, valkeyOptions);
+async function storeApi(store: IdempotencyStore): Promise<void> {
+  const result: InsertResult = await store.tryInsert(key, new IdempotencyEntry(fingerprint, 10_000));
+  if (result.kind === 'claimed') {
+    const claimed: ClaimedResult = result;
+    await store.complete(key, claimed.entry.complete(response), claimed.fencingToken, 60_000);
+  } else {
+    const exists: ExistsResult = result;
+    void exists.entry;
+  }
+  const builder: ClaimBuilder = store.claim(key, 10_000);
+  const claim: FingerprintedClaim = builder.fingerprint('POST /charges', '{}');
+  const sideEffect: SideEffect = async (fencingToken, signal) => {
+    void signal;
+    return new CachedResponse({ statusCode: 201, body: fencingToken.toString() });
+  };
+  const executed: ExecuteResult = await claim.executeOrReplay(60_000, sideEffect);
+  void executed;
+  const check: ServerCheck = await valkey.checkServer();
+  const nodes: readonly ServerNodeCheck[] = check.nodes;
+  const node: ValkeyNode | undefined = valkeyClient.nodes?.('master')[0];
+  void [nodes, node];
+}
+
+// The Nest module, decorators, options.
+const scope: ScopeFunction = (req: IdempotencyRequest) => defaultScope(req) ?? req.headers['x-tenant'];
+const fingerprintFn: FingerprintFunction = () => fingerprint;
+const cacheErrors: CacheErrorsOption = [409, 422];
+const problemBody: ProblemBodyRenderer = (problem: ProblemDetails) => ({ error: { code: problem.type } });
+const routeOptions: IdempotencyOptions = { required: true, scope, cacheErrors, problemBody, waitMs: 1_000 };
+const moduleOptions: IdempotencyModuleOptions = { store: memory, ttlMs: 60_000, fingerprint: fingerprintFn };
+const rootOptions: IdempotencyModuleRootOptions = { ...moduleOptions, isGlobal: true };
+
+@Injectable()
+class IdempotencyConfig implements IdempotencyOptionsFactory {
+  createIdempotencyOptions(): IdempotencyModuleConfig {
+    return { store: new MemoryStore(), onEvent: (event: IdempotencyEvent) => void event.type };
+  }
+}
+const asyncOptions: IdempotencyModuleAsyncOptions = { useClass: IdempotencyConfig };
+
+@Controller('payments')
+class PaymentsController {
+  constructor(
+    private readonly idempotency: IdempotencyService,
+    private readonly health: IdempotencyHealthIndicator,
+  ) {}
+
+  @Post()
+  @Idempotent(routeOptions)
+  async create(@Body() dto: { amount: number }, @IdempotencyClaim() claim: IdempotencyClaim | undefined) {
+    const run: IdempotencyRunOptions = { request: dto, waitMs: 100 };
+    const result: IdempotencyRunResult<number> = await this.idempotency.run(claim?.key ?? 'k', () => dto.amount, run);
+    const healthOptions: IdempotencyHealthOptions = { timeoutMs: 500 };
+    const health: IdempotencyHealthResult = await this.health.isHealthy('idempotency', healthOptions);
+    return { result, health, header: IDEMPOTENCY_KEY_HEADER, replayed: IDEMPOTENT_REPLAYED_HEADER };
+  }
+}
+
+class StrictInterceptor extends IdempotencyInterceptor {
+  protected override getScope(_context: never, options: ResolvedIdempotencyOptions): string | undefined {
+    return options.required ? 'strict' : undefined;
+  }
+}
+
+@Catch(IdempotencyProblemException)
+class ProblemFilter implements ExceptionFilter {
+  catch(exception: IdempotencyProblemException, host: ArgumentsHost): void {
+    const known = [
+      IdempotencyKeyMissingException,
+      IdempotencyKeyInvalidException,
+      IdempotencyInFlightException,
+      IdempotencyKeyReusedException,
+      IdempotencyStoreUnavailableException,
+    ].some((type) => exception instanceof type);
+    void [known, host, exception.problem.type === IDEMPOTENCY_PROBLEM_TYPES.inFlight, PROBLEM_CONTENT_TYPE];
+  }
+}
+
+/** A GraphQL client branching on the codes of refused mutations. */
+export function isRetryableGraphQLError(error: { extensions?: { code?: unknown } }): boolean {
+  const code: string = IDEMPOTENCY_GRAPHQL_ERROR_CODES.inFlight;
+  return error.extensions?.code === code || error.extensions?.code === IDEMPOTENCY_GRAPHQL_ERROR_CODES.storeUnavailable;
+}
+
+@Module({
+  imports: [IdempotencyModule.forRoot(rootOptions), IdempotencyModule.forRootAsync(asyncOptions)],
+  controllers: [PaymentsController],
+  providers: [{ provide: APP_INTERCEPTOR, useClass: StrictInterceptor }],
+})
+export class AppModule {}
+
+// Observability.
+const handler: IdempotencyEventHandler = (event) => {
+  const type: IdempotencyOutcome = event.type;
+  void [type, TELEMETRY_NAMES.requestSpan, TELEMETRY_ATTRIBUTES.outcome];
+};
+
+// The test kit.
+const faulty = new FaultyStore(new MemoryStore());
+const operation: StoreOperation = 'complete';
+faulty.failNext(operation).delayNext('get', 10).loseReplyNext('tryInsert');
+const ledger = new AtMostOnceLedger();
+ledger.record('k');
+ledger.assertAtMostOnce();
+const makeStore: MakeStore = (): StoreFixture => ({ store: new MemoryStore(), close: () => undefined });
+const runner: StoreContractOptions = {
+  describe: (name: string, body: () => void) => void [name, body],
+  it: (name: string, body: () => Promise<void>) => void [name, body],
+  name: 'MemoryStore',
+};
+storeContract(makeStore, runner);
+const contractFailure: typeof StoreContractError = StoreContractError;
+
+export const used = [
+  storeKey,
+  responseJson,
+  state,
+  entryJson,
+  tokenJson,
+  outcome,
+  limit,
+  codes,
+  reasons,
+  errors,
+  storeApi,
+  ProblemFilter,
+  handler,
+  moduleOptions,
+  contractFailure,
+];
