@@ -1,7 +1,6 @@
 // Core micro-benchmarks: DefaultFingerprintStrategy on 1 KiB bodies and MemoryStore
 // claim+complete pairs, on one core. Run after `npm run build`: `node bench/core.js`.
 'use strict';
-
 const {
   CachedResponse,
   DefaultFingerprintStrategy,

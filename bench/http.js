@@ -15,7 +15,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const autocannon = require('autocannon');
-const { ROOT, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
+const { ROOT, DIST, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
 const { HOST, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 
 const VARIANTS = ['bare', 'ours-memory', 'ours-valkey', 'node-idempotency-memory', 'node-idempotency-redis'];
@@ -23,7 +23,7 @@ const VARIANTS = ['bare', 'ours-memory', 'ours-valkey', 'node-idempotency-memory
 const EXTRA_VARIANTS = ['noop-interceptor'];
 const PLATFORM_VARIANTS = {
   express: [...VARIANTS, ...EXTRA_VARIANTS],
-  fastify: ['bare', 'ours-memory', 'ours-valkey', ...EXTRA_VARIANTS],
+  fastify: [...VARIANTS, ...EXTRA_VARIANTS],
 };
 const SCENARIOS = ['fresh', 'replay'];
 const NEEDS_VALKEY = new Set(['ours-valkey', 'node-idempotency-redis']);
@@ -35,6 +35,12 @@ const TARGETS = {
   'ours-valkey': { fresh: 0.85, replay: 1.0 },
 };
 const ROUND_TRIP_TARGETS = { fresh: 2, replay: 1 };
+// DESIGN.md section 4 and issue 10: Valkey CPU per request (us), and the server's write system
+// calls per request (one per Valkey round trip plus the HTTP response).
+const VALKEY_CPU_TARGETS = { fresh: 20, replay: 8 };
+const WRITE_TARGETS = { fresh: 3, replay: 2 };
+// DESIGN.md section 4: server CPU over a bare route, as a fraction of the bare route's own (Fastify).
+const CPU_OVERHEAD_TARGETS = { 'ours-memory': { fresh: 0.3, replay: 0.1 }, 'ours-valkey': { fresh: 1.1, replay: 0.6 } };
 const ISSUE_RIVAL_RATIOS = {
   'node-idempotency-memory': { fresh: 0.8, replay: 0.76 },
   'node-idempotency-redis': { fresh: 0.75, replay: 0.81 },
@@ -48,11 +54,14 @@ const USAGE = `usage: node bench/http.js [options]   (run \`npm run build\` firs
   --connections N   autocannon connections (default 32)
   --variants LIST   comma-separated, from: ${VARIANTS.join(', ')} (default: these),
                     and the opt-in ${EXTRA_VARIANTS.join(', ')} (Nest's interceptor chain alone)
-  --platforms LIST  express, fastify (default: both; fastify runs bare and ours-* only)
+  --platforms LIST  express, fastify (default: both)
   --scenarios LIST  fresh, replay (default: both)
   --pool N          completed keys the replay scenario cycles through (default 1000)
   --json            print one JSON document as the last line of stdout
   --profile         run the servers with --cpu-prof (profiles in bench/results/profiles/)
+
+BENCH_DIST=/path/to/dist measures another build of the library (default: dist/), e.g. to compare two
+versions in the same hour; BENCH_AUTOPIPELINE=1 turns on ioredis' enableAutoPipelining for ours-valkey.
 
 A quick run of the whole matrix: --duration 1 --warmup 0.5 (about 100 s).`;
 
@@ -327,6 +336,9 @@ async function measure(server, port, nextKey, useValkey) {
   s.served = after.requests - before.requests;
   s.rssMB = after.rss / 2 ** 20;
   s.serverCpuUs = s.served > 0 ? (after.cpuUs - before.cpuUs) / s.served : null;
+  // Write system calls of the server process per request (Linux): Valkey commands, HTTP responses.
+  s.serverWrites =
+    s.served > 0 && after.writes !== null && before.writes !== null ? (after.writes - before.writes) / s.served : null;
   if (vBefore && vAfter) s.valkey = perOp(vBefore, vAfter, s.served);
   if (busyBefore !== null && busyAfter !== null) {
     // CPU that neither the server, this load generator nor Valkey used: other work on the machine.
@@ -458,6 +470,7 @@ function aggregate(runs) {
     errors: ok.length ? sum('errors') + sum('timeouts') : null,
     rssMB: round(median(ok.map((r) => r.rssMB)), 1),
     serverCpuUsPerRequest: round(median(ok.map((r) => r.serverCpuUs)), 1),
+    serverWriteSyscallsPerRequest: round(median(ok.map((r) => r.serverWrites)), 2),
     valkeyRoundTripsPerRequest: valkeyRuns.length ? round(median(valkeyRuns.map((r) => r.valkey.roundTrips)), 3) : null,
     valkeyCpuUsPerRequest: valkeyRuns.length ? round(median(valkeyRuns.map((r) => r.valkey.cpuUs)), 1) : null,
     valkeyCallsPerRequest: valkeyRuns.length
@@ -519,11 +532,13 @@ async function main() {
         const vk = x.valkey
           ? `, valkey ${x.valkey.roundTrips.toFixed(2)} rt/req ${x.valkey.cpuUs.toFixed(1)} us/req`
           : '';
+        const cpu = x.serverCpuUs === null ? '' : `  srv ${x.serverCpuUs.toFixed(0)} us/req`;
+        const writes = x.serverWrites === null ? '' : ` ${x.serverWrites.toFixed(2)} writes/req`;
         const fails = x.failures.length ? `  FAIL: ${x.failures.join('; ')}` : '';
         const noise = x.foreignCores > 0.1 ? `  (other processes used ${x.foreignCores.toFixed(2)} cores)` : '';
         log(
           `round ${r}/${ROUNDS} ${id.padEnd(32)} ${s.padEnd(6)} ${Math.round(x.rps).toLocaleString('en').padStart(7)} req/s` +
-            `  p50 ${x.p50} ms  p99 ${x.p99} ms  exec ${x.executions}/${x.served}${vk}${noise}${fails}`,
+            `  p50 ${x.p50} ms  p99 ${x.p99} ms  exec ${x.executions}/${x.served}${cpu}${writes}${vk}${noise}${fails}`,
         );
       }
     }
@@ -562,6 +577,7 @@ async function main() {
           ratio: f.ratioToBare?.toFixed(2),
           rss: f.rssMB?.toFixed(0),
           cpu: f.serverCpuUsPerRequest?.toFixed(0),
+          writes: f.serverWriteSyscallsPerRequest?.toFixed(2),
           non2xx: f.non2xx,
           exec: f.served === null ? null : `${f.executions}/${f.served}`,
           rt: f.valkeyRoundTripsPerRequest?.toFixed(2),
@@ -575,7 +591,7 @@ async function main() {
   const info = machine();
   const header =
     `HTTP benchmark, ${started.toISOString()}: Node ${info.node}, ${info.cpus} CPUs (${info.cpuModel})` +
-    `${valkey ? `, valkey-server ${valkey.version}` : ''}\n` +
+    `${valkey ? `, valkey-server ${valkey.version}` : ''}; library ${path.relative(ROOT, DIST) || '.'}\n` +
     `${ROUNDS} rounds x (${WARMUP} s warm-up + ${DURATION} s), ${CONNECTIONS} connections, replay pool ${POOL} keys; ` +
     'medians over rounds; autocannon shares the cores with the servers.\n';
   const columns = [
@@ -589,6 +605,7 @@ async function main() {
     { key: 'ratio', title: 'x bare' },
     { key: 'rss', title: 'RSS MB' },
     { key: 'cpu', title: 'srv CPU us/req' },
+    { key: 'writes', title: 'srv writes/req' },
     { key: 'non2xx', title: 'non-2xx' },
     { key: 'exec', title: 'executions/served' },
     { key: 'rt', title: 'valkey rt/req' },
@@ -620,12 +637,32 @@ async function main() {
             `${platform} ${variant} ${s}: ${rt.toFixed(2)} valkey round trips per request (${describeCalls(f.valkeyCallsPerRequest)}), ` +
               `target ${want}: ${Math.abs(rt - want) < 0.02 ? 'meets' : 'misses'}`,
           );
-          if (s === 'fresh' && f.valkeyCpuUsPerRequest !== null) {
+          if (f.valkeyCpuUsPerRequest !== null) {
             const cpu = f.valkeyCpuUsPerRequest;
+            const want = VALKEY_CPU_TARGETS[s];
             lines.push(
-              `${platform} ${variant} fresh: ${cpu} us Valkey CPU per request, target < ~30: ${cpu < 30 ? 'meets' : 'misses'}`,
+              `${platform} ${variant} ${s}: ${cpu} us Valkey CPU per request, target <= ${want}: ${cpu <= want ? 'meets' : 'misses'}`,
             );
           }
+          if (f.serverWriteSyscallsPerRequest !== null) {
+            const writes = f.serverWriteSyscallsPerRequest;
+            const want = WRITE_TARGETS[s];
+            lines.push(
+              `${platform} ${variant} ${s}: ${writes} server write syscalls per request (Valkey and HTTP), ` +
+                `target <= ${want}: ${writes <= want + 0.02 ? 'meets' : 'misses'}`,
+            );
+          }
+        }
+        const bare = variants.bare?.[s];
+        const overhead = CPU_OVERHEAD_TARGETS[variant]?.[s];
+        if (overhead !== undefined && bare?.serverCpuUsPerRequest && f.serverCpuUsPerRequest !== null) {
+          const extra = f.serverCpuUsPerRequest - bare.serverCpuUsPerRequest;
+          const fraction = extra / bare.serverCpuUsPerRequest;
+          lines.push(
+            `${platform} ${variant} ${s}: server CPU ${f.serverCpuUsPerRequest} us/req, ${Math.round(extra)} us over bare ` +
+              `(${Math.round(fraction * 100)}% of bare's ${bare.serverCpuUsPerRequest}), target <= ${Math.round(overhead * 100)}%` +
+              `${platform === 'fastify' ? '' : ' (set for Fastify)'}: ${fraction <= overhead ? 'meets' : 'misses'}`,
+          );
         }
       }
     }
@@ -640,7 +677,7 @@ async function main() {
       }
     }
   }
-  if (lines.length) console.log(`\nTargets (issue 5):\n  ${lines.join('\n  ')}`);
+  if (lines.length) console.log(`\nTargets (issues 5 and 10, DESIGN.md section 4):\n  ${lines.join('\n  ')}`);
   if (opts.profile)
     console.log(`\nCPU profiles: ${path.relative(ROOT, PROFILE_DIR)}/ (summarise: node bench/profile.js <file>)`);
 

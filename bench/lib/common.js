@@ -6,7 +6,9 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const DIST = path.join(ROOT, 'dist');
+// The compiled library the benchmarks load: dist/, or another build (BENCH_DIST=/path/to/dist) to
+// compare two versions on the same machine in the same hour.
+const DIST = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST) : path.join(ROOT, 'dist');
 
 /** `parseArgs` with a `--help` that prints `usage` and exits. */
 function cli(usage, options) {

@@ -15,6 +15,17 @@ const VARIANTS = [
   'noop-interceptor',
 ];
 const PLATFORMS = ['express', 'fastify'];
+const fs = require('node:fs');
+
+/** Write-type system calls this process made so far (`syscw` of /proc/self/io: write, writev, send*), or null off Linux. */
+function writeSyscalls() {
+  try {
+    const m = /^syscw:\s*(\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
 
 const [variant, platform = 'express'] = process.argv.slice(2);
 const valkeyUrl = process.env.BENCH_VALKEY_URL;
@@ -175,6 +186,7 @@ process.on('message', (message) => {
       requests,
       rss: process.memoryUsage.rss(),
       cpuUs: cpu.user + cpu.system,
+      writes: writeSyscalls(),
     });
   } else if (message?.cmd === 'stop') {
     void stop();

@@ -5,86 +5,156 @@ import { Fingerprint } from '../core/fingerprint';
 import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-entry';
 
 /**
- * The stored form of an entry, format version 1: one hash per entry.
+ * The stored form of an entry, format version 2: one string per entry, an 84-byte header and,
+ * once completed, the metadata and the body.
  *
- * | field   | value                                                   |
- * |---------|---------------------------------------------------------|
- * | `v`     | `1`, the format version                                 |
- * | `state` | `processing` or `completed`                             |
- * | `fp`    | the fingerprint, 32 lowercase hex digits                |
- * | `token` | the fencing token number, decimal                       |
- * | `nonce` | the claim's random nonce                                |
- * | `ttl`   | the ttl the entry is stored with, in ms (lease or replay window) |
- * | `status`| completed only: the status code, decimal                |
- * | `body`  | completed only: the response body, raw bytes            |
- * | `meta`  | completed only: the metadata, a JSON object of strings  |
+ * | offset   | bytes | field                                                                   |
+ * |----------|-------|-------------------------------------------------------------------------|
+ * | 0        | 1     | format version, the byte 0x02                                           |
+ * | 1        | 1     | state: `p` processing, `c` completed                                    |
+ * | 2        | 16    | fencing token number, 16 lowercase hex digits (the claim script's INCR) |
+ * | 18       | 22    | the claim's nonce, base64url                                            |
+ * | 40       | 32    | fingerprint, 32 lowercase hex digits                                    |
+ * | 72       | 6     | ttl in ms (lease or replay window), unsigned big-endian                 |
+ * | 78       | 2     | status code, unsigned big-endian; 0 while processing                    |
+ * | 80       | 4     | metadata length `m`, unsigned big-endian; 0 while processing or empty   |
+ * | 84       | m     | metadata: a JSON object of strings, UTF-8                               |
+ * | 84 + m   | rest  | body, raw bytes                                                         |
  *
- * The Lua scripts in `lua/` write these fields; this module reads them.
+ * Bytes 2 to 39 are the claim id (token and nonce). The scripts in `lua/` only compare fixed
+ * byte ranges of the header with strings this module builds: a check is one string comparison,
+ * and the header is read with GETRANGE, never with the body.
  * @internal
  */
-export const FORMAT_VERSION = '1';
+export const FORMAT_VERSION = 2;
+/** Bytes before the metadata. @internal */
+export const HEADER_BYTES = 84;
+/** Length of a claim id: the token in 16 hex digits, then the 22-character nonce. @internal */
+export const CLAIM_ID_LENGTH = 38;
+/** The first two bytes of a processing entry (format version, state). @internal */
+export const PROCESSING = '\x02p';
+/** The first two bytes of a completed entry. @internal */
+export const COMPLETED = '\x02c';
+/**
+ * Stands in for the claim id of a token this store did not issue (a foreign object, or a nonce of
+ * another length): it has the right length and never equals a stored one (`~` is not a hex digit).
+ * @internal
+ */
+export const NO_CLAIM = '~'.repeat(CLAIM_ID_LENGTH);
 
-/** A decoded entry with the claim that holds it. @internal */
-export interface StoredEntry {
-  readonly entry: AnyEntry;
-  readonly token: bigint;
-  readonly nonce: string;
-}
+const NONCE_LENGTH = 22;
+const FINGERPRINT_HEX = 32;
+const STATE_PROCESSING = 0x70; // 'p'
+const STATE_COMPLETED = 0x63; // 'c'
+const TOKEN_HEX = /^[0-9a-f]{16}$/;
+const NONCE = /^[0-9A-Za-z_-]{22}$/;
+const ZEROS = '0000000000000000';
 
-type Fields = Partial<Record<string, Buffer>>;
-
-const DECIMAL = /^[1-9][0-9]{0,19}$/;
-const NONCE = /^[0-9A-Za-z_-]{1,64}$/;
-
-/** Pairs as HGETALL answers them (`[field, value, field, value, ...]`) to a record. @internal */
-export function pairsToFields(pairs: readonly Buffer[]): Fields {
-  const fields: Fields = {};
-  for (let i = 0; i + 1 < pairs.length; i += 2) fields[pairs[i].toString('latin1')] = pairs[i + 1];
-  return fields;
+/**
+ * The claim id of token number `token` and `nonce`, as the entry stores it; {@link NO_CLAIM}
+ * when the nonce cannot be one this store made.
+ * @internal
+ */
+export function claimId(token: number | bigint, nonce: string | undefined): string {
+  if (nonce === undefined || nonce.length !== NONCE_LENGTH) return NO_CLAIM;
+  const hex = token.toString(16);
+  return hex.length > 16 ? NO_CLAIM : ZEROS.slice(hex.length) + hex + nonce;
 }
 
 /**
- * Decodes an entry hash (as `hgetallBuffer` answers it).
- * @throws StoreDecodeError when the data is not an entry this version wrote.
+ * What the claim script stores after the token it draws: the nonce, the fingerprint, the lease
+ * and an empty status and metadata length (header bytes 18 to 83).
  * @internal
  */
-export function decodeEntry(fields: Fields, where: string): StoredEntry {
-  const text = (name: string): string => {
-    const value = fields[name];
-    if (value === undefined) throw new StoreDecodeError(`${where}: not an idempotency entry (no "${name}" field)`);
-    return value.toString('utf8');
-  };
-  const version = text('v');
-  if (version !== FORMAT_VERSION) {
-    throw new StoreDecodeError(`${where}: unsupported entry format version ${JSON.stringify(version.slice(0, 16))}`);
+export function claimTail(nonce: string, fingerprint: string, leaseMs: number): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES - 18);
+  out.write(nonce, 0, NONCE_LENGTH, 'latin1');
+  out.write(fingerprint, NONCE_LENGTH, FINGERPRINT_HEX, 'latin1');
+  out.writeUIntBE(leaseMs, 54, 6);
+  out.writeUInt16BE(0, 60);
+  out.writeUInt32BE(0, 62);
+  return out;
+}
+
+/** A ttl as header bytes 72 to 77 (what touch rewrites in place). @internal */
+export function ttlBytes(ttlMs: number): Buffer {
+  const out = Buffer.allocUnsafe(6);
+  out.writeUIntBE(ttlMs, 0, 6);
+  return out;
+}
+
+/**
+ * The completed entry of the claim `idAndFingerprint` (claim id then fingerprint: header bytes 2
+ * to 71), to live `ttlMs`.
+ * @internal
+ */
+export function completedValue(idAndFingerprint: string, ttlMs: number, response: CachedResponse): Buffer {
+  const json = JSON.stringify(response.metadata);
+  const meta = json === '{}' ? '' : json;
+  const metaBytes = meta === '' ? 0 : Buffer.byteLength(meta, 'utf8');
+  const body = response.body;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + metaBytes + body.byteLength);
+  out.write(COMPLETED, 0, 2, 'latin1');
+  out.write(idAndFingerprint, 2, CLAIM_ID_LENGTH + FINGERPRINT_HEX, 'latin1');
+  out.writeUIntBE(ttlMs, 72, 6);
+  out.writeUInt16BE(response.statusCode, 78);
+  out.writeUInt32BE(metaBytes, 80);
+  if (metaBytes > 0) out.write(meta, HEADER_BYTES, metaBytes, 'utf8');
+  out.set(body, HEADER_BYTES + metaBytes);
+  return out;
+}
+
+/**
+ * Decodes a format 2 entry. The body of a completed entry is a view of `value`, not a copy.
+ * @throws StoreDecodeError when `value` is not a format 2 entry.
+ * @internal
+ */
+export function decodeEntry(value: Buffer, where: string): AnyEntry {
+  if (value.length < HEADER_BYTES || value[0] !== FORMAT_VERSION) {
+    throw new StoreDecodeError(
+      `${where}: not an idempotency entry (${value.length} bytes, starting with ${JSON.stringify(value.toString('latin1', 0, 8))})`,
+    );
   }
   try {
-    const state = text('state');
-    if (state !== 'processing' && state !== 'completed') throw new Error(`unknown state ${JSON.stringify(state)}`);
-    const fingerprint = Fingerprint.fromHex(text('fp'));
-    const tokenText = text('token');
-    if (!DECIMAL.test(tokenText)) throw new Error('the fencing token is not a positive decimal number');
-    const token = BigInt(tokenText);
-    const nonce = text('nonce');
-    if (!NONCE.test(nonce)) throw new Error('the nonce is malformed');
-    const ttlText = text('ttl');
-    const ttl = assertDuration('ttl', /^[1-9][0-9]{0,15}$/.test(ttlText) ? Number(ttlText) : NaN);
-    if (state === 'processing') return { entry: new IdempotencyEntry(fingerprint, ttl), token, nonce };
-    const statusText = text('status');
-    const body = fields.body;
-    if (body === undefined) throw new Error('a completed entry has no "body" field');
-    const metadata: unknown = JSON.parse(text('meta'));
-    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
-      throw new Error('the metadata is not a JSON object');
+    const state = value[1];
+    const fingerprint = Fingerprint.fromHex(value.toString('latin1', 40, 72));
+    if (!TOKEN_HEX.test(value.toString('latin1', 2, 18))) throw new Error('the fencing token is malformed');
+    if (!NONCE.test(value.toString('latin1', 18, 40))) throw new Error('the nonce is malformed');
+    const ttl = assertDuration('ttl', value.readUIntBE(72, 6));
+    const statusCode = value.readUInt16BE(78);
+    const metaBytes = value.readUInt32BE(80);
+    if (state === STATE_PROCESSING) {
+      if (value.length !== HEADER_BYTES || statusCode !== 0 || metaBytes !== 0) {
+        throw new Error('a processing entry carries a response');
+      }
+      return new IdempotencyEntry(fingerprint, ttl);
     }
-    const response = new CachedResponse({
-      statusCode: /^[0-9]{3}$/.test(statusText) ? Number(statusText) : NaN,
-      body,
-      metadata: metadata as Record<string, string>,
-    });
-    return { entry: completedEntry(fingerprint, ttl, response), token, nonce };
+    if (state !== STATE_COMPLETED) throw new Error(`unknown state byte ${state}`);
+    const end = HEADER_BYTES + metaBytes;
+    if (end > value.length) throw new Error('the metadata runs past the end');
+    let metadata: Record<string, string> | undefined;
+    if (metaBytes > 0) {
+      const parsed: unknown = JSON.parse(value.toString('utf8', HEADER_BYTES, end));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        throw new Error('the metadata is not a JSON object');
+      }
+      metadata = parsed as Record<string, string>;
+    }
+    const response = new CachedResponse({ statusCode, body: value.subarray(end), metadata });
+    return completedEntry(fingerprint, ttl, response);
   } catch (error) {
-    if (error instanceof StoreDecodeError) throw error;
     throw new StoreDecodeError(`${where}: corrupt idempotency entry: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/** The nonce of a decoded entry. @internal */
+export function nonceOf(value: Buffer): string {
+  return value.toString('latin1', 18, 40);
+}
+
+/** The token number of a decoded entry. @internal */
+export function tokenOf(value: Buffer): number | bigint {
+  const hex = value.toString('latin1', 2, 18);
+  const token = parseInt(hex, 16);
+  return Number.isSafeInteger(token) ? token : BigInt(`0x${hex}`);
 }

@@ -7,6 +7,7 @@ export interface ValkeyScripts {
   readonly complete: string;
   readonly touch: string;
   readonly remove: string;
+  readonly get: string;
 }
 
 /** Number of keys each script declares (the rest of its arguments are ARGV). @internal */
@@ -15,6 +16,7 @@ export const SCRIPT_KEYS: Readonly<Record<keyof ValkeyScripts, number>> = {
   complete: 1,
   touch: 1,
   remove: 1,
+  get: 1,
 };
 
 let cached: ValkeyScripts | undefined;
@@ -36,6 +38,7 @@ export function valkeyScripts(): ValkeyScripts {
       complete: read('complete'),
       touch: read('touch'),
       remove: read('remove'),
+      get: read('get'),
     });
   }
   return cached;

@@ -7,9 +7,23 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
 import { IdempotencyStore } from '../core/idempotency-store';
-import { decodeEntry, pairsToFields } from './valkey-codec';
+import {
+  claimId,
+  claimTail,
+  COMPLETED,
+  completedValue,
+  decodeEntry,
+  NO_CLAIM,
+  nonceOf,
+  PROCESSING,
+  tokenOf,
+  ttlBytes,
+} from './valkey-codec';
+import { decodeEntryV1, pairsToFields } from './valkey-codec-v1';
+import { Deadlines } from './valkey-deadlines';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
+import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
 
 /**
  * What the store needs of its client: an ioredis `Redis` or `Cluster` satisfies it. Declared
@@ -19,9 +33,12 @@ import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 export interface ValkeyClient {
   /** `true` for an ioredis `Cluster`. */
   readonly isCluster: boolean;
+  /** The connection's state (ioredis: `ready` once commands go straight to the socket). */
+  readonly status?: string;
+  /** The connection's socket (ioredis `Redis.stream`), corked while a batch of commands is written. */
+  readonly stream?: { cork(): void; uncork(): void } | null;
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number; readOnly?: boolean }): void;
   call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
-  hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
   del(...keys: string[]): Promise<number>;
   ping(): Promise<string>;
   quit(): Promise<unknown>;
@@ -33,6 +50,8 @@ export interface ValkeyClient {
 /** A single server connection, as a cluster's `nodes()` lists them. */
 export interface ValkeyNode {
   readonly options: { readonly host?: string; readonly port?: number };
+  readonly status?: string;
+  readonly stream?: { cork(): void; uncork(): void } | null;
   call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
 }
 
@@ -92,10 +111,11 @@ export interface ServerCheck {
 
 // Script commands are defined on the client under these names (plus ioredis' `Buffer` variants).
 const COMMAND_NAMES: Readonly<Record<keyof ValkeyScripts, string>> = {
-  claim: 'nestjsIdempotentV1Claim',
-  complete: 'nestjsIdempotentV1Complete',
-  touch: 'nestjsIdempotentV1Touch',
-  remove: 'nestjsIdempotentV1Remove',
+  claim: 'nestjsIdempotentV2Claim',
+  complete: 'nestjsIdempotentV2Complete',
+  touch: 'nestjsIdempotentV2Touch',
+  remove: 'nestjsIdempotentV2Remove',
+  get: 'nestjsIdempotentV2Get',
 };
 
 // The integer answers of the complete, touch and remove scripts.
@@ -106,15 +126,21 @@ const OUTCOMES: readonly FencedOutcome[] = [
   FencedOutcome.FingerprintMismatch,
 ];
 
+// Keys digested recently, per generation: a request's claim and completion share one digest.
+const KEY_CACHE_GENERATION = 2048;
+
 type ScriptCommand = (...args: (string | Buffer)[]) => Promise<unknown>;
 
 /**
  * The Valkey/Redis store (Valkey 7/8, Redis 7; standalone or cluster). Each of claim, complete,
- * touch and remove is one Lua script (one round trip); get and purge are single commands.
+ * touch, remove and get is one Lua script (one round trip); purge is a single command.
  *
- * Keys: `<prefix>{<bucket>}:e:<sha256(key), 128 bits>` holds an entry (a hash, always with a
- * TTL); `<prefix>{<bucket>}:fence` is the fencing counter of one of 16384 key buckets. Both share
- * a hash tag, so a script's keys sit in one cluster slot.
+ * Keys: `<prefix>{<bucket>}:e:<sha256(key), 128 bits>` holds an entry (a string, always with a
+ * TTL; see `valkey-codec.ts`); `<prefix>{<bucket>}:fence` is the fencing counter of one of 16384
+ * key buckets. Both share a hash tag, so a script's keys sit in one cluster slot.
+ *
+ * Commands sent in one turn of the event loop share one socket write (see `WriteBatch`), and one
+ * timer watches the time limits of all of them (see `Deadlines`).
  *
  * The store never connects, reconfigures or disconnects the client it is given.
  */
@@ -130,9 +156,12 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #complete: ScriptCommand;
   readonly #touch: ScriptCommand;
   readonly #remove: ScriptCommand;
+  readonly #get: ScriptCommand;
+  readonly #batch: WriteBatch;
+  readonly #deadlines: Deadlines;
   #closed = false;
-  // The digest of a key, made once per key object: a request's claim and completion share it.
-  readonly #keys = new WeakMap<IdempotencyKey, ValkeyKeys>();
+  #keys = new Map<string, ValkeyKeys>();
+  #olderKeys = new Map<string, ValkeyKeys>();
   #warningFallback: ((message: string) => void) | undefined;
   #initChecked = false;
 
@@ -159,6 +188,10 @@ export class ValkeyStore extends IdempotencyStore {
     this.#complete = define('complete');
     this.#touch = define('touch');
     this.#remove = define('remove');
+    this.#get = define('get');
+    this.#batch = writeBatchOf(client);
+    const timeoutMs = this.#timeoutMs;
+    this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(`valkey ${operation}`, timeoutMs));
   }
 
   /** The key prefix in use. */
@@ -172,10 +205,15 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   #keysOf(key: IdempotencyKey): ValkeyKeys {
-    let keys = this.#keys.get(key);
+    const text = key.toString();
+    let keys = this.#keys.get(text) ?? this.#olderKeys.get(text);
     if (keys === undefined) {
-      keys = valkeyKeys(this.#prefix, key.toString());
-      this.#keys.set(key, keys);
+      keys = valkeyKeys(this.#prefix, text);
+      if (this.#keys.size >= KEY_CACHE_GENERATION) {
+        this.#olderKeys = this.#keys;
+        this.#keys = new Map();
+      }
+      this.#keys.set(text, keys);
     }
     return keys;
   }
@@ -186,13 +224,11 @@ export class ValkeyStore extends IdempotencyStore {
     // Made here, once per call: a claim script ioredis re-sends carries the same nonce and finds
     // its own claim instead of a conflict.
     const nonce = newNonce();
+    const tail = claimTail(nonce, entry.fingerprint.toString(), entry.ttl);
     let sent: Promise<unknown> | undefined;
     let reply: unknown;
     try {
-      reply = await this.#run(
-        'claim',
-        () => (sent = this.#claim(keys.entry, keys.fence, entry.fingerprint.toString(), String(entry.ttl), nonce)),
-      );
+      reply = await this.#run('claim', () => (sent = this.#claim(keys.entry, keys.fence, tail, String(entry.ttl))));
     } catch (error) {
       // A claim that timed out can still run once the server answers again (paused, overloaded):
       // it would then hold the key for nobody until its lease ends, and every retry would get 409.
@@ -205,30 +241,33 @@ export class ValkeyStore extends IdempotencyStore {
       }
       throw error;
     }
-    if (typeof reply === 'number') return { kind: 'claimed', fencingToken: new FencingToken(reply, nonce), entry };
-    if (!Array.isArray(reply)) throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
-    const stored = decodeEntry(pairsToFields(reply as Buffer[]), keys.entry);
-    if (stored.nonce === nonce && stored.entry.isProcessing()) {
-      return { kind: 'claimed', fencingToken: new FencingToken(stored.token, nonce), entry };
+    const token = tokenReply(reply);
+    if (token !== undefined) return { kind: 'claimed', fencingToken: new FencingToken(token, nonce), entry };
+    if (Buffer.isBuffer(reply)) {
+      const stored = decodeEntry(reply, keys.entry);
+      if (stored.isProcessing() && nonceOf(reply) === nonce) {
+        return { kind: 'claimed', fencingToken: new FencingToken(tokenOf(reply), nonce), entry };
+      }
+      return { kind: 'exists', entry: stored };
     }
-    return { kind: 'exists', entry: stored.entry };
+    // A format 1 hash the previous version left: never this call's claim (its nonce is new).
+    if (Array.isArray(reply)) return { kind: 'exists', entry: decodeEntryV1(reply as Buffer[], keys.entry).entry };
+    throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
   }
 
   /** Best effort: removes the claim a timed-out claim script made after all (token-checked). */
   #releaseLateClaim(entryKey: string, late: unknown, nonce: string): void {
-    let token: number | bigint;
-    if (typeof late === 'number') token = late;
-    else if (!Array.isArray(late)) return;
-    else {
+    let token = tokenReply(late);
+    if (token === undefined && Buffer.isBuffer(late)) {
       try {
-        const stored = decodeEntry(pairsToFields(late as Buffer[]), entryKey);
-        if (stored.nonce !== nonce || !stored.entry.isProcessing()) return;
-        token = stored.token;
+        if (decodeEntry(late, entryKey).isProcessing() && nonceOf(late) === nonce) token = tokenOf(late);
       } catch {
         return;
       }
     }
-    this.#run('remove', () => this.#remove(entryKey, token.toString(), nonce)).catch(() => undefined);
+    if (token === undefined) return;
+    const id = claimId(token, nonce);
+    this.#run('remove', () => this.#remove(entryKey, PROCESSING + id, COMPLETED + id)).catch(() => undefined);
   }
 
   async complete(
@@ -239,36 +278,32 @@ export class ValkeyStore extends IdempotencyStore {
   ): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
     assertEntryState(entry, 'completed', 'complete');
-    const { response } = entry;
-    const body = response.body;
     const keys = this.#keysOf(key);
-    const [token, nonce] = tokenArgs(fencingToken);
+    const idAndFingerprint = claimIdOf(fencingToken) + entry.fingerprint.toString();
+    const value = completedValue(idAndFingerprint, ttlMs, entry.response);
     const reply = await this.#run('complete', () =>
-      this.#complete(
-        keys.entry,
-        token,
-        nonce,
-        entry.fingerprint.toString(),
-        String(ttlMs),
-        String(response.statusCode),
-        Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-        JSON.stringify(response.metadata),
-      ),
+      this.#complete(keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)),
     );
     return outcomeOf(reply, keys.entry);
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
     const keys = this.#keysOf(key);
-    const [token, nonce] = tokenArgs(fencingToken);
-    return outcomeOf(await this.#run('remove', () => this.#remove(keys.entry, token, nonce)), keys.entry);
+    const id = claimIdOf(fencingToken);
+    return outcomeOf(
+      await this.#run('remove', () => this.#remove(keys.entry, PROCESSING + id, COMPLETED + id)),
+      keys.entry,
+    );
   }
 
   async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
     const keys = this.#keysOf(key);
-    const [token, nonce] = tokenArgs(fencingToken);
-    return outcomeOf(await this.#run('touch', () => this.#touch(keys.entry, token, nonce, String(ttlMs))), keys.entry);
+    const head = PROCESSING + claimIdOf(fencingToken);
+    return outcomeOf(
+      await this.#run('touch', () => this.#touch(keys.entry, head, ttlBytes(ttlMs), String(ttlMs))),
+      keys.entry,
+    );
   }
 
   async purge(key: IdempotencyKey): Promise<void> {
@@ -278,9 +313,11 @@ export class ValkeyStore extends IdempotencyStore {
 
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
     const keys = this.#keysOf(key);
-    const fields = await this.#run('get', () => this.#client.hgetallBuffer(keys.entry));
-    if (fields === null || typeof fields !== 'object') throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
-    return Object.keys(fields).length === 0 ? undefined : decodeEntry(fields, keys.entry).entry;
+    const reply = await this.#run('get', () => this.#get(keys.entry));
+    if (reply === null) return undefined;
+    if (Buffer.isBuffer(reply)) return decodeEntry(reply, keys.entry);
+    if (Array.isArray(reply)) return decodeEntryV1(reply as Buffer[], keys.entry).entry;
+    throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
   }
 
   /** Checks the server answers (within `commandTimeoutMs`); throws an `IdempotencyStoreError` when it does not. */
@@ -401,45 +438,53 @@ export class ValkeyStore extends IdempotencyStore {
     return { node: { address, maxmemoryPolicy: policy, appendonly: aof, appendfsync: fsync }, warnings };
   }
 
-  /** Awaits a command with the time limit, mapping failures to typed store errors. */
+  /**
+   * Sends a command (in this turn's batch of writes) and awaits its answer within the time limit,
+   * mapping failures to typed store errors.
+   */
   #run<T>(operation: string, send: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new IdempotencyStoreError(`the ValkeyStore is closed (${operation})`));
-    let pending: Promise<T>;
+    this.#batch.hold(this.#deadlines.written);
+    let sent: Promise<T>;
     try {
-      pending = send();
+      sent = send();
     } catch (error) {
       return Promise.reject(storeError(error, operation));
     }
+    const deadlines = this.#deadlines;
     return new Promise<T>((resolve, reject) => {
-      // The rejection waits for the next check phase: after a stalled event loop (GC, CPU-bound
-      // work, a starved process) timers run before I/O, and an answer already waiting in the
-      // socket must win over a time limit that only ran out while nobody could read it.
-      const timer = setTimeout(
-        () => setImmediate(() => reject(new StoreTimeoutError(`valkey ${operation}`, this.#timeoutMs))),
-        this.#timeoutMs,
-      );
-      pending.then(
+      const waiting = deadlines.track(operation, reject);
+      sent.then(
         (value) => {
-          clearTimeout(timer);
-          resolve(value);
+          if (deadlines.settle(waiting)) resolve(value);
         },
         (error: unknown) => {
-          clearTimeout(timer);
-          reject(storeError(error, operation));
+          if (deadlines.settle(waiting)) reject(storeError(error, operation));
         },
       );
     });
   }
 }
 
-function tokenArgs(fencingToken: FencingToken): [string, string] {
-  // A foreign object never matches a stored claim (no stored token or nonce is empty).
-  if (!(fencingToken instanceof FencingToken)) return ['', ''];
-  return [fencingToken.value.toString(), fencingToken.nonce ?? ''];
+/** The claim id of `fencingToken`, or one that matches no claim when the token is not a FencingToken. */
+function claimIdOf(fencingToken: FencingToken): string {
+  return fencingToken instanceof FencingToken ? claimId(fencingToken.value, fencingToken.nonce) : NO_CLAIM;
+}
+
+/** A claim script's token: an integer reply (a decimal string with ioredis' `stringNumbers`). */
+function tokenReply(reply: unknown): number | bigint | undefined {
+  if (typeof reply === 'number') return reply;
+  if (typeof reply === 'string' && /^[1-9][0-9]{0,19}$/.test(reply)) {
+    const token = Number(reply);
+    return Number.isSafeInteger(token) ? token : BigInt(reply);
+  }
+  return undefined;
 }
 
 function outcomeOf(reply: unknown, where: string): FencedOutcome {
-  const outcome = typeof reply === 'number' ? OUTCOMES[reply] : undefined;
+  // An integer reply (a decimal string with ioredis' `stringNumbers`).
+  const outcome =
+    typeof reply === 'number' ? OUTCOMES[reply] : typeof reply === 'string' ? OUTCOMES[Number(reply)] : undefined;
   if (outcome === undefined) throw new StoreDecodeError(`${where}: unexpected script answer ${String(reply)}`);
   return outcome;
 }

@@ -14,7 +14,18 @@ import {
   ValkeyStore,
 } from '../../lib';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
-import { commandStats, freshPrefix, keysOf, processing, response, sleep, statsDelta } from './helpers';
+import {
+  commandStats,
+  fewestWrites,
+  freshPrefix,
+  keysOf,
+  processing,
+  response,
+  sleep,
+  stallEventLoop,
+  statsDelta,
+  writeSyscalls,
+} from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 const LONG = 60_000;
@@ -182,7 +193,7 @@ describeValkey('ValkeyStore faults', () => {
       expect(proxy.connections).toBe(connectionsBefore + 1); // reconnected
       expect(scriptRuns(statsDelta(before, await commandStats(admin)))).toBe(2); // the claim ran twice
       expect(claim.fencingToken.value).toBe(1n);
-      expect(claim.fencingToken.nonce).toBe((await admin.hget(keys.entry, 'nonce')) ?? 'missing');
+      expect(claim.fencingToken.nonce).toBe((await admin.getBuffer(keys.entry))?.toString('latin1', 18, 40));
       expect(await admin.get(keys.fence)).toBe('1'); // one token handed out
 
       const first = claim.entry.complete(response(Buffer.from([0, 1, 2, 255])));
@@ -406,6 +417,138 @@ describeValkey('ValkeyStore faults', () => {
     });
   });
 
+  describe('time limits under a stalled event loop, with one timer for every command', () => {
+    it('an answer already in the socket wins over a limit that ran out while the loop was stalled', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('stall'), commandTimeoutMs: 100 });
+      const key = IdempotencyKey.default();
+      await store.ping();
+      // Stalled after the command went out: the answer arrives meanwhile and is read before the
+      // limit's error is delivered.
+      const written = store.tryInsert(key, processing(1));
+      await new Promise((resolve) => setImmediate(resolve));
+      stallEventLoop(400);
+      expect((await written).kind).toBe('claimed');
+      // Stalled before the command went out (the same turn that sent it): the clock starts when
+      // the command is written, so the stall does not count against it.
+      const queued = store.get(key);
+      stallEventLoop(400);
+      expect((await queued)?.isProcessing()).toBe(true);
+    });
+
+    it('a paused server: 200 commands time out together, within about the limit, with one timer', async () => {
+      const paused = await startStandalone();
+      const client = await connect(paused.port);
+      const store = new ValkeyStore(client, { prefix: freshPrefix('timers'), commandTimeoutMs: 200 });
+      await store.ping();
+      const setTimeoutSpy = jest.spyOn(global, 'setTimeout');
+      paused.pause();
+      try {
+        const started = Date.now();
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            (i % 2
+              ? store.get(IdempotencyKey.default())
+              : store.tryInsert(IdempotencyKey.default(), processing(1))
+            ).then(
+              () => 'answered',
+              (error: unknown) => error,
+            ),
+          ),
+        );
+        const elapsed = Date.now() - started;
+        for (const result of results) expect(result).toBeInstanceOf(StoreTimeoutError);
+        expect(elapsed).toBeGreaterThanOrEqual(195);
+        expect(elapsed).toBeLessThan(1_000);
+        // One timer for the earliest deadline, re-armed at most once more: not one per command.
+        expect(setTimeoutSpy.mock.calls.length).toBeLessThanOrEqual(2);
+      } finally {
+        setTimeoutSpy.mockRestore();
+        paused.resume();
+        disconnectFrom(paused.port);
+        await paused.stop();
+      }
+    });
+  });
+
+  describe('socket writes', () => {
+    // Counted with /proc/self/io (Linux); the client talks to the server directly, so every write
+    // this process makes meanwhile is the client's.
+    const measurable = writeSyscalls() !== undefined;
+    const itMeasured = measurable ? it : it.skip;
+    if (!measurable) it.todo('socket writes cannot be counted here (no /proc/self/io)');
+
+    itMeasured('every operation is one write of one command (one round trip)', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('writes') });
+      const key = IdempotencyKey.default();
+      const other = IdempotencyKey.default();
+      // Warm up every script on this connection (the first use of each sends its source).
+      const warm = claimed(await store.tryInsert(other, processing(1)));
+      await store.touch(other, warm.fencingToken, LONG);
+      await store.complete(other, warm.entry.complete(response()), warm.fencingToken, LONG);
+      await store.get(other);
+      await store.remove(other, warm.fencingToken);
+
+      let claim!: ReturnType<typeof claimed>;
+      expect(await fewestWrites(async () => (claim = claimed(await store.tryInsert(key, processing(1)))), 1)).toBe(1);
+      expect(await fewestWrites(() => store.touch(key, claim.fencingToken, LONG))).toBe(1);
+      expect(await fewestWrites(() => store.get(key))).toBe(1);
+      expect(
+        await fewestWrites(() => store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG), 1),
+      ).toBe(1);
+      expect(await fewestWrites(() => store.tryInsert(key, processing(1)))).toBe(1); // a replay
+      expect(await fewestWrites(() => store.remove(key, claim.fencingToken), 1)).toBe(1);
+      expect(await fewestWrites(() => store.purge(key))).toBe(1);
+      expect(await fewestWrites(() => store.ping())).toBe(1);
+    });
+
+    itMeasured('a fresh executeOrReplay is two writes (claim, complete) and a replay one', async () => {
+      const client = await connect();
+      const store = new ValkeyStore(client, { prefix: freshPrefix('writes-eor') });
+      const run = (key: IdempotencyKey) =>
+        store
+          .claim(key, 10_000)
+          .fingerprint('POST /charges', '{"amount":1}')
+          .executeOrReplay(LONG, async () => response('charged'));
+      await run(IdempotencyKey.default()); // warm-up
+      const key = IdempotencyKey.default();
+      expect(await fewestWrites(() => run(key), 1)).toBe(2);
+      expect(await fewestWrites(() => run(key))).toBe(1);
+    });
+
+    itMeasured(
+      'commands sent in one turn of the event loop share one write, and each gets its own answer',
+      async () => {
+        const client = await connect();
+        const store = new ValkeyStore(client, { prefix: freshPrefix('writes-batch') });
+        await store.ping();
+        const keys = Array.from({ length: 20 }, () => IdempotencyKey.default());
+        let claims: InsertResult[] = [];
+        expect(
+          await fewestWrites(async () => {
+            claims = await Promise.all(keys.map((key) => store.tryInsert(key, processing(1))));
+          }, 1),
+        ).toBe(1);
+        expect(claims.map((c) => c.kind)).toEqual(keys.map(() => 'claimed'));
+        expect(new Set(claims.map((c) => claimed(c).fencingToken.nonce)).size).toBe(20);
+        // Another user of the same client in that turn rides along, in order.
+        let mixed: unknown[] = [];
+        expect(
+          await fewestWrites(async () => {
+            mixed = await Promise.all([
+              store.get(keys[0]).then((e) => e?.state),
+              client.set('writes-batch-foreign', 'x'),
+              store.tryInsert(keys[1], processing(1)).then((r) => r.kind),
+              client.get('writes-batch-foreign'),
+            ]);
+          }, 1),
+        ).toBe(1);
+        expect(mixed).toEqual(['processing', 'OK', 'exists', 'x']);
+      },
+    );
+  });
+
   describe('round trips', () => {
     let proxy: TcpProxy;
     let client: Redis;
@@ -442,32 +585,37 @@ describeValkey('ValkeyStore faults', () => {
       expect(m).toEqual({
         sent: 1,
         names: ['EVAL'],
-        server: { eval: 1, hgetall: 1, incr: 1, hset: 1, pexpire: 1 },
+        server: { eval: 1, get: 1, incr: 1, set: 1 },
       });
       const other = IdempotencyKey.default();
       m = await measure(() => store.tryInsert(other, processing(1)));
       expect(m).toEqual({
         sent: 1,
         names: ['EVALSHA'],
-        server: { evalsha: 1, hgetall: 1, incr: 1, hset: 1, pexpire: 1 },
+        server: { evalsha: 1, get: 1, incr: 1, set: 1 },
       });
       // Warm up the other scripts, then count.
       await store.touch(other, new FencingToken(1n, 'x'), LONG);
       await store.remove(other, new FencingToken(1n, 'x'));
       await store.complete(other, processing(1).complete(response()), new FencingToken(1n, 'x'), LONG);
+      await store.get(other);
 
       m = await measure(() => store.touch(key, token, LONG));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, hmget: 1, hset: 1, pexpire: 1 } });
+      expect(m).toEqual({
+        sent: 1,
+        names: ['EVALSHA'],
+        server: { evalsha: 1, getrange: 1, setrange: 1, pexpire: 1 },
+      });
       m = await measure(() => store.tryInsert(key, processing(1)));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, hgetall: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1 } });
       m = await measure(() => store.complete(key, entry.complete(response()), token, LONG));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, hmget: 1, hset: 1, pexpire: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, set: 1 } });
       m = await measure(() => store.tryInsert(key, processing(1)));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, hgetall: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1 } });
       m = await measure(() => store.get(key));
-      expect(m).toEqual({ sent: 1, names: ['HGETALL'], server: { hgetall: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1 } });
       m = await measure(() => store.remove(key, token));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, hmget: 1, del: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, del: 1 } });
       m = await measure(() => store.purge(other));
       expect(m).toEqual({ sent: 1, names: ['DEL'], server: { del: 1 } });
       m = await measure(() => store.ping());
@@ -486,7 +634,7 @@ describeValkey('ValkeyStore faults', () => {
       expect(m.names).toEqual(['EVALSHA', 'EVALSHA']);
       m = await measure(run);
       expect(m.sent).toBe(1);
-      expect(m.server).toEqual({ evalsha: 1, hgetall: 1 });
+      expect(m.server).toEqual({ evalsha: 1, get: 1 });
     });
   });
 });

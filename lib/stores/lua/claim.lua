@@ -1,21 +1,24 @@
 #!lua
--- nestjs-idempotent ValkeyStore: claim (entry format v=1).
--- KEYS[1] entry hash, KEYS[2] fencing counter of the key's bucket (same hash tag).
--- ARGV[1] fingerprint (32 hex digits), ARGV[2] lease in ms, ARGV[3] nonce of this claim attempt.
--- Returns the new token (integer) when claimed, else the stored entry as HGETALL pairs. A re-sent
--- claim finds its own nonce in the stored entry; the caller turns that back into the same claim.
-local entry = redis.pcall('HGETALL', KEYS[1])
-if entry.err then
-  return redis.error_reply('IDEMCORRUPT ' .. entry.err)
+-- nestjs-idempotent ValkeyStore: claim (entry format 2, see valkey-codec.ts).
+-- KEYS[1] entry, KEYS[2] fencing counter of the key's bucket (same hash tag).
+-- ARGV[1] the entry's bytes after its token (nonce, fingerprint, lease, empty response fields),
+-- ARGV[2] lease in ms.
+-- Returns the new token (integer) when claimed, else the stored entry: its string, or the HGETALL
+-- pairs of a format 1 hash the previous version left. A re-sent claim finds its own nonce in the
+-- stored entry; the caller turns that back into the same claim.
+local e = redis.pcall('GET', KEYS[1])
+if type(e) == 'string' then
+  return e
 end
-if #entry > 0 then
-  return entry
+if e then
+  if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+    return redis.call('HGETALL', KEYS[1])
+  end
+  return redis.error_reply('IDEMCORRUPT ' .. e.err)
 end
-local token = redis.pcall('INCR', KEYS[2])
-if type(token) == 'table' then
-  return redis.error_reply('IDEMCORRUPT fencing counter: ' .. tostring(token.err))
+local t = redis.pcall('INCR', KEYS[2])
+if type(t) == 'table' then
+  return redis.error_reply('IDEMCORRUPT fencing counter: ' .. t.err)
 end
-redis.call('HSET', KEYS[1], 'v', '1', 'state', 'processing', 'fp', ARGV[1], 'token', string.format('%d', token),
-  'nonce', ARGV[3], 'ttl', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return token
+redis.call('SET', KEYS[1], '\2p' .. string.format('%016x', t) .. ARGV[1], 'PX', ARGV[2])
+return t

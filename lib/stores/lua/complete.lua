@@ -1,31 +1,45 @@
 #!lua
--- nestjs-idempotent ValkeyStore: complete (entry format v=1).
--- KEYS[1] entry hash.
--- ARGV[1] token, ARGV[2] nonce, ARGV[3] fingerprint, ARGV[4] ttl in ms, ARGV[5] status code,
--- ARGV[6] body (raw bytes), ARGV[7] metadata (JSON).
+-- nestjs-idempotent ValkeyStore: complete (entry format 2, see valkey-codec.ts).
+-- KEYS[1] entry.
+-- ARGV[1] header bytes 0-71 of the processing entry this completion expects (format, state `p`,
+-- claim id, fingerprint), ARGV[2] the completed entry, ARGV[3] ttl in ms.
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired, 3 fingerprint mismatch.
-local h = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'token', 'nonce')
-if h.err then
-  return redis.error_reply('IDEMCORRUPT ' .. h.err)
-end
-if not h[1] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    return 2
-  end
-  return redis.error_reply('IDEMCORRUPT no format version')
-end
-if h[1] ~= '1' or (h[2] ~= 'processing' and h[2] ~= 'completed') or not h[3] or not h[4] or not h[5] then
-  return redis.error_reply('IDEMCORRUPT unsupported or incomplete entry')
-end
-if h[4] ~= ARGV[1] or h[5] ~= ARGV[2] then
-  return 1
-end
-if h[3] ~= ARGV[3] then
-  return 3
-end
-if h[2] == 'completed' then
+local h = redis.pcall('GETRANGE', KEYS[1], 0, 71)
+if h == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 0
 end
-redis.call('HSET', KEYS[1], 'state', 'completed', 'ttl', ARGV[4], 'status', ARGV[5], 'body', ARGV[6], 'meta', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local id, fp = string.sub(ARGV[1], 3, 40), string.sub(ARGV[1], 41)
+if type(h) == 'table' then
+  -- Not a string: a format 1 hash (the previous version's entry), else foreign data.
+  local v = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'token', 'nonce')
+  if v.err or v[1] ~= '1' or (v[2] ~= 'processing' and v[2] ~= 'completed') or not v[3] or not v[4] or not v[5] then
+    return redis.error_reply('IDEMCORRUPT not an idempotency entry (' .. (h.err or '') .. ')')
+  end
+  local n = tonumber(string.sub(id, 1, 16), 16)
+  if not n or v[4] ~= string.format('%d', n) or v[5] ~= string.sub(id, 17) then
+    return 1
+  end
+  if v[3] ~= fp then
+    return 3
+  end
+  if v[2] == 'processing' then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
+  return 0
+end
+if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 2
+end
+local s = string.byte(h, 2)
+if #h < 72 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99) then
+  return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
+end
+if string.sub(h, 3, 40) ~= id then
+  return 1
+end
+if string.sub(h, 41) ~= fp then
+  return 3
+end
+-- Completed by this claim already (a repeated completion): the first response stays.
 return 0

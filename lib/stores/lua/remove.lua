@@ -1,24 +1,34 @@
 #!lua flags=allow-oom
--- nestjs-idempotent ValkeyStore: remove (entry format v=1). Only frees memory, so it may run when
--- the server is out of memory.
--- KEYS[1] entry hash.
--- ARGV[1] token, ARGV[2] nonce.
+-- nestjs-idempotent ValkeyStore: remove (entry format 2, see valkey-codec.ts). Only frees memory,
+-- so it may run when the server is out of memory.
+-- KEYS[1] entry.
+-- ARGV[1] and ARGV[2] header bytes 0-39 of the entry this release expects, processing and
+-- completed (format, state, claim id).
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired.
-local h = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'token', 'nonce')
-if h.err then
-  return redis.error_reply('IDEMCORRUPT ' .. h.err)
+local h = redis.pcall('GETRANGE', KEYS[1], 0, 39)
+if h == ARGV[1] or h == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 0
 end
-if not h[1] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    return 2
+local id = string.sub(ARGV[1], 3)
+if type(h) == 'table' then
+  -- Not a string: a format 1 hash (the previous version's entry), else foreign data.
+  local v = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'token', 'nonce')
+  if v.err or v[1] ~= '1' or (v[2] ~= 'processing' and v[2] ~= 'completed') or not v[3] or not v[4] then
+    return redis.error_reply('IDEMCORRUPT not an idempotency entry (' .. (h.err or '') .. ')')
   end
-  return redis.error_reply('IDEMCORRUPT no format version')
+  local n = tonumber(string.sub(id, 1, 16), 16)
+  if not n or v[3] ~= string.format('%d', n) or v[4] ~= string.sub(id, 17) then
+    return 1
+  end
+  redis.call('DEL', KEYS[1])
+  return 0
 end
-if h[1] ~= '1' or (h[2] ~= 'processing' and h[2] ~= 'completed') or not h[3] or not h[4] then
-  return redis.error_reply('IDEMCORRUPT unsupported or incomplete entry')
+if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 2
 end
-if h[3] ~= ARGV[1] or h[4] ~= ARGV[2] then
-  return 1
+local s = string.byte(h, 2)
+if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99) then
+  return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
 end
-redis.call('DEL', KEYS[1])
-return 0
+return 1
