@@ -103,6 +103,8 @@ async function main() {
         store = new lib.ValkeyStore(client, { prefix: `bw${process.pid}:`, checkServerOnInit: false });
       }
       const service = new IdempotencyService(store, { ...DEFAULT_IDEMPOTENCY_OPTIONS, telemetry: false });
+      // The idle cost first: later rounds' unsubscriptions would land in its window.
+      const idle = valkey && kind === 'valkey' ? await idleCost(service, valkey) : undefined;
       const { delays, replays } = await replayDelays(service);
       const row = {
         store: kind,
@@ -111,7 +113,7 @@ async function main() {
         p99: round(percentile(delays, 99), 1),
         max: round(Math.max(...delays), 1),
       };
-      if (valkey && kind === 'valkey') Object.assign(row, { idle: await idleCost(service, valkey) });
+      if (idle !== undefined) Object.assign(row, { idle });
       results.push(row);
       await store.close();
       client?.disconnect();

@@ -21,6 +21,7 @@ import {
 } from './valkey-codec';
 import { decodeEntryV1, pairsToFields } from './valkey-codec-v1';
 import { Deadlines } from './valkey-deadlines';
+import { KeyWatchers, type ValkeySubscriber } from './valkey-key-watchers';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
@@ -45,6 +46,13 @@ export interface ValkeyClient {
   disconnect(): void;
   /** A cluster's nodes (ioredis `Cluster.nodes`). */
   nodes?(role?: 'all' | 'master' | 'slave'): ValkeyNode[];
+  /**
+   * A new connection with the same options (ioredis `duplicate`): the store's own subscriber for
+   * the notifications `waitMs` waiters sleep on (for a `Cluster`, with `shardedSubscribers`).
+   */
+  duplicate?(...args: never[]): unknown;
+  /** The client's options (ioredis), read for its `keyPrefix`. */
+  readonly options?: { readonly keyPrefix?: string };
 }
 
 /** A single server connection, as a cluster's `nodes()` lists them. */
@@ -164,6 +172,7 @@ export class ValkeyStore extends IdempotencyStore {
   #olderKeys = new Map<string, ValkeyKeys>();
   #warningFallback: ((message: string) => void) | undefined;
   #initChecked = false;
+  readonly #watchers: KeyWatchers;
 
   constructor(client: ValkeyClient, options: ValkeyStoreOptions = {}) {
     super();
@@ -192,6 +201,7 @@ export class ValkeyStore extends IdempotencyStore {
     this.#batch = writeBatchOf(client);
     const timeoutMs = this.#timeoutMs;
     this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(`valkey ${operation}`, timeoutMs));
+    this.#watchers = new KeyWatchers(() => subscriberOf(client), client.options?.keyPrefix ?? '');
   }
 
   /** The key prefix in use. */
@@ -320,6 +330,16 @@ export class ValkeyStore extends IdempotencyStore {
     throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
   }
 
+  /**
+   * Resolves when the entry under `key` is completed or released (the scripts announce both on a
+   * shard channel named like the entry, in its slot; the store subscribes through a connection of
+   * its own, made with the client's `duplicate()` on first use), after `timeoutMs` at the latest,
+   * or when `signal` aborts. Expiry is not announced: waiters re-check once a second.
+   */
+  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    return this.#watchers.wait(this.#keysOf(key).entry, this.#closed ? 0 : timeoutMs, signal);
+  }
+
   /** Checks the server answers (within `commandTimeoutMs`); throws an `IdempotencyStoreError` when it does not. */
   override async ping(): Promise<void> {
     await this.#run('ping', () => this.#client.ping());
@@ -333,6 +353,8 @@ export class ValkeyStore extends IdempotencyStore {
   override async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The subscriber connection is the store's own: always closed.
+    this.#watchers.close();
     if (!this.#closeClient) return;
     const client = this.#client;
     let timer: NodeJS.Timeout | undefined;
@@ -514,4 +536,14 @@ function parseInfo(text: string): Record<string, string> {
     if (colon > 0) out[line.slice(0, colon)] = line.slice(colon + 1).trim();
   }
   return out;
+}
+
+/** The store's subscriber connection: a duplicate of the client (sharded subscribers on a cluster). */
+function subscriberOf(client: ValkeyClient): ValkeySubscriber | undefined {
+  const duplicate = client.duplicate as ((...args: unknown[]) => unknown) | undefined;
+  if (typeof duplicate !== 'function') return undefined;
+  const subscriber = (
+    client.isCluster ? duplicate.call(client, [], { shardedSubscribers: true }) : duplicate.call(client)
+  ) as ValkeySubscriber;
+  return typeof subscriber?.ssubscribe === 'function' ? subscriber : undefined;
 }

@@ -5,11 +5,17 @@
  * paused server, a restart, and a lease taken over by another instance. Real servers, no mocks.
  */
 import { Body, Controller, Headers, Inject, Post, Query } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import * as net from 'node:net';
 import { IDEMPOTENCY_PROBLEM_TYPES, IdempotencyKey, IdempotencyOptions, Idempotent, ValkeyStore } from '../../lib';
-import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
+import {
+  type ClusterServer,
+  describeValkey,
+  startCluster,
+  startStandalone,
+  type StandaloneServer,
+} from '../support/valkey-server';
 import { freshPrefix, sleep } from '../valkey/helpers';
 import { type Platform, startApp, type TestApp } from './http-app';
 import type { HttpResponse } from './http-client';
@@ -83,7 +89,7 @@ class OrdersController {
 interface Instance {
   readonly name: string;
   readonly app: TestApp;
-  readonly client: Redis;
+  readonly client: Redis | Cluster;
   readonly store: ValkeyStore;
   /** App first, then the client: before the server it talks to stops. */
   close(): Promise<void>;
@@ -97,11 +103,13 @@ interface InstanceOptions {
   port: number;
   commandTimeoutMs?: number;
   moduleOptions?: IdempotencyOptions;
+  /** The instance's client (a Cluster, say); by default a Redis client to `port`. */
+  connect?: () => Redis | Cluster;
 }
 
 async function startInstance(platform: Platform, options: InstanceOptions): Promise<Instance> {
-  const client = new Redis({ host: '127.0.0.1', port: options.port, lazyConnect: true });
-  await client.connect();
+  const client = options.connect?.() ?? new Redis({ host: '127.0.0.1', port: options.port, lazyConnect: true });
+  if (client.status === 'wait') await client.connect();
   const store = new ValkeyStore(client, { prefix: options.prefix, commandTimeoutMs: options.commandTimeoutMs });
   let app: TestApp;
   try {
@@ -538,5 +546,57 @@ describeValkey('several app instances sharing one Valkey', () => {
         await proxy.close();
       }
     });
+  });
+});
+
+describeValkey('waitMs across app instances: duplicates wait for the first and get its replay', () => {
+  let server: StandaloneServer;
+  let cluster: ClusterServer;
+
+  beforeAll(async () => {
+    [server, cluster] = await Promise.all([startStandalone(), startCluster({ primaries: 3 })]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all([server?.stop(), cluster?.stop()]);
+  }, 30_000);
+
+  describe.each(PLATFORMS)('on %s', (platform) => {
+    it.each(['one Valkey', 'a 3-primary cluster'])(
+      'three instances on %s: 20 concurrent duplicates of a 300 ms handler, one run, 19 replays',
+      async (where) => {
+        const runs = new SharedRuns();
+        const prefix = freshPrefix('waiters');
+        const instances: Instance[] = [];
+        try {
+          for (const name of ['a', 'b', 'c']) {
+            instances.push(
+              await startInstance(platform, {
+                name,
+                runs,
+                prefix,
+                port: server.port,
+                moduleOptions: { waitMs: 5_000 },
+                connect: where === 'one Valkey' ? undefined : () => new Cluster(cluster.nodes),
+              }),
+            );
+          }
+          const key = randomUUID();
+          const body = { amount: 5 };
+          const responses = await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              instances[i % 3].app.client.post('/orders?ms=300', { headers: { 'idempotency-key': key }, body }),
+            ),
+          );
+          expect(runs.count(key)).toBe(1);
+          expect(responses.map((r) => r.status)).toEqual(Array(20).fill(201));
+          const originals = responses.filter((r) => r.headers['idempotent-replayed'] === undefined);
+          expect(originals).toHaveLength(1);
+          for (const r of responses) if (r !== originals[0]) expectReplayOf(r, originals[0]);
+        } finally {
+          for (const instance of instances) await instance.close();
+        }
+      },
+    );
   });
 });

@@ -4,9 +4,12 @@
 -- ARGV[1] header bytes 0-71 of the processing entry this completion expects (format, state `p`,
 -- claim id, fingerprint), ARGV[2] the completed entry, ARGV[3] ttl in ms.
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired, 3 fingerprint mismatch.
+-- An applied completion is announced on the shard channel named like the entry (same slot), to
+-- the requests waiting for the key (waitMs).
 local h = redis.pcall('GETRANGE', KEYS[1], 0, 71)
 if h == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SPUBLISH', KEYS[1], 'c')
   return 0
 end
 local id, fp = string.sub(ARGV[1], 3, 40), string.sub(ARGV[1], 41)
@@ -25,6 +28,7 @@ if type(h) == 'table' then
   end
   if v[2] == 'processing' then
     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+    redis.call('SPUBLISH', KEYS[1], 'c')
   end
   return 0
 end

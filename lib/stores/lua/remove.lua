@@ -5,9 +5,12 @@
 -- ARGV[1] and ARGV[2] header bytes 0-39 of the entry this release expects, processing and
 -- completed (format, state, claim id).
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired.
+-- An applied release is announced on the shard channel named like the entry (same slot), to the
+-- requests waiting for the key (waitMs).
 local h = redis.pcall('GETRANGE', KEYS[1], 0, 39)
 if h == ARGV[1] or h == ARGV[2] then
   redis.call('DEL', KEYS[1])
+  redis.call('SPUBLISH', KEYS[1], 'r')
   return 0
 end
 local id = string.sub(ARGV[1], 3)
@@ -22,6 +25,7 @@ if type(h) == 'table' then
     return 1
   end
   redis.call('DEL', KEYS[1])
+  redis.call('SPUBLISH', KEYS[1], 'r')
   return 0
 end
 if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
