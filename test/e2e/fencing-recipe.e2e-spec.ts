@@ -1,15 +1,27 @@
 /**
  * The docs' recipe for fencing a downstream write with the claim's token, run exactly as
  * printed (the SQL is read from docs/claims.md) against a real Postgres (PGlite, in a worker thread), and the
- * `@IdempotencyClaim()` parameter behind it, over real HTTP on Express and Fastify.
+ * `@IdempotencyClaim()` parameter behind it, over real HTTP on Express and Fastify, on the memory
+ * store and a real Valkey.
  */
 import { Body, ConflictException, Controller, Headers, Inject, Post, Req } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FencingToken, IdempotencyClaim, Idempotent, LeaseLostError, MemoryStore } from '../../lib';
+import { Redis } from 'ioredis';
+import {
+  FencingToken,
+  IdempotencyClaim,
+  type IdempotencyStore,
+  Idempotent,
+  LeaseLostError,
+  MemoryStore,
+  ValkeyStore,
+} from '../../lib';
 import { FaultyStore } from '../../lib/testing';
 import { Postgres } from '../support/pglite';
+import { startStandalone, type StandaloneServer, valkeyAvailable } from '../support/valkey-server';
+import { freshPrefix } from '../valkey/helpers';
 import { Executions, type Platform, startApp, type TestApp } from './http-app';
 
 /** The SQL of the docs/claims.md block marked `<!-- recipe: fencing-sql -->`, as its statements. */
@@ -125,82 +137,103 @@ class ChargesController {
   }
 }
 
-describe.each(PLATFORMS)('@IdempotencyClaim() and the fenced write over HTTP on %s', (platform) => {
-  let store: FaultyStore;
-  let t: TestApp;
+// The memory store always; a standalone Valkey too where valkey-server is installed.
+const STORES: ('memory' | 'valkey')[] = valkeyAvailable() ? ['memory', 'valkey'] : ['memory'];
+let valkey: StandaloneServer | undefined;
+const valkeyClients: Redis[] = [];
 
-  beforeAll(async () => {
-    store = new FaultyStore(new MemoryStore());
-    t = await startApp(platform, {
-      store,
-      moduleOptions: { leaseMs: 200 },
-      controllers: [ChargesController],
-      providers: [{ provide: DB, useValue: db }],
-    });
-  }, 60_000);
-
-  afterAll(async () => {
-    await t?.close();
-    await store?.close();
-  });
-
-  beforeEach(() => {
-    ChargesController.seen = [];
-    ChargesController.unguarded = [];
-    store.heal();
-  });
-
-  it('hands the handler its claim: the client key, the scoped store key, the token the store issued', async () => {
-    const key = randomUUID();
-    const res = await t.client.post('/charges', {
-      headers: { 'idempotency-key': key, 'x-user': 'alice' },
-      body: { amount: 10 },
-    });
-    expect(res.status).toBe(201);
-    const [seen] = ChargesController.seen;
-    expect(seen.token.value).toBeGreaterThanOrEqual(1n);
-    expect(seen.signal).toBeInstanceOf(AbortSignal);
-    expect(seen.abortedAtStart).toBe(false);
-    const stored = await db.query<{ store_key: string; fence: string }>(
-      'SELECT store_key, fence FROM idempotency_fences WHERE fence = $1 AND store_key LIKE $2',
-      [seen.token.toString(), `${key}/%`],
-    );
-    // The store key is the client key scoped to the principal.
-    expect(stored.rows).toHaveLength(1);
-    expect(stored.rows[0].store_key).not.toBe(key);
-  });
-
-  it("a stale holder (lease lost, taken over) is fenced off: one payment, its signal aborted, its client gets the taker's answer", async () => {
-    const key = randomUUID();
-    const before = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payments')).rows[0].n;
-    store.failNext('touch', undefined, Number.POSITIVE_INFINITY); // no renewals: the first lease runs out
-    const slow = t.client.post('/charges', {
-      headers: { 'idempotency-key': key, 'x-ms': '600' },
-      body: { amount: 10 },
-    });
-    await sleep(320);
-    const taker = await t.client.post('/charges', { headers: { 'idempotency-key': key }, body: { amount: 10 } });
-    expect(taker.status).toBe(201);
-    const first = await slow;
-    // The stale write was refused by the fence; its client gets the taker's stored answer.
-    expect(first.status).toBe(201);
-    expect(first.headers['idempotent-replayed']).toBe('true');
-    expect(first.body.equals(taker.body)).toBe(true);
-    const after = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payments')).rows[0].n;
-    expect(after - before).toBe(1);
-    const [stale, newer] = ChargesController.seen;
-    expect(newer.token.isNewerThan(stale.token)).toBe(true);
-    expect(stale.signal.aborted).toBe(true);
-    expect(stale.signal.reason).toBeInstanceOf(LeaseLostError);
-    expect(newer.abortedAtStart).toBe(false);
-  });
-
-  it('is undefined when the request runs unguarded (no key on a route that does not require one, or no @Idempotent())', async () => {
-    expect((await t.client.post('/charges/optional')).json()).toEqual({ guarded: false });
-    expect((await t.client.post('/charges/bare')).json()).toEqual({ guarded: false });
-    expect((await t.client.post('/charges/optional', { headers: { 'idempotency-key': randomUUID() } })).json()).toEqual(
-      { guarded: true },
-    );
-    expect(ChargesController.unguarded.map((c) => c === undefined)).toEqual([true, true, false]);
-  });
+afterAll(async () => {
+  for (const client of valkeyClients) client.disconnect();
+  await valkey?.stop();
 });
+
+async function storeOf(kind: 'memory' | 'valkey'): Promise<IdempotencyStore> {
+  if (kind === 'memory') return new MemoryStore();
+  valkey ??= await startStandalone();
+  const client = new Redis({ host: valkey.host, port: valkey.port });
+  valkeyClients.push(client);
+  return new ValkeyStore(client, { prefix: freshPrefix('fence'), onWarning: () => undefined });
+}
+
+describe.each(PLATFORMS.flatMap((p) => STORES.map((s) => [p, s] as const)))(
+  '@IdempotencyClaim() and the fenced write over HTTP on %s, %s store',
+  (platform, storeKind) => {
+    let store: FaultyStore;
+    let t: TestApp;
+
+    beforeAll(async () => {
+      store = new FaultyStore(await storeOf(storeKind));
+      t = await startApp(platform, {
+        store,
+        moduleOptions: { leaseMs: 200 },
+        controllers: [ChargesController],
+        providers: [{ provide: DB, useValue: db }],
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      await t?.close();
+      await store?.close();
+    });
+
+    beforeEach(() => {
+      ChargesController.seen = [];
+      ChargesController.unguarded = [];
+      store.heal();
+    });
+
+    it('hands the handler its claim: the client key, the scoped store key, the token the store issued', async () => {
+      const key = randomUUID();
+      const res = await t.client.post('/charges', {
+        headers: { 'idempotency-key': key, 'x-user': 'alice' },
+        body: { amount: 10 },
+      });
+      expect(res.status).toBe(201);
+      const [seen] = ChargesController.seen;
+      expect(seen.token.value).toBeGreaterThanOrEqual(1n);
+      expect(seen.signal).toBeInstanceOf(AbortSignal);
+      expect(seen.abortedAtStart).toBe(false);
+      const stored = await db.query<{ store_key: string; fence: string }>(
+        'SELECT store_key, fence FROM idempotency_fences WHERE fence = $1 AND store_key LIKE $2',
+        [seen.token.toString(), `${key}/%`],
+      );
+      // The store key is the client key scoped to the principal.
+      expect(stored.rows).toHaveLength(1);
+      expect(stored.rows[0].store_key).not.toBe(key);
+    });
+
+    it("a stale holder (lease lost, taken over) is fenced off: one payment, its signal aborted, its client gets the taker's answer", async () => {
+      const key = randomUUID();
+      const before = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payments')).rows[0].n;
+      store.failNext('touch', undefined, Number.POSITIVE_INFINITY); // no renewals: the first lease runs out
+      const slow = t.client.post('/charges', {
+        headers: { 'idempotency-key': key, 'x-ms': '600' },
+        body: { amount: 10 },
+      });
+      await sleep(320);
+      const taker = await t.client.post('/charges', { headers: { 'idempotency-key': key }, body: { amount: 10 } });
+      expect(taker.status).toBe(201);
+      const first = await slow;
+      // The stale write was refused by the fence; its client gets the taker's stored answer.
+      expect(first.status).toBe(201);
+      expect(first.headers['idempotent-replayed']).toBe('true');
+      expect(first.body.equals(taker.body)).toBe(true);
+      const after = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payments')).rows[0].n;
+      expect(after - before).toBe(1);
+      const [stale, newer] = ChargesController.seen;
+      expect(newer.token.isNewerThan(stale.token)).toBe(true);
+      expect(stale.signal.aborted).toBe(true);
+      expect(stale.signal.reason).toBeInstanceOf(LeaseLostError);
+      expect(newer.abortedAtStart).toBe(false);
+    });
+
+    it('is undefined when the request runs unguarded (no key on a route that does not require one, or no @Idempotent())', async () => {
+      expect((await t.client.post('/charges/optional')).json()).toEqual({ guarded: false });
+      expect((await t.client.post('/charges/bare')).json()).toEqual({ guarded: false });
+      expect(
+        (await t.client.post('/charges/optional', { headers: { 'idempotency-key': randomUUID() } })).json(),
+      ).toEqual({ guarded: true });
+      expect(ChargesController.unguarded.map((c) => c === undefined)).toEqual([true, true, false]);
+    });
+  },
+);
