@@ -1,3 +1,4 @@
+import { isRawResponse, signalWhenClientGone } from '../http/client-gone';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 
 /*
@@ -16,13 +17,6 @@ export function graphqlRequestOf(graphqlContext: unknown): IdempotencyRequest | 
     : undefined;
 }
 
-/** What a Node `ServerResponse` tells about the client. */
-interface RawResponse {
-  readonly destroyed: boolean;
-  readonly writableFinished: boolean;
-  once(event: 'close', listener: () => void): unknown;
-}
-
 /**
  * A signal that aborts when the client's connection closes before its response was sent (it
  * stopped waiting), or `undefined` when the response cannot be found.
@@ -34,21 +28,5 @@ export function clientGoneSignal(
 ): AbortSignal | undefined {
   const ctx = (graphqlContext ?? {}) as { reply?: { raw?: unknown }; res?: { raw?: unknown } };
   const raw = [ctx.reply?.raw, ctx.res?.raw, ctx.res, req?.res].find(isRawResponse);
-  if (raw === undefined) return undefined;
-  const controller = new AbortController();
-  if (raw.destroyed && !raw.writableFinished) controller.abort();
-  else
-    raw.once('close', () => {
-      if (!raw.writableFinished) controller.abort();
-    });
-  return controller.signal;
-}
-
-function isRawResponse(value: unknown): value is RawResponse {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as RawResponse).once === 'function' &&
-    typeof (value as RawResponse).writableFinished === 'boolean'
-  );
+  return raw === undefined ? undefined : signalWhenClientGone(raw);
 }

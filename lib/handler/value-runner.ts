@@ -1,14 +1,14 @@
 import type { Logger } from '@nestjs/common';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { CachedResponse } from '../core/cached-response';
-import { type ClaimRefusal, type ClaimRequest, claimKey, type EngineEvent, runClaimed } from '../core/claim-engine';
+import { type ClaimRefusal, type ClaimRequest, claimKey, runClaimed } from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core/json-value';
 import type { StoreOperations } from '../core/store-operations';
 import { setClaim } from '../http/idempotency-claim.decorator';
-import { messageOf } from '../http/request-runner';
+import { messageOf, reportEngineEvent } from './engine-events';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
@@ -135,7 +135,11 @@ export class ValueRunner {
       },
       capture: CAPTURE[call.stores],
       unstorable: (_value, error) => unstorableValueResponse(error),
-      notify: (event) => this.#onEngineEvent(call, trace, event),
+      notify: (event) =>
+        reportEngineEvent(
+          { reporter: this.reporter, logger: this.logger, label: call.label, name: call.name, key: call.key, trace },
+          event,
+        ),
     });
     switch (outcome.kind) {
       case 'executed':
@@ -184,39 +188,6 @@ export class ValueRunner {
       case 'fingerprint-mismatch':
         this.#report('fingerprint-mismatch', call, trace, { statusCode: 422 });
         return REFUSED_KEY_REUSED;
-    }
-  }
-
-  #onEngineEvent(call: ValueCall, trace: RequestTrace | undefined, event: EngineEvent): void {
-    switch (event.type) {
-      case 'lease-lost':
-      case 'key-expired':
-      case 'stale-completion':
-        this.#report(
-          event.type,
-          call,
-          trace,
-          { fencingToken: event.fencingToken, error: (event as { error?: unknown }).error },
-          false,
-        );
-        return;
-      case 'release-failed':
-        this.logger.warn(
-          `could not release the key of ${call.name} (${messageOf(event.error)}); it frees when its lease ends`,
-        );
-        return;
-      case 'completion-deferred':
-        return; // reported as the call's outcome
-      case 'completion-recovered':
-        this.#report('completion-recovered', call, undefined, { fencingToken: event.fencingToken }, false);
-        return;
-      case 'completion-abandoned':
-        this.logger.error(
-          `the result of ${call.name} was never recorded: ${event.reason}` +
-            (event.error === undefined ? '' : ` (${messageOf(event.error)})`),
-        );
-        this.#report('completion-abandoned', call, undefined, { error: event.error }, false);
-        return;
     }
   }
 

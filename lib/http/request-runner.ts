@@ -1,11 +1,13 @@
 import { CallHandler, Logger, StreamableFile } from '@nestjs/common';
 import { EmptyError, lastValueFrom } from 'rxjs';
-import { type ClaimRefusal, type ClaimRequest, claimKey, type EngineEvent, runClaimed } from '../core/claim-engine';
+import { type ClaimRefusal, type ClaimRequest, claimKey, runClaimed } from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { ClaimedResult } from '../core/insert-result';
 import type { StoreOperations } from '../core/store-operations';
+import { messageOf, reportEngineEvent } from '../handler/engine-events';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
+import { signalWhenClientGone } from './client-gone';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
 import { type HttpPlatform, type Payload, UnsupportedResultError } from './http-platform';
 import { setClaim } from './idempotency-claim.decorator';
@@ -62,7 +64,7 @@ export class RequestRunner {
       leaseMs: options.leaseMs,
       ttlMs: options.ttlMs,
       waitMs: options.waitMs,
-      waitSignal: options.waitMs > 0 ? () => clientGone(this.platform, request.res) : undefined,
+      waitSignal: options.waitMs > 0 ? () => signalWhenClientGone(this.platform.rawResponse(request.res)) : undefined,
     };
     let decision;
     try {
@@ -155,7 +157,18 @@ export class RequestRunner {
           ? route.tooLarge
           : captureResponse(platform, target, rendered, route.replayHeaders, status);
       },
-      notify: (event) => this.#onEngineEvent(request, event),
+      notify: (event) =>
+        reportEngineEvent(
+          {
+            reporter: this.reporter,
+            logger: this.logger,
+            label: route.label,
+            name: route.name,
+            key: request.key,
+            trace: request.trace,
+          },
+          event,
+        ),
     });
     stopWatchingReplies(res as object);
 
@@ -246,55 +259,6 @@ export class RequestRunner {
     }
   }
 
-  #onEngineEvent(request: GuardedRequest, event: EngineEvent): void {
-    const { route } = request;
-    switch (event.type) {
-      case 'lease-lost':
-      case 'key-expired':
-      case 'stale-completion':
-        this.#report(
-          event.type,
-          request,
-          { fencingToken: event.fencingToken, error: (event as { error?: unknown }).error },
-          false,
-        );
-        return;
-      case 'release-failed':
-        this.logger.warn(
-          `could not release the key of ${route.name} (${messageOf(event.error)}); it frees when its lease ends`,
-        );
-        return;
-      case 'completion-deferred':
-        return; // reported as the request's outcome
-      case 'completion-recovered':
-        this.reporter.report(
-          'completion-recovered',
-          route.label,
-          request.key,
-          undefined,
-          {
-            fencingToken: event.fencingToken,
-          },
-          false,
-        );
-        return;
-      case 'completion-abandoned':
-        this.logger.error(
-          `the result of ${route.name} was never recorded: ${event.reason}` +
-            (event.error === undefined ? '' : ` (${messageOf(event.error)})`),
-        );
-        this.reporter.report(
-          'completion-abandoned',
-          route.label,
-          request.key,
-          undefined,
-          { error: event.error },
-          false,
-        );
-        return;
-    }
-  }
-
   #report(type: IdempotencyOutcome, request: GuardedRequest, details?: OutcomeDetails, terminal = true): void {
     this.reporter.report(type, request.route.label, request.key, request.trace, details, terminal);
   }
@@ -317,24 +281,7 @@ export class RequestRunner {
   }
 }
 
-/** Aborts when the client's connection closes before its response was sent (it stopped waiting). */
-function clientGone(platform: HttpPlatform, res: unknown): AbortSignal {
-  const raw = platform.rawResponse(res);
-  const controller = new AbortController();
-  if (raw.destroyed && !raw.writableFinished) controller.abort();
-  else
-    raw.once('close', () => {
-      if (!raw.writableFinished) controller.abort();
-    });
-  return controller.signal;
-}
-
 function payloadBytes(payload: Payload): number {
   if (payload === undefined) return 0;
   return typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.byteLength;
-}
-
-/** @internal */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -9,10 +9,8 @@ import {
 } from '@nestjs/common/constants';
 import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/class-serializer.interfaces';
 import { ApplicationConfig, Reflector } from '@nestjs/core';
-import { IDEMPOTENT_METADATA } from '../idempotency.constants';
-import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.providers';
-import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
-import { hasClaimParameter } from './idempotency-claim.decorator';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
 import type { CachedResponse } from '../core/cached-response';
 import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
 import { problemResponse, replayHeaderNames, statusOfError } from './response-capture';
@@ -63,15 +61,19 @@ type BoundInterceptor = unknown;
  * @internal
  */
 export class RouteConfigs {
-  readonly #routes = new WeakMap<object, Map<object, Route | null>>();
+  readonly #routes: HandlerConfigs<Route>;
 
   constructor(
-    private readonly moduleOptions: ResolvedIdempotencyOptions,
+    moduleOptions: ResolvedIdempotencyOptions,
     private readonly applicationConfig: ApplicationConfig | undefined,
     private readonly reflector: Reflector,
     /** Whether an interceptor in the chain is the idempotency interceptor (serializers inside it do not apply). */
     private readonly isIdempotencyInterceptor: (interceptor: BoundInterceptor) => boolean,
-  ) {}
+  ) {
+    this.#routes = new HandlerConfigs(moduleOptions, (base, handler, context) =>
+      this.#resolve(base, context, context.getClass(), handler as { name: string }),
+    );
+  }
 
   readonly #warnedUnscoped = new WeakSet<object>();
 
@@ -92,26 +94,16 @@ export class RouteConfigs {
 
   /** The route of `context`, or `null` when it is not `@Idempotent()`. */
   of(context: ExecutionContext): Route | null {
-    const controller = context.getClass();
-    const handler = context.getHandler();
-    let byHandler = this.#routes.get(controller);
-    if (byHandler === undefined) {
-      byHandler = new Map();
-      this.#routes.set(controller, byHandler);
-    }
-    let route = byHandler.get(handler);
-    if (route === undefined) {
-      route = this.#resolve(context, controller, handler);
-      byHandler.set(handler, route);
-    }
-    return route;
+    return this.#routes.of(context);
   }
 
-  #resolve(context: ExecutionContext, controller: { name: string }, handler: { name: string }): Route | null {
-    const classOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, controller) as IdempotencyOptions | undefined;
-    const methodOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotencyOptions | undefined;
-    if (classOptions === undefined && methodOptions === undefined) return null;
-    const options = mergeOptions(mergeOptions(this.moduleOptions, classOptions), methodOptions);
+  #resolve(
+    base: HandlerBase,
+    context: ExecutionContext,
+    controller: { name: string },
+    handler: { name: string },
+  ): Route {
+    const options = base.options;
     const methodName = handler.name;
     const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as number] ?? 'ALL';
     const paths = [Reflect.getMetadata(PATH_METADATA, controller), Reflect.getMetadata(PATH_METADATA, handler)];
@@ -143,14 +135,14 @@ export class RouteConfigs {
       tooLarge: problemResponse(prepare(Problems.responseTooLarge())),
       prepare,
       handlesResponse: Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, methodName) === true,
-      wantsClaim: hasClaimParameter(controller, methodName),
+      wantsClaim: base.wantsClaim,
       declared: () => ({
         statusCode: status,
         headers: Object.fromEntries(
           headers.map(({ name, value }) => [name.toLowerCase(), typeof value === 'function' ? value() : value]),
         ),
       }),
-      name: `${controller.name}.${methodName}()`,
+      name: base.name,
       label: `${method} /${path}`,
     };
   }
