@@ -296,19 +296,8 @@ async function storeResult(
   // even when the store keeps renewing leases but refuses completions.
   lease.stop();
   const held: Held = { fencingToken: claimed.fencingToken, completed: claimed.entry.complete(response) };
-  let outcome: FencedOutcome;
-  try {
-    outcome = await completeBefore(
-      request.store,
-      request.key,
-      held.completed,
-      held.fencingToken,
-      request.ttlMs,
-      lease.expiresAt,
-    );
-  } catch (error) {
-    return defer(request, response, held, error, notify);
-  }
+  const outcome = await completeHeld(request, response, held, lease.expiresAt, notify);
+  if (typeof outcome === 'object') return outcome;
   if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
   notify?.({
     type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
@@ -339,22 +328,29 @@ async function storeUnderNewClaim(
     } catch (error) {
       return defer(request, response, undefined, error, notify);
     }
-    let outcome: FencedOutcome;
-    try {
-      outcome = await completeBefore(
-        request.store,
-        request.key,
-        held.completed,
-        held.fencingToken,
-        request.ttlMs,
-        Date.now() + request.leaseMs,
-      );
-    } catch (error) {
-      return defer(request, response, held, error, notify);
-    }
+    const outcome = await completeHeld(request, response, held, Date.now() + request.leaseMs, notify);
+    if (typeof outcome === 'object') return outcome;
     if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
   }
   return IN_FLIGHT;
+}
+
+/**
+ * Stores the completion of the claim `held` holds, retrying with its token until `deadline`;
+ * when the store keeps failing, the key is held and the completion deferred to the background.
+ */
+async function completeHeld(
+  request: ClaimRequest,
+  response: CachedResponse,
+  held: Held,
+  deadline: number,
+  notify: ((event: EngineEvent) => void) | undefined,
+): Promise<FencedOutcome | Deferred> {
+  try {
+    return await completeBefore(request.store, request.key, held.completed, held.fencingToken, request.ttlMs, deadline);
+  } catch (error) {
+    return defer(request, response, held, error, notify);
+  }
 }
 
 /** Background completions, so a shutdown can wait for them. */
