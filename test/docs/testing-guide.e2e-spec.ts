@@ -1,6 +1,7 @@
 /**
  * docs/testing.md's end-to-end test, run as printed: its app and its Jest spec are compiled from
- * the docs, and the spec's tests register here. Plus its AtMostOnceLedger example.
+ * the docs, and the spec's tests register here. Plus its AtMostOnceLedger example, and the
+ * core API's quick example (docs/core-api.md).
  */
 import { materialize } from './snippets';
 
@@ -13,5 +14,13 @@ describe('docs/testing.md: checking at-most-once yourself', () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { duplicatesRunOnce } = require(materialize('ledger')) as { duplicatesRunOnce: () => Promise<void> };
     await expect(duplicatesRunOnce()).resolves.toBeUndefined();
+  });
+});
+
+describe('docs/core-api.md: the store API without Nest', () => {
+  it('the quick example runs as printed', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { issueCredential } = require(materialize('core-store-api')) as { issueCredential: () => Promise<void> };
+    await expect(issueCredential()).resolves.toBeUndefined();
   });
 });
