@@ -618,7 +618,12 @@ export async function replicationInfo(port: number): Promise<Record<string, stri
   return parseInfo(await sendCommand(port, ['INFO', 'replication'], 2_000));
 }
 
-/** Waits until the primary on `primaryPort` counts a replica listening on `replicaPort` as in sync. */
+/**
+ * Waits until the primary on `primaryPort` counts a replica listening on `replicaPort` as in sync,
+ * and streams writes to it: after a full sync, Valkey lists the replica as online but streams only
+ * once it gets the replica's next acknowledgement, which can be a second away (the replica's first
+ * one may arrive too early). Until then WAIT gets no acknowledgement from it.
+ */
 export async function waitForReplica(
   primaryPort: number,
   replicaPort: number,
@@ -632,13 +637,39 @@ export async function waitForReplica(
     const replica = Object.entries(info).find(
       ([field, value]) => /^slave\d+$/.test(field) && value.includes(`port=${replicaPort},`),
     );
-    if (replica?.[1].includes('state=online')) return;
+    if (replica?.[1].includes('state=online')) return waitForStreaming(primaryPort, replicaPort, deadline);
     if (Date.now() > deadline) {
       const last = JSON.stringify(replica?.[1] ?? info.error ?? `connected_slaves=${info.connected_slaves}`);
       throw new Error(`replica on ${replicaPort} not in sync with ${primaryPort} after ${timeoutMs} ms: ${last}`);
     }
     await sleep(50);
   }
+}
+
+/** Writes a key the primary owns, and waits until the replica has read that far in the stream. */
+async function waitForStreaming(primaryPort: number, replicaPort: number, deadline: number): Promise<void> {
+  // On a cluster node, a key of one of its own slots (the others answer MOVED).
+  let marker: string | undefined;
+  for (let i = 0; marker === undefined && i < 2_000; i++) {
+    const candidate = `valkey-harness:ready:${i}`;
+    try {
+      await sendCommand(primaryPort, ['SET', candidate, String(replicaPort)]);
+      marker = candidate;
+    } catch (e) {
+      if (!/^(MOVED|ASK)\b/.test((e as Error).message)) throw e;
+    }
+  }
+  if (marker === undefined) throw new Error(`no key of ${primaryPort}'s slots found`);
+  const offset = Number((await replicationInfo(primaryPort)).master_repl_offset);
+  for (;;) {
+    const read = Number((await replicationInfo(replicaPort)).slave_repl_offset ?? -1);
+    if (read >= offset) break;
+    if (Date.now() > deadline) {
+      throw new Error(`replica on ${replicaPort} read ${read} of ${offset} bytes of ${primaryPort}'s stream`);
+    }
+    await sleep(20);
+  }
+  await sendCommand(primaryPort, ['DEL', marker]);
 }
 
 /**
@@ -699,7 +730,22 @@ function parseInfo(text: string): Record<string, string> {
   return out;
 }
 
-/** Start N primaries (no replicas), join them with `<cli> --cluster create`, wait for cluster_state:ok everywhere. */
+/** Which of `servers` are primaries now, each with its replicas. */
+async function clusterShards(
+  servers: StandaloneServer[],
+): Promise<{ primary: StandaloneServer; replicas: StandaloneServer[] }[]> {
+  const infos = await Promise.all(servers.map(async (s) => ({ server: s, info: await replicationInfo(s.port) })));
+  return infos
+    .filter(({ info }) => info.role === 'master')
+    .map(({ server }) => ({
+      primary: server,
+      replicas: infos
+        .filter((r) => r.info.role === 'slave' && Number(r.info.master_port) === server.port)
+        .map((r) => r.server),
+    }));
+}
+
+/** Start N primaries (and `replicas` replicas each), join them with `<cli> --cluster create`, wait for cluster_state:ok everywhere (and every replica streaming). */
 export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterServer> {
   const primaries = opts.primaries ?? 3;
   const replicasEach = opts.replicas ?? 0;
@@ -782,7 +828,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
             (info) =>
               Object.entries(info).filter(([f, v]) => /^slave\d+$/.test(f) && v.includes('state=online')).length,
           );
-        if (inSync.length === primaries && inSync.every((n) => n === replicasEach)) break;
+        if (inSync.length === primaries && inSync.every((n) => n === replicasEach)) {
+          for (const shard of await clusterShards(servers)) {
+            for (const replica of shard.replicas) await waitForReplica(shard.primary.port, replica.port);
+          }
+          break;
+        }
         states.push({ ok: false, desc: `replicas in sync per primary: ${inSync.join(',')}` });
       }
       lastState = states.map((st) => st.desc).join('; ');
@@ -807,17 +858,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
   return {
     nodes: servers.map((s) => ({ host: s.host, port: s.port })),
     servers,
-    async shards() {
-      const infos = await Promise.all(servers.map(async (s) => ({ server: s, info: await replicationInfo(s.port) })));
-      return infos
-        .filter(({ info }) => info.role === 'master')
-        .map(({ server }) => ({
-          primary: server,
-          replicas: infos
-            .filter((r) => r.info.role === 'slave' && Number(r.info.master_port) === server.port)
-            .map((r) => r.server),
-        }));
-    },
+    shards: () => clusterShards(servers),
     stop: () => (stopping ??= stopAll()),
   };
 }
