@@ -295,6 +295,27 @@ describe('claim engine', () => {
       expect(runs.counter.runs).toBe(1);
     });
 
+    it('deferred with the entry gone (e.g. expired) and completions refused: the background retry claims the key again at once, so it stays held', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('complete', undefined, Number.POSITIVE_INFINITY);
+      const runs = work('late', 0, {
+        run: async () => {
+          runs.counter.runs++;
+          await inner.purge(req.key); // the entry vanishes, as when it expires
+          return 'late';
+        },
+      });
+      expect((await settle(runClaimed(req, claim, runs.spec))).kind).toBe('deferred');
+      await jest.advanceTimersByTimeAsync(100);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      store.heal('complete');
+      await jest.advanceTimersByTimeAsync(40_000);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('late');
+      expect(runs.counter.runs).toBe(1);
+    });
+
     it('deferred, then abandoned at shutdown: the key stays held', async () => {
       const req = request();
       const claim = await claimed(req);

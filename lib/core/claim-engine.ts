@@ -424,6 +424,7 @@ async function completeLater(
           return;
         }
         if (touched !== FencedOutcome.Applied) {
+          // Gone (re-claimed next), or another claim's.
           held = undefined;
           continue;
         }
@@ -448,11 +449,12 @@ async function completeLater(
 }
 
 /**
- * Whether the completion is stored already: a store can apply a completion and still throw (a
- * Valkey store whose replicas did not acknowledge it in time). A lease cannot be renewed on a
- * completed entry, so when renewing answers `KeyExpired`, the same completion is sent again; its
- * holder gets `Applied` for a completion that is there (and the store's check, e.g. its replicas'
- * acknowledgement, runs again), `KeyExpired` when the claim really ran out.
+ * Whether this claim's completion is stored already: a store can apply a completion and still
+ * throw (a Valkey store whose replicas did not acknowledge it in time). A lease cannot be renewed
+ * on a completed entry (`touch` answers `KeyExpired`), so when the key holds a completed entry the
+ * same completion is sent again: `Applied` means it is this claim's, and the store's check (its
+ * replicas' acknowledgement) has now passed; a throw is retried by the caller. A key that is gone
+ * is not completed: the caller claims it again at once, as before.
  */
 async function completedAlready(
   store: StoreOperations,
@@ -460,6 +462,7 @@ async function completedAlready(
   held: Held,
   ttlMs: number,
 ): Promise<boolean> {
+  if ((await store.get(key))?.isCompleted() !== true) return false;
   return (await store.complete(key, held.completed, held.fencingToken, ttlMs)) === FencedOutcome.Applied;
 }
 
