@@ -30,6 +30,7 @@ export {
   IdempotencyKeyError,
   IdempotencyStoreError,
   StoreDecodeError,
+  StoreDurabilityError,
   StoreFullError,
   StoreTimeoutError,
 } from './core/errors';
@@ -45,6 +46,7 @@ export { MemoryStore } from './stores/memory.store';
 export type { MemoryStoreOptions } from './stores/memory.store';
 export { ValkeyStore } from './stores/valkey.store';
 export type { ServerCheck, ServerNodeCheck, ValkeyClient, ValkeyNode, ValkeyStoreOptions } from './stores/valkey.store';
+export type { ValkeyDurabilityOptions } from './stores/valkey-durability';
 
 // The Nest module, decorators and options
 export { IdempotencyModule } from './idempotency.module';

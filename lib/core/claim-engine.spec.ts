@@ -12,7 +12,7 @@ import {
   runClaimed,
   settleDeferredCompletions,
 } from './claim-engine';
-import { StoreTimeoutError } from './errors';
+import { StoreDurabilityError, StoreTimeoutError } from './errors';
 import { DefaultFingerprintStrategy } from './fingerprint-strategy';
 import { IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
@@ -128,6 +128,17 @@ describe('claim engine', () => {
       const error = new Error('refused');
       store.failNext('tryInsert', error);
       await expect(claimKey(request())).rejects.toBe(error);
+    });
+
+    it('a claim the store made but could not make durable throws, even while that claim is still on the key', async () => {
+      // The claim landed and the store could not remove it: reading the key would find it and
+      // answer in-flight (409). The caller must hear the store failed (503).
+      const req = request();
+      await inner.tryInsert(req.key, new IdempotencyEntry(FP, LEASE));
+      const error = new StoreDurabilityError('claim', { asked: 1, acked: 0 });
+      store.failNext('tryInsert', error);
+      await expect(claimKey(req)).rejects.toBe(error);
+      expect(store.calls.get).toBe(0);
     });
 
     it('a claim that timed out throws at once, without a second command', async () => {
@@ -263,6 +274,46 @@ describe('claim engine', () => {
       const replay = await claimKey(req);
       expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('late');
       expect(events.map((e) => e.type)).toEqual(['completion-deferred', 'completion-recovered']);
+    });
+
+    it('deferred after completions that were applied but threw (e.g. not acknowledged by replicas): the background retry sends the same completion again until it is confirmed', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.loseReplyNext('complete', Number.POSITIVE_INFINITY);
+      const runs = work('stored, unconfirmed');
+      const outcome = await settle(runClaimed(req, claim, runs.spec));
+      expect(outcome.kind).toBe('deferred');
+      // The completion is there already: the lease cannot be renewed on it (touch: KeyExpired),
+      // and the background retry must not mistake it for another request's and give up.
+      await jest.advanceTimersByTimeAsync(5_000);
+      expect(events.map((e) => e.type)).toEqual(['completion-deferred']);
+      store.heal('complete');
+      await jest.advanceTimersByTimeAsync(40_000);
+      expect(events.map((e) => e.type)).toEqual(['completion-deferred', 'completion-recovered']);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('stored, unconfirmed');
+      expect(runs.counter.runs).toBe(1);
+    });
+
+    it('deferred with the entry gone (e.g. expired) and completions refused: the background retry claims the key again at once, so it stays held', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      store.failNext('complete', undefined, Number.POSITIVE_INFINITY);
+      const runs = work('late', 0, {
+        run: async () => {
+          runs.counter.runs++;
+          await inner.purge(req.key); // the entry vanishes, as when it expires
+          return 'late';
+        },
+      });
+      expect((await settle(runClaimed(req, claim, runs.spec))).kind).toBe('deferred');
+      await jest.advanceTimersByTimeAsync(100);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      store.heal('complete');
+      await jest.advanceTimersByTimeAsync(40_000);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('late');
+      expect(runs.counter.runs).toBe(1);
     });
 
     it('deferred, then abandoned at shutdown: the key stays held', async () => {

@@ -1,5 +1,5 @@
 import { CachedResponse } from './cached-response';
-import { StoreTimeoutError } from './errors';
+import { StoreDurabilityError, StoreTimeoutError } from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { Fingerprint } from './fingerprint';
@@ -135,7 +135,9 @@ export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefu
  * When the store answers but refuses the claim (e.g. a Valkey server out of memory refuses every
  * script that writes), the key is read instead: a key that exists answers with what it holds (a
  * replay, 409 or 422), so retries of requests already done or running are not told the store is
- * down. A store that does not answer in time is not asked again.
+ * down. A store that does not answer in time is not asked again, nor one whose claim was made but
+ * not made durable (`StoreDurabilityError`): the key then holds that very claim (or nothing, once
+ * the store removed it), never an answer for this request.
  */
 export function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
   const first = claimOnce(request);
@@ -176,7 +178,7 @@ function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
 
 /** A claim the store refused: what the key holds, if the store can still be read; else the error. */
 async function readInstead(request: ClaimRequest, error: unknown): Promise<ClaimDecision> {
-  if (error instanceof StoreTimeoutError) throw error;
+  if (error instanceof StoreTimeoutError || error instanceof StoreDurabilityError) throw error;
   let entry: AnyEntry | undefined;
   try {
     entry = await request.store.get(request.key);
@@ -412,7 +414,13 @@ async function completeLater(
         holding = false;
       }
       if (!holding) {
-        if ((await store.touch(key, held.fencingToken, ttlMs)) !== FencedOutcome.Applied) {
+        const touched = await store.touch(key, held.fencingToken, ttlMs);
+        if (touched === FencedOutcome.KeyExpired && (await completedAlready(store, key, held, ttlMs))) {
+          notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
+          return;
+        }
+        if (touched !== FencedOutcome.Applied) {
+          // Gone (re-claimed next), or another claim's.
           held = undefined;
           continue;
         }
@@ -434,6 +442,24 @@ async function completeLater(
     reason: control.aborted ? 'the application shut down' : 'the replay window passed',
     error: lastError,
   });
+}
+
+/**
+ * Whether this claim's completion is stored already: a store can apply a completion and still
+ * throw (a Valkey store whose replicas did not acknowledge it in time). A lease cannot be renewed
+ * on a completed entry (`touch` answers `KeyExpired`), so when the key holds a completed entry the
+ * same completion is sent again: `Applied` means it is this claim's, and the store's check (its
+ * replicas' acknowledgement) has now passed; a throw is retried by the caller. A key that is gone
+ * is not completed: the caller claims it again at once, as before.
+ */
+async function completedAlready(
+  store: StoreOperations,
+  key: IdempotencyKey,
+  held: Held,
+  ttlMs: number,
+): Promise<boolean> {
+  if ((await store.get(key))?.isCompleted() !== true) return false;
+  return (await store.complete(key, held.completed, held.fencingToken, ttlMs)) === FencedOutcome.Applied;
 }
 
 /**

@@ -67,6 +67,55 @@ export class StoreTimeoutError extends IdempotencyStoreError {
   }
 }
 
+/**
+ * A write was not acknowledged by as many replicas as the store's durability setting asks, within
+ * its time (Valkey `WAIT`), or, with `aof`, not written to the append-only file on the primary
+ * and that many replicas (`WAITAOF`). The write happened on the primary, but a failover or
+ * restart in the next moments may lose it. A claim that fails this way is removed (best effort)
+ * and its work does not run; a completion is retried like any failed completion.
+ */
+export class StoreDurabilityError extends IdempotencyStoreError {
+  /** Replicas that had to acknowledge the write (`durability.replicas`). */
+  readonly asked: number;
+  /** Replicas that acknowledged it in time (0 when the server refused to wait, see `cause`). */
+  readonly acked: number;
+  /** Whether acknowledgements meant AOF fsyncs (`durability.aof`, `WAITAOF`) rather than replication (`WAIT`). */
+  readonly aof: boolean;
+  /** With `aof`: whether the primary itself wrote the write to its AOF in time. */
+  readonly localAcked: boolean | undefined;
+
+  constructor(
+    /** The operation whose write fell short: `claim` or `complete`. */
+    readonly operation: string,
+    acks: { readonly asked: number; readonly acked: number; readonly aof?: boolean; readonly localAcked?: boolean },
+    options?: { readonly timeoutMs?: number; readonly cause?: unknown },
+  ) {
+    super(
+      durabilityMessage(operation, acks, options),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.asked = acks.asked;
+    this.acked = acks.acked;
+    this.aof = acks.aof ?? false;
+    this.localAcked = this.aof ? (acks.localAcked ?? false) : undefined;
+  }
+}
+
+function durabilityMessage(
+  operation: string,
+  acks: { readonly asked: number; readonly acked: number; readonly aof?: boolean; readonly localAcked?: boolean },
+  options: { readonly timeoutMs?: number; readonly cause?: unknown } | undefined,
+): string {
+  const aof = acks.aof ?? false;
+  if (options?.cause !== undefined) {
+    const reason = options.cause instanceof Error ? options.cause.message : String(options.cause);
+    return `${operation}: the server refused to wait for ${aof ? 'AOF writes' : 'replicas'} (${reason})`;
+  }
+  const within = options?.timeoutMs === undefined ? '' : ` within ${options.timeoutMs} ms`;
+  const local = aof && acks.localAcked === false ? ', and the primary did not write it to its own AOF in time' : '';
+  return `${operation}: ${acks.acked} of ${acks.asked} replicas ${aof ? 'wrote the write to their AOF' : 'acknowledged the write'}${within}${local}`;
+}
+
 /** Data found under a store key that this library cannot decode (corrupt or foreign). */
 export class StoreDecodeError extends IdempotencyStoreError {}
 

@@ -19,11 +19,13 @@ import {
   tokenOf,
   ttlBytes,
 } from './valkey-codec';
-import { decodeEntryV1, pairsToFields } from './valkey-codec-v1';
+import { decodeEntryV1 } from './valkey-codec-v1';
 import { Deadlines } from './valkey-deadlines';
+import { DurableWrites, durabilityOf, type ValkeyDurabilityOptions, type Waited } from './valkey-durability';
 import { KeyWatchers, type ValkeySubscriber } from './valkey-key-watchers';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
+import { CHECK_COMMANDS, judgeNode, type ServerNodeCheck, unreachable } from './valkey-server-check';
 import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
 
 /**
@@ -40,6 +42,22 @@ export interface ValkeyClient {
   readonly stream?: { cork(): void; uncork(): void } | null;
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number; readOnly?: boolean }): void;
   call(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
+  /**
+   * A pipeline (ioredis `pipeline()`). With `durability`, each claim and completion goes out as one
+   * with the `WAIT` behind it, so both reach the same node.
+   */
+  pipeline?(): {
+    callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): unknown;
+    callBuffer(
+      ...args: [
+        command: string,
+        ...args: (string | Buffer | number)[],
+        callback: (error?: Error | null, reply?: unknown) => void,
+      ]
+    ): unknown;
+    call(...args: [command: string, ...args: (string | Buffer | number)[]]): unknown;
+    exec(): Promise<[error: Error | null, reply: unknown][] | null>;
+  };
   del(...keys: string[]): Promise<number>;
   ping(): Promise<string>;
   quit(): Promise<unknown>;
@@ -72,10 +90,19 @@ export interface ValkeyStoreOptions {
   prefix?: string;
   /**
    * Time limit of each command, in ms. A command that gets no answer in time fails with
-   * {@link StoreTimeoutError}; the client and its other commands are left alone.
+   * {@link StoreTimeoutError}; the client and its other commands are left alone. With
+   * `durability`, it must exceed `durability.timeoutMs`.
    * @default 1000
    */
   commandTimeoutMs?: number;
+  /**
+   * Make every claim and completion wait for replicas (`WAIT`) or AOF writes (`WAITAOF`) before it
+   * counts, sent in the same round trip as the script. Fewer acknowledgements than asked fail the
+   * operation with `StoreDurabilityError`: a claim is removed and its work does not run (HTTP 503),
+   * a completion is retried like any failed completion. Replays do not wait.
+   * @default none (writes count once the primary has them)
+   */
+  durability?: ValkeyDurabilityOptions;
   /**
    * Hand the client over to the store: `close()` then quits it. Only for a client made for this
    * store alone; by default the store never disconnects the client it is given.
@@ -95,17 +122,7 @@ export interface ValkeyStoreOptions {
   onWarning?: (message: string) => void;
 }
 
-/** What {@link ValkeyStore.checkServer} found on one server. */
-export interface ServerNodeCheck {
-  /** `host:port`, or `default` for the client's own connection. */
-  readonly address: string;
-  /** `maxmemory-policy`, when it could be read. */
-  readonly maxmemoryPolicy?: string;
-  /** Whether AOF persistence is on, when it could be read. */
-  readonly appendonly?: boolean;
-  /** `appendfsync` (`always`, `everysec` or `no`), when it could be read. */
-  readonly appendfsync?: string;
-}
+export type { ServerNodeCheck } from './valkey-server-check';
 
 /** The answer of {@link ValkeyStore.checkServer}. */
 export interface ServerCheck {
@@ -167,6 +184,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #get: ScriptCommand;
   readonly #batch: WriteBatch;
   readonly #deadlines: Deadlines;
+  readonly #durable: DurableWrites | undefined;
   #closed = false;
   #keys = new Map<string, ValkeyKeys>();
   #olderKeys = new Map<string, ValkeyKeys>();
@@ -182,6 +200,8 @@ export class ValkeyStore extends IdempotencyStore {
     this.#client = client;
     this.#prefix = assertPrefix(options.prefix ?? 'idem:');
     this.#timeoutMs = assertDuration('commandTimeoutMs', options.commandTimeoutMs ?? 1000);
+    const durability = durabilityOf(options.durability, this.#timeoutMs);
+    this.#durable = durability === undefined ? undefined : new DurableWrites(client, durability);
     this.#closeClient = options.closeClient ?? false;
     this.#checkOnInit = options.checkServerOnInit ?? true;
     this.#onWarning = options.onWarning;
@@ -236,9 +256,24 @@ export class ValkeyStore extends IdempotencyStore {
     const nonce = newNonce();
     const tail = claimTail(nonce, entry.fingerprint.toString(), entry.ttl);
     let sent: Promise<unknown> | undefined;
+    let waited: Waited | undefined;
     let reply: unknown;
     try {
-      reply = await this.#run('claim', () => (sent = this.#claim(keys.entry, keys.fence, tail, String(entry.ttl))));
+      const durable = this.#durable;
+      reply = await this.#run('claim', () =>
+        durable === undefined
+          ? (sent = this.#claim(keys.entry, keys.fence, tail, String(entry.ttl)))
+          : (sent = durable
+              .send(
+                'claim',
+                [keys.entry, keys.fence, tail, String(entry.ttl)],
+                undefined,
+                (r) =>
+                  // What the key holds (a replay, in flight, another request) answers at once.
+                  Array.isArray(r) || (Buffer.isBuffer(r) && nonceOf(r) !== nonce),
+              )
+              .then((answer) => ((waited = answer), answer.reply))),
+      );
     } catch (error) {
       // A claim that timed out can still run once the server answers again (paused, overloaded):
       // it would then hold the key for nobody until its lease ends, and every retry would get 409.
@@ -252,10 +287,15 @@ export class ValkeyStore extends IdempotencyStore {
       throw error;
     }
     const token = tokenReply(reply);
-    if (token !== undefined) return { kind: 'claimed', fencingToken: new FencingToken(token, nonce), entry };
+    if (token !== undefined) {
+      if (this.#durable !== undefined) await this.#claimMadeDurable(keys, token, nonce, waited);
+      return { kind: 'claimed', fencingToken: new FencingToken(token, nonce), entry };
+    }
     if (Buffer.isBuffer(reply)) {
       const stored = decodeEntry(reply, keys.entry);
       if (stored.isProcessing() && nonceOf(reply) === nonce) {
+        // A re-sent claim that found itself wrote nothing: its WAIT proves nothing, so ask again.
+        if (this.#durable !== undefined) await this.#claimMadeDurable(keys, tokenOf(reply), nonce, undefined);
         return { kind: 'claimed', fencingToken: new FencingToken(tokenOf(reply), nonce), entry };
       }
       return { kind: 'exists', entry: stored };
@@ -291,10 +331,42 @@ export class ValkeyStore extends IdempotencyStore {
     const keys = this.#keysOf(key);
     const idAndFingerprint = claimIdOf(fencingToken) + entry.fingerprint.toString();
     const value = completedValue(idAndFingerprint, ttlMs, entry.response);
+    const durable = this.#durable;
+    if (durable !== undefined) {
+      // The bucket's counter is bumped (INCRBY 0) before the WAIT: a completion sent again writes
+      // nothing, and WAIT counts the acknowledgements of the connection's last write.
+      const args = [keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)];
+      const waited = await this.#run('complete', () => durable.send('complete', args, keys.fence));
+      const outcome = outcomeOf(waited.reply, keys.entry);
+      // Only an applied completion wrote (or holds) anything that must be acknowledged.
+      const shortfall = outcome === FencedOutcome.Applied ? durable.shortfall('complete', waited) : undefined;
+      if (shortfall !== undefined) throw shortfall;
+      return outcome;
+    }
     const reply = await this.#run('complete', () =>
       this.#complete(keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)),
     );
     return outcomeOf(reply, keys.entry);
+  }
+
+  /**
+   * With `durability`: returns once the claim is acknowledged as asked (by `waited`, the WAIT sent
+   * with the script, or a new one). Else removes the claim (best effort, token-checked), so the key
+   * is free for a retry, and throws: the caller never runs work under an unacknowledged claim.
+   */
+  async #claimMadeDurable(keys: ValkeyKeys, token: number | bigint, nonce: string, waited: Waited | undefined) {
+    const durable = this.#durable!;
+    let failure: unknown;
+    try {
+      const acks = waited ?? (await this.#run('claim', () => durable.send(undefined, [], keys.fence)));
+      failure = durable.shortfall('claim', acks);
+    } catch (error) {
+      failure = error;
+    }
+    if (failure === undefined) return;
+    const id = claimId(token, nonce);
+    await this.#run('remove', () => this.#remove(keys.entry, PROCESSING + id, COMPLETED + id)).catch(() => undefined);
+    throw failure;
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
@@ -373,21 +445,41 @@ export class ValkeyStore extends IdempotencyStore {
   /**
    * Reads the settings at-most-once depends on from the server (every primary of a cluster) and
    * warns about `maxmemory-policy` other than `noeviction` (eviction drops live claims), AOF off
-   * and `appendfsync no` (a restart loses claims and stored responses). Never throws: what cannot
-   * be read becomes a warning.
+   * and `appendfsync no` (a restart loses claims and stored responses), and, with `durability`,
+   * about fewer replicas in sync than it asks for and `aof` on a server without AOF or without
+   * `WAITAOF`. Never throws: what cannot be read becomes a warning, and a server that answers
+   * nothing within `commandTimeoutMs` is one warning saying so.
    */
   async checkServer(): Promise<ServerCheck> {
-    let targets: { address: string; node: Pick<ValkeyNode, 'call'> }[];
-    if (this.#client.isCluster && typeof this.#client.nodes === 'function') {
-      targets = this.#client
-        .nodes('master')
-        .map((node) => ({ address: `${node.options.host ?? '?'}:${node.options.port ?? '?'}`, node }));
+    const client = this.#client;
+    let targets: { address: string; node: Pick<ValkeyNode, 'call'>; status?: string }[];
+    if (client.isCluster && typeof client.nodes === 'function') {
+      if (client.nodes('master').length === 0) {
+        // Not connected yet: a PING waits in ioredis' offline queue until it is (or times out).
+        const reached = await this.#run('ping', () => client.ping()).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        if (reached !== undefined) {
+          return { ok: false, warnings: [unreachable('the cluster', reached, client.status)], nodes: [] };
+        }
+      }
+      targets = client.nodes('master').map((node) => ({ address: addressOf(node), node, status: node.status }));
     } else {
-      targets = [{ address: 'default', node: this.#client }];
+      targets = [{ address: addressOf(client), node: client, status: client.status }];
     }
-    const checks = await Promise.all(targets.map(({ address, node }) => this.#checkNode(address, node)));
+    const checks = await Promise.all(
+      targets.map(async ({ address, node, status }) => {
+        // Both at once: a server that does not answer costs one time limit, not two.
+        const [config, info] = await Promise.allSettled([
+          this.#run('config', () => node.call(...CHECK_COMMANDS.config)),
+          this.#run('info', () => node.call(...CHECK_COMMANDS.info)).then((reply) => parseInfo(String(reply))),
+        ]);
+        return judgeNode(address, { config, info }, this.#durable?.durability, status);
+      }),
+    );
     const warnings = checks.flatMap((check) => check.warnings);
-    if (targets.length === 0) warnings.push('could not read config: the cluster client knows no primaries yet');
+    if (targets.length === 0) warnings.push('could not read config: the cluster client knows no primaries');
     return { ok: warnings.length === 0, warnings, nodes: checks.map((check) => check.node) };
   }
 
@@ -400,8 +492,9 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   /**
-   * Nest lifecycle hook: runs {@link checkServer} once (unless `checkServerOnInit` is false) and
-   * hands each warning to `onWarning`. `IdempotencyModule` calls it with its own logger as the
+   * Nest lifecycle hook: starts {@link checkServer} once (unless `checkServerOnInit` is false) and
+   * hands each warning to `onWarning` when it is done. It runs in the background: start-up does not
+   * wait for a slow or unreachable server. `IdempotencyModule` calls it with its own logger as the
    * fallback for `onWarning`; elsewhere the fallback is a Node process warning.
    */
   async onModuleInit(
@@ -409,55 +502,14 @@ export class ValkeyStore extends IdempotencyStore {
   ): Promise<void> {
     if (!this.#checkOnInit || this.#initChecked) return;
     this.#initChecked = true;
-    const check = await this.checkServer();
     const report = this.#onWarning ?? this.#warningFallback ?? warn;
-    for (const warning of check.warnings) report(`ValkeyStore: ${warning}`);
-  }
-
-  async #checkNode(
-    address: string,
-    node: Pick<ValkeyNode, 'call'>,
-  ): Promise<{ node: ServerNodeCheck; warnings: string[] }> {
-    const warnings: string[] = [];
-    let policy: string | undefined;
-    let aof: boolean | undefined;
-    let fsync: string | undefined;
-    try {
-      const reply = await this.#run('config', () =>
-        node.call('CONFIG', 'GET', 'maxmemory-policy', 'appendonly', 'appendfsync'),
-      );
-      const config = Array.isArray(reply) ? pairsToFields(reply.map((v) => Buffer.from(String(v)))) : {};
-      policy = config['maxmemory-policy']?.toString();
-      const appendonly = config.appendonly?.toString();
-      aof = appendonly === undefined ? undefined : appendonly === 'yes';
-      fsync = config.appendfsync?.toString();
-      if (policy === undefined || aof === undefined) throw new Error('CONFIG GET answered without the settings');
-    } catch (error) {
-      warnings.push(`could not read config on ${address} (${messageOf(error)}); falling back to INFO`);
-      try {
-        const info = parseInfo(String(await this.#run('info', () => node.call('INFO', 'memory'))));
-        const persistence = parseInfo(String(await this.#run('info', () => node.call('INFO', 'persistence'))));
-        policy = info.maxmemory_policy;
-        aof = persistence.aof_enabled === undefined ? undefined : persistence.aof_enabled === '1';
-      } catch (infoError) {
-        warnings.push(`could not read INFO on ${address} either (${messageOf(infoError)})`);
-      }
-    }
-    if (policy !== undefined && policy !== 'noeviction') {
-      warnings.push(
-        `maxmemory-policy is ${policy} on ${address}: the server may evict live claims and stored responses, ` +
-          'allowing a second execution; set it to noeviction',
-      );
-    }
-    if (aof === false) {
-      warnings.push(
-        `AOF is off on ${address} (appendonly no): a restart loses claims and stored responses, ` +
-          'allowing a second execution; set appendonly yes',
-      );
-    } else if (aof === true && fsync === 'no') {
-      warnings.push(`appendfsync is no on ${address}: a crash can lose recent claims; use everysec (or always)`);
-    }
-    return { node: { address, maxmemoryPolicy: policy, appendonly: aof, appendfsync: fsync }, warnings };
+    void this.checkServer()
+      .then((check) => {
+        // Closed meanwhile (the application stopped): nobody is listening any more.
+        if (this.#closed) return;
+        for (const warning of check.warnings) report(`ValkeyStore: ${warning}`);
+      })
+      .catch(() => undefined);
   }
 
   /**
@@ -513,6 +565,22 @@ function outcomeOf(reply: unknown, where: string): FencedOutcome {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** `host:port` of a connection, for messages: where its socket goes, else where it was told to connect. */
+function addressOf(connection: object): string {
+  const { stream, options } = connection as {
+    stream?: { remoteAddress?: string; remotePort?: number } | null;
+    options?: { host?: string; port?: number; path?: string; sentinels?: unknown[]; name?: string };
+  };
+  const host = stream?.remoteAddress ?? options?.host;
+  const port = stream?.remoteAddress === undefined ? options?.port : stream.remotePort;
+  if (stream?.remoteAddress === undefined) {
+    if (options?.path) return options.path;
+    if (Array.isArray(options?.sentinels) && options.sentinels.length > 0) return `sentinel master ${options.name}`;
+  }
+  if (host === undefined && port === undefined) return 'default';
+  return `${host?.includes(':') ? `[${host}]` : (host ?? 'localhost')}:${port ?? 6379}`;
 }
 
 function storeError(error: unknown, operation: string): IdempotencyStoreError {

@@ -6,6 +6,7 @@ import {
   findCliBinary,
   findServerBinary,
   startCluster,
+  startReplica,
   startStandalone,
   type ClusterServer,
   type StandaloneServer,
@@ -76,6 +77,26 @@ describeValkey('valkey test harness', () => {
     } finally {
       redis.disconnect();
       await server.stop();
+    }
+  }, 30_000);
+
+  it('starts a replica that streams at once (WAIT gets its acknowledgement), and kill() is a crash', async () => {
+    const primary = await startStandalone();
+    const replica = await startReplica(primary);
+    const redis = client(primary);
+    const onReplica = client(replica);
+    try {
+      const [, acked] = (await redis.pipeline().set('k', 'v').call('WAIT', '1', '5000').exec())!;
+      expect(acked[1]).toBe(1);
+      expect(await onReplica.get('k')).toBe('v');
+      redis.disconnect();
+      await primary.kill();
+      expect(pidIsGone(primary.pid)).toBe(true);
+    } finally {
+      redis.disconnect();
+      onReplica.disconnect();
+      await replica.stop();
+      await primary.stop();
     }
   }, 30_000);
 

@@ -45,6 +45,8 @@ export interface StandaloneServer {
   pause(): void;
   /** SIGCONT */
   resume(): void;
+  /** SIGKILL, as a crash: no shutdown, no final AOF write. Resolves once it is gone; `stop()` still cleans up. */
+  kill(): Promise<void>;
   /** SIGTERM (after SIGCONT if paused), wait for exit, SIGKILL after 5 s. Idempotent; removes the temp dir if the harness created it. */
   stop(): Promise<void>;
   /** Stop and start again on the same port, dir and arguments (AOF data survives when appendonly). */
@@ -54,17 +56,30 @@ export interface StandaloneServer {
 }
 
 export interface ClusterOptions {
-  /** Number of primaries (no replicas). Default: 3. Valkey requires at least 3. */
+  /** Number of primaries. Default: 3. Valkey requires at least 3. */
   primaries?: number;
+  /** Replicas per primary (`--cluster-replicas`). Default: 0. */
+  replicas?: number;
   /** Which server binary to run. Default: 'valkey'. */
   binary?: ServerKind;
 }
 
 export interface ClusterServer {
+  /** Every node (primaries and replicas). */
   readonly nodes: { host: string; port: number }[];
   /** The individual nodes (pause/resume/restart a single node). */
   readonly servers: StandaloneServer[];
+  /** Which nodes are primaries now, each with its replicas (read from the nodes' INFO replication). */
+  shards(): Promise<{ primary: StandaloneServer; replicas: StandaloneServer[] }[]>;
   stop(): Promise<void>;
+}
+
+export interface ReplicaOptions extends StandaloneOptions {
+  /**
+   * Replicate through this address instead of the primary's own (e.g. a TCP proxy in front of
+   * it, so a test can hold or cut the replication link).
+   */
+  via?: { host: string; port: number };
 }
 
 const HOST = '127.0.0.1';
@@ -557,6 +572,13 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
       signal('SIGCONT');
       paused = false;
     },
+    async kill() {
+      if (isAlive(current.child)) {
+        signal('SIGKILL');
+        await waitForExit(current.child, STOP_KILL_AFTER_MS);
+      }
+      paused = false;
+    },
     stop: () =>
       serialize(async () => {
         if (stopped) return;
@@ -589,6 +611,89 @@ async function startServer(opts: InternalStartOptions): Promise<StandaloneServer
 /** Start a standalone server on 127.0.0.1:<random free port>. */
 export function startStandalone(opts: StandaloneOptions = {}): Promise<StandaloneServer> {
   return startServer({ ...opts });
+}
+
+/** INFO replication of the server on `port`, as fields. */
+export async function replicationInfo(port: number): Promise<Record<string, string>> {
+  return parseInfo(await sendCommand(port, ['INFO', 'replication'], 2_000));
+}
+
+/**
+ * Waits until the primary on `primaryPort` counts a replica listening on `replicaPort` as in sync,
+ * and streams writes to it: after a full sync, Valkey lists the replica as online but streams only
+ * once it gets the replica's next acknowledgement, which can be a second away (the replica's first
+ * one may arrive too early). Until then WAIT gets no acknowledgement from it.
+ */
+export async function waitForReplica(
+  primaryPort: number,
+  replicaPort: number,
+  timeoutMs = READY_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await replicationInfo(primaryPort).catch(
+      (e: Error) => ({ error: e.message }) as Record<string, string>,
+    );
+    const replica = Object.entries(info).find(
+      ([field, value]) => /^slave\d+$/.test(field) && value.includes(`port=${replicaPort},`),
+    );
+    if (replica?.[1].includes('state=online')) return waitForStreaming(primaryPort, replicaPort, deadline);
+    if (Date.now() > deadline) {
+      const last = JSON.stringify(replica?.[1] ?? info.error ?? `connected_slaves=${info.connected_slaves}`);
+      throw new Error(`replica on ${replicaPort} not in sync with ${primaryPort} after ${timeoutMs} ms: ${last}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Writes a key the primary owns, and waits until the replica has read that far in the stream. */
+async function waitForStreaming(primaryPort: number, replicaPort: number, deadline: number): Promise<void> {
+  // On a cluster node, a key of one of its own slots (the others answer MOVED).
+  let marker: string | undefined;
+  for (let i = 0; marker === undefined && i < 2_000; i++) {
+    const candidate = `valkey-harness:ready:${i}`;
+    try {
+      await sendCommand(primaryPort, ['SET', candidate, String(replicaPort)]);
+      marker = candidate;
+    } catch (e) {
+      if (!/^(MOVED|ASK)\b/.test((e as Error).message)) throw e;
+    }
+  }
+  if (marker === undefined) throw new Error(`no key of ${primaryPort}'s slots found`);
+  const offset = Number((await replicationInfo(primaryPort)).master_repl_offset);
+  for (;;) {
+    const read = Number((await replicationInfo(replicaPort)).slave_repl_offset ?? -1);
+    if (read >= offset) break;
+    if (Date.now() > deadline) {
+      throw new Error(`replica on ${replicaPort} read ${read} of ${offset} bytes of ${primaryPort}'s stream`);
+    }
+    await sleep(20);
+  }
+  await sendCommand(primaryPort, ['DEL', marker]);
+}
+
+/**
+ * Start a replica of `primary` on 127.0.0.1:<random free port> (`--replicaof`), and wait until the
+ * primary counts it in sync. `restart()` keeps it a replica.
+ */
+export async function startReplica(primary: StandaloneServer, opts: ReplicaOptions = {}): Promise<StandaloneServer> {
+  const source = opts.via ?? { host: primary.host, port: primary.port };
+  // The primary sends its first copy at once (diskless sync otherwise waits 5 s for more replicas).
+  await sendCommand(primary.port, ['CONFIG', 'SET', 'repl-diskless-sync-delay', '0']);
+  const replica = await startServer({
+    ...opts,
+    binary: opts.binary ?? primary.kind,
+    extraArgs: ['--replicaof', source.host, String(source.port), ...(opts.extraArgs ?? [])],
+  });
+  try {
+    await waitForReplica(primary.port, replica.port);
+  } catch (e) {
+    (e as Error).message +=
+      `\n--- replica log ---\n${readTail(path.join(replica.dir, `${replica.kind}-${replica.port}.log`), 3_000)}`;
+    await replica.stop();
+    throw e;
+  }
+  return replica;
 }
 
 // ---------------------------------------------------------------------------
@@ -625,9 +730,26 @@ function parseInfo(text: string): Record<string, string> {
   return out;
 }
 
-/** Start N primaries (no replicas), join them with `<cli> --cluster create`, wait for cluster_state:ok everywhere. */
+/** Which of `servers` are primaries now, each with its replicas. */
+async function clusterShards(
+  servers: StandaloneServer[],
+): Promise<{ primary: StandaloneServer; replicas: StandaloneServer[] }[]> {
+  const infos = await Promise.all(servers.map(async (s) => ({ server: s, info: await replicationInfo(s.port) })));
+  return infos
+    .filter(({ info }) => info.role === 'master')
+    .map(({ server }) => ({
+      primary: server,
+      replicas: infos
+        .filter((r) => r.info.role === 'slave' && Number(r.info.master_port) === server.port)
+        .map((r) => r.server),
+    }));
+}
+
+/** Start N primaries (and `replicas` replicas each), join them with `<cli> --cluster create`, wait for cluster_state:ok everywhere (and every replica streaming). */
 export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterServer> {
   const primaries = opts.primaries ?? 3;
+  const replicasEach = opts.replicas ?? 0;
+  const total = primaries * (1 + replicasEach);
   const kind = opts.binary ?? 'valkey';
   const cli = findCliBinary(kind);
   if (!cli) throw new Error(`${kind}-cli not found on PATH`);
@@ -641,7 +763,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
   };
 
   try {
-    for (let i = 0; i < primaries; i++) {
+    for (let i = 0; i < total; i++) {
       const nodeDir = path.join(root, `node-${i}`);
       servers.push(
         await startServer({
@@ -666,7 +788,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
     const addrs = servers.map((s) => `${s.host}:${s.port}`);
     const created = await runCli(
       cli,
-      ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'],
+      ['--cluster', 'create', ...addrs, '--cluster-replicas', String(replicasEach), '--cluster-yes'],
       CLUSTER_TIMEOUT_MS,
     );
     if (created.code !== 0) {
@@ -684,7 +806,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
               info.cluster_state === 'ok' &&
               Number(info.cluster_slots_assigned) === CLUSTER_SLOTS &&
               Number(info.cluster_slots_ok) === CLUSTER_SLOTS &&
-              Number(info.cluster_known_nodes) === primaries;
+              Number(info.cluster_known_nodes) === total;
             return {
               ok,
               desc: `${s.port}: state=${info.cluster_state} assigned=${info.cluster_slots_assigned} ok=${info.cluster_slots_ok} known=${info.cluster_known_nodes}`,
@@ -694,7 +816,26 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
           }
         }),
       );
-      if (states.every((st) => st.ok)) break;
+      if (states.every((st) => st.ok)) {
+        if (replicasEach === 0) break;
+        // And every replica in sync with its primary.
+        const roles = await Promise.all(
+          servers.map((s) => replicationInfo(s.port).catch(() => ({}) as Record<string, string>)),
+        );
+        const inSync = roles
+          .filter((info) => info.role === 'master')
+          .map(
+            (info) =>
+              Object.entries(info).filter(([f, v]) => /^slave\d+$/.test(f) && v.includes('state=online')).length,
+          );
+        if (inSync.length === primaries && inSync.every((n) => n === replicasEach)) {
+          for (const shard of await clusterShards(servers)) {
+            for (const replica of shard.replicas) await waitForReplica(shard.primary.port, replica.port);
+          }
+          break;
+        }
+        states.push({ ok: false, desc: `replicas in sync per primary: ${inSync.join(',')}` });
+      }
       lastState = states.map((st) => st.desc).join('; ');
       if (Date.now() > deadline) {
         throw new Error(
@@ -717,6 +858,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<ClusterSe
   return {
     nodes: servers.map((s) => ({ host: s.host, port: s.port })),
     servers,
+    shards: () => clusterShards(servers),
     stop: () => (stopping ??= stopAll()),
   };
 }

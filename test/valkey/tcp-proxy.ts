@@ -18,6 +18,11 @@ export interface TcpProxy {
    * both ways. Resolves once that happened.
    */
   dropNextReply(): Promise<void>;
+  /**
+   * Stops passing bytes either way on every connection (they stay unread in the sockets), as a
+   * network link that stalls. `close()` then drops whatever was held.
+   */
+  hold(): void;
   close(): Promise<void>;
 }
 
@@ -68,12 +73,17 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
   const sockets = new Set<net.Socket>();
   let connections = 0;
   let armed: (() => void) | undefined;
+  let held = false;
 
   const server = net.createServer((client) => {
     connections++;
     const upstream = net.connect({ host: upstreamHost, port: upstreamPort });
     sockets.add(client);
     sockets.add(upstream);
+    if (held) {
+      client.pause();
+      upstream.pause();
+    }
     const counter = new RequestCounter((name) => names.push(name));
     const closeBoth = (): void => {
       client.destroy();
@@ -116,6 +126,10 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     },
     get connections() {
       return connections;
+    },
+    hold() {
+      held = true;
+      for (const socket of sockets) socket.pause();
     },
     dropNextReply() {
       return new Promise<void>((resolve) => {

@@ -1,6 +1,7 @@
 /**
  * The shared store contract (the test kit's `storeContract`) on real servers: ValkeyStore over
- * standalone Valkey, a 3-primary Valkey cluster, and standalone Redis 7.
+ * standalone Valkey, a 3-primary Valkey cluster, standalone Redis 7, and with `durability` over a
+ * Valkey primary with one replica (the same outcomes, each write acknowledged by the replica).
  */
 import { Cluster, Redis } from 'ioredis';
 import { Fingerprint, IdempotencyEntry, IdempotencyKey, ValkeyStore } from '../../lib';
@@ -9,6 +10,7 @@ import {
   describeRedis7,
   describeValkey,
   startCluster,
+  startReplica,
   startStandalone,
   type ClusterServer,
   type StandaloneServer,
@@ -39,6 +41,32 @@ function standaloneContract(binary: 'valkey' | 'redis'): void {
 describeValkey('ValkeyStore contract, standalone Valkey', () => standaloneContract('valkey'));
 
 describeRedis7('ValkeyStore contract, standalone Redis 7', () => standaloneContract('redis'));
+
+describeValkey('ValkeyStore contract with durability (replicas: 1), a Valkey primary with one replica', () => {
+  let primary: StandaloneServer;
+  let replica: StandaloneServer;
+  let client: Redis;
+  beforeAll(async () => {
+    primary = await startStandalone();
+    replica = await startReplica(primary);
+    client = new Redis({ host: primary.host, port: primary.port, lazyConnect: true });
+    await client.connect();
+  }, 30_000);
+  afterAll(async () => {
+    client?.disconnect();
+    await replica?.stop();
+    await primary?.stop();
+  }, 30_000);
+  storeContract(
+    () =>
+      new ValkeyStore(client, {
+        prefix: freshPrefix('durable'),
+        durability: { replicas: 1, timeoutMs: 1_000 },
+        commandTimeoutMs: 3_000,
+      }),
+    { describe, it, name: 'ValkeyStore with durability' },
+  );
+});
 
 describeValkey('ValkeyStore contract, 3-primary Valkey cluster', () => {
   let cluster: ClusterServer;

@@ -17,8 +17,8 @@ import {
 } from '../../lib';
 import { bucketOf } from '../../lib/core/key-bucket';
 import { valkeyScripts } from '../../lib/stores/valkey-scripts';
-import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
-import { freshPrefix, keysOf, processing, response } from './helpers';
+import { describeValkey, getFreePort, startStandalone, type StandaloneServer } from '../support/valkey-server';
+import { freshPrefix, keysOf, processing, response, sleep } from './helpers';
 
 const LONG = 60_000;
 
@@ -196,12 +196,22 @@ describeValkey('ValkeyStore', () => {
   });
 
   describe('checkServer', () => {
-    it('warns about AOF off, and is otherwise happy with noeviction', async () => {
+    it('warns about AOF off (naming the server and what to do), and is otherwise happy with noeviction', async () => {
       const check = await new ValkeyStore(client).checkServer();
       expect(check.ok).toBe(false);
-      expect(check.warnings).toEqual([expect.stringMatching(/AOF is off .*appendonly yes/)]);
+      expect(check.warnings).toEqual([
+        `AOF is off on 127.0.0.1:${server.port} (appendonly no): if that server restarts, it forgets every claim ` +
+          'and stored response, and retries of those requests run their handlers again. In production, set ' +
+          'appendonly yes (CONFIG SET appendonly yes, and in the configuration file)',
+      ]);
       expect(check.nodes).toEqual([
-        { address: 'default', maxmemoryPolicy: 'noeviction', appendonly: false, appendfsync: 'everysec' },
+        {
+          address: `127.0.0.1:${server.port}`,
+          maxmemoryPolicy: 'noeviction',
+          appendonly: false,
+          appendfsync: 'everysec',
+          connectedReplicas: 0,
+        },
       ]);
     });
 
@@ -213,7 +223,15 @@ describeValkey('ValkeyStore', () => {
         expect(await store.checkServer()).toEqual({
           ok: true,
           warnings: [],
-          nodes: [{ address: 'default', maxmemoryPolicy: 'noeviction', appendonly: true, appendfsync: 'everysec' }],
+          nodes: [
+            {
+              address: `127.0.0.1:${durable.port}`,
+              maxmemoryPolicy: 'noeviction',
+              appendonly: true,
+              appendfsync: 'everysec',
+              connectedReplicas: 0,
+            },
+          ],
         });
         await c.config('SET', 'maxmemory-policy', 'allkeys-lru');
         await c.config('SET', 'appendfsync', 'no');
@@ -236,7 +254,12 @@ describeValkey('ValkeyStore', () => {
         const check = await new ValkeyStore(c).checkServer();
         expect(check.ok).toBe(false);
         expect(check.warnings).toEqual([
-          expect.stringMatching(/^could not read config on default \(.*unknown command/i),
+          expect.stringMatching(
+            new RegExp(
+              `^could not read config on 127\\.0\\.0\\.1:${locked.port} \\(.*unknown command.*\\); read INFO instead`,
+              'i',
+            ),
+          ),
           expect.stringMatching(/AOF is off/),
         ]);
         expect(check.nodes[0]).toMatchObject({ maxmemoryPolicy: 'noeviction', appendonly: false });
@@ -246,15 +269,78 @@ describeValkey('ValkeyStore', () => {
       }
     });
 
-    it('runs once on module init and hands the warnings to onWarning', async () => {
+    it('runs once on module init, in the background, and hands the warnings to onWarning', async () => {
       const warnings: string[] = [];
-      const store = new ValkeyStore(client, { onWarning: (w) => warnings.push(w) });
+      let reported!: () => void;
+      const done = new Promise<void>((resolve) => (reported = resolve));
+      const store = new ValkeyStore(client, {
+        onWarning: (w) => {
+          warnings.push(w);
+          reported();
+        },
+      });
       await store.onModuleInit();
       await store.onModuleInit();
-      expect(warnings).toEqual([expect.stringMatching(/^ValkeyStore: AOF is off/)]);
+      await done;
+      await sleep(200);
+      expect(warnings).toEqual([expect.stringMatching(/^ValkeyStore: AOF is off on 127\.0\.0\.1:\d+ /)]);
       const quiet = new ValkeyStore(client, { checkServerOnInit: false, onWarning: (w) => warnings.push(w) });
       await quiet.onModuleInit();
+      await sleep(200);
       expect(warnings).toHaveLength(1);
+    });
+
+    it('an unreachable server: start-up does not wait for the check, which says so once, plainly', async () => {
+      // A port nobody listens on: ioredis keeps reconnecting, commands wait in its offline queue.
+      const port = await getFreePort();
+      const c = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 50, lazyConnect: true });
+      c.on('error', () => undefined);
+      c.connect().catch(() => undefined);
+      const warnings: string[] = [];
+      let reported!: () => void;
+      const done = new Promise<void>((resolve) => (reported = resolve));
+      const store = new ValkeyStore(c, {
+        commandTimeoutMs: 300,
+        onWarning: (w) => {
+          warnings.push(w);
+          reported();
+        },
+      });
+      try {
+        await store.onModuleInit();
+        // The hook returned before the check's commands could time out.
+        expect(warnings).toEqual([]);
+        await done;
+        await sleep(100);
+        expect(warnings).toEqual([
+          expect.stringMatching(
+            new RegExp(
+              `^ValkeyStore: cannot reach the server at 127\\.0\\.0\\.1:${port} \\(no answer within 300 ms; ` +
+                'the client is (connecting|reconnecting)\\)\\. Until it answers, requests with an idempotency key fail',
+            ),
+          ),
+        ]);
+        const check = await store.checkServer();
+        expect(check.warnings).toHaveLength(1);
+        expect(check.nodes).toEqual([{ address: `127.0.0.1:${port}` }]);
+      } finally {
+        await store.close();
+        c.disconnect();
+      }
+    });
+
+    it('a store closed before its start-up check ends reports nothing', async () => {
+      const port = await getFreePort();
+      const c = new Redis({ host: '127.0.0.1', port, retryStrategy: () => 50, lazyConnect: true });
+      c.on('error', () => undefined);
+      c.connect().catch(() => undefined);
+      const warnings: string[] = [];
+      const store = new ValkeyStore(c, { commandTimeoutMs: 100, onWarning: (w) => warnings.push(w) });
+      await store.onModuleInit();
+      await store.close();
+      await sleep(400);
+      c.disconnect();
+      expect(warnings).toEqual([]);
     });
   });
 

@@ -84,12 +84,14 @@ import {
   type ServerNodeCheck,
   type SideEffect,
   StoreDecodeError,
+  StoreDurabilityError,
   StoreFullError,
   storeKeyFor,
   StoreTimeoutError,
   TELEMETRY_ATTRIBUTES,
   TELEMETRY_NAMES,
   type ValkeyClient,
+  type ValkeyDurabilityOptions,
   type ValkeyNode,
   ValkeyStore,
   type ValkeyStoreOptions,
@@ -131,6 +133,7 @@ const errors: Error[] = [
   new StoreDecodeError('x'),
   new StoreFullError('x', { maxBytes: 1 }),
   new StoreTimeoutError('claim', 1000),
+  new StoreDurabilityError('claim', { asked: 1, acked: 0 }, { timeoutMs: 100 }),
   new IdempotencyDecodeError('x'),
   new IdempotencyConflictError('in-flight'),
   new CompletionFailedError('x'),
@@ -145,6 +148,8 @@ client.on('error', () => undefined);
 const valkeyClient: ValkeyClient = client;
 const valkeyOptions: ValkeyStoreOptions = { prefix: 'idem:', commandTimeoutMs: 500 };
 const valkey = new ValkeyStore(valkeyClient, valkeyOptions);
+const durability: ValkeyDurabilityOptions = { replicas: 1, aof: false, timeoutMs: 200 };
+const durable = new ValkeyStore(valkeyClient, { ...valkeyOptions, commandTimeoutMs: 1_000, durability });
 async function storeApi(store: IdempotencyStore): Promise<void> {
   const result: InsertResult = await store.tryInsert(key, new IdempotencyEntry(fingerprint, 10_000));
   if (result.kind === 'claimed') {
@@ -164,6 +169,12 @@ async function storeApi(store: IdempotencyStore): Promise<void> {
   void executed;
   const check: ServerCheck = await valkey.checkServer();
   const nodes: readonly ServerNodeCheck[] = check.nodes;
+  const replicas: number | undefined = nodes[0]?.connectedReplicas;
+  try {
+    await durable.tryInsert(key, new IdempotencyEntry(fingerprint, 10_000));
+  } catch (error) {
+    if (error instanceof StoreDurabilityError) void [error.operation, error.asked, error.acked, error.aof, replicas];
+  }
   const node: ValkeyNode | undefined = valkeyClient.nodes?.('master')[0];
   void [nodes, node];
 }
