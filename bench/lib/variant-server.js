@@ -35,6 +35,7 @@ let executions = 0;
 // Every HTTP request the server saw (replays never reach the handler, so they count here).
 let requests = 0;
 let app;
+let layer;
 let cleanup = async () => {};
 
 function send(message) {
@@ -153,6 +154,7 @@ function idempotencyFor(name) {
       imports: [lib.IdempotencyModule.forRoot({ store })],
       routeDecorators: [lib.Idempotent()],
       close,
+      store,
     };
   }
   const nodeIdempotency = require('@node-idempotency/nestjs');
@@ -170,7 +172,7 @@ async function main() {
   }
   const { Body, Controller, Get, Module, Post, Req, Res } = require('@nestjs/common');
   const { NestFactory } = require('@nestjs/core');
-  const layer = idempotencyFor(variant);
+  layer = idempotencyFor(variant);
 
   const work = (body) => {
     executions++;
@@ -254,6 +256,21 @@ process.on('message', (message) => {
       rss: process.memoryUsage.rss(),
       cpuUs: cpu.user + cpu.system,
       writes: writeSyscalls(),
+    });
+  } else if (message?.cmd === 'memory') {
+    // After full collections (the server runs with --expose-gc for this): what the heap retains.
+    if (typeof global.gc === 'function') for (let i = 0; i < 3; i++) global.gc();
+    const m = process.memoryUsage();
+    send({
+      type: 'memory',
+      id: message.id,
+      gc: typeof global.gc === 'function',
+      executions,
+      heapUsed: m.heapUsed,
+      external: m.external,
+      arrayBuffers: m.arrayBuffers,
+      rss: m.rss,
+      store: layer?.store === undefined ? null : { size: layer.store.size, bytes: layer.store.bytes ?? null },
     });
   } else if (message?.cmd === 'stop') {
     void stop();
