@@ -18,7 +18,7 @@ const autocannon = require('autocannon');
 const { ROOT, DIST, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
 const { HOST, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 
-const VARIANTS = ['bare', 'ours-memory', 'ours-valkey', 'node-idempotency-memory', 'node-idempotency-redis'];
+const VARIANTS = ['bare', 'floor', 'ours-memory', 'ours-valkey', 'node-idempotency-memory', 'node-idempotency-redis'];
 // Opt-in: a route with a do-nothing interceptor, the floor of any interceptor-based layer.
 const EXTRA_VARIANTS = ['noop-interceptor'];
 const PLATFORM_VARIANTS = {
@@ -41,6 +41,9 @@ const VALKEY_CPU_TARGETS = { fresh: 20, replay: 8 };
 const WRITE_TARGETS = { fresh: 3, replay: 2 };
 // DESIGN.md section 4: server CPU over a bare route, as a fraction of the bare route's own (Fastify).
 const CPU_OVERHEAD_TARGETS = { 'ours-memory': { fresh: 0.3, replay: 0.1 }, 'ours-valkey': { fresh: 1.1, replay: 0.6 } };
+// DESIGN.md section 4: the memory store's CPU over bare within 1.5x of the floor's.
+const FLOOR_TARGETS = { 'ours-memory': 1.5 };
+const RIVAL_OF = { 'ours-memory': 'node-idempotency-memory', 'ours-valkey': 'node-idempotency-redis' };
 const ISSUE_RIVAL_RATIOS = {
   'node-idempotency-memory': { fresh: 0.8, replay: 0.76 },
   'node-idempotency-redis': { fresh: 0.75, replay: 0.81 },
@@ -52,7 +55,8 @@ const USAGE = `usage: node bench/http.js [options]   (run \`npm run build\` firs
   --warmup S        warm-up seconds before each measurement (default 3)
   --rounds N        interleaved rounds; figures are medians (default 3, at least 3 recommended)
   --connections N   autocannon connections (default 32)
-  --variants LIST   comma-separated, from: ${VARIANTS.join(', ')} (default: these),
+  --variants LIST   comma-separated, from: ${VARIANTS.join(', ')} (default: these; floor is the
+                    least work any in-memory layer must do, inline in the handler),
                     and the opt-in ${EXTRA_VARIANTS.join(', ')} (Nest's interceptor chain alone)
   --platforms LIST  express, fastify (default: both)
   --scenarios LIST  fresh, replay (default: both)
@@ -349,7 +353,7 @@ async function measure(server, port, nextKey, useValkey) {
 }
 
 async function runVariant(platform, variant, roundNo) {
-  const idempotent = variant.startsWith('ours-') || variant.startsWith('node-idempotency-');
+  const idempotent = variant === 'floor' || variant.startsWith('ours-') || variant.startsWith('node-idempotency-');
   const useValkey = NEEDS_VALKEY.has(variant);
   if (useValkey) await valkey.admin.flushall();
   const server = await startServer(variant, platform, roundNo);
@@ -463,6 +467,8 @@ function aggregate(runs) {
     p50: round(median(ok.map((r) => r.p50)), 2),
     p99: round(median(ok.map((r) => r.p99)), 2),
     ratioToBare: null,
+    cpuOverBare: null,
+    overheadToFloor: null,
     non2xx: sum('non2xx'),
     executions: sum('executions'),
     requests: sum('requests'),
@@ -558,6 +564,18 @@ async function main() {
       for (const figures of Object.values(doc[platform])) {
         const f = figures[s];
         if (bare?.rps && f.rps !== null && !bare.failed) f.ratioToBare = round(f.rps / bare.rps, 3);
+        // Server CPU over bare's, as a fraction of bare's own: the steadier figure on shared cores.
+        const bareCpu = bare?.serverCpuUsPerRequest;
+        if (bareCpu && f.serverCpuUsPerRequest !== null && !bare.failed) {
+          f.cpuOverBare = round((f.serverCpuUsPerRequest - bareCpu) / bareCpu, 3);
+        }
+      }
+      // Each layer's CPU over bare as a multiple of the floor's (DESIGN.md: memory within 1.5x).
+      const floor = doc[platform].floor?.[s];
+      for (const [variant, figures] of Object.entries(doc[platform])) {
+        const f = figures[s];
+        if (variant === 'bare' || variant === 'floor' || f.cpuOverBare === null) continue;
+        if (floor?.cpuOverBare > 0 && !floor.failed) f.overheadToFloor = round(f.cpuOverBare / floor.cpuOverBare, 2);
       }
     }
   }
@@ -577,6 +595,8 @@ async function main() {
           ratio: f.ratioToBare?.toFixed(2),
           rss: f.rssMB?.toFixed(0),
           cpu: f.serverCpuUsPerRequest?.toFixed(0),
+          over: f.cpuOverBare === null ? null : `${f.cpuOverBare > 0 ? '+' : ''}${Math.round(f.cpuOverBare * 100)}%`,
+          floorX: f.overheadToFloor?.toFixed(2),
           writes: f.serverWriteSyscallsPerRequest?.toFixed(2),
           non2xx: f.non2xx,
           exec: f.served === null ? null : `${f.executions}/${f.served}`,
@@ -605,6 +625,8 @@ async function main() {
     { key: 'ratio', title: 'x bare' },
     { key: 'rss', title: 'RSS MB' },
     { key: 'cpu', title: 'srv CPU us/req' },
+    { key: 'over', title: 'CPU over bare' },
+    { key: 'floorX', title: 'x floor' },
     { key: 'writes', title: 'srv writes/req' },
     { key: 'non2xx', title: 'non-2xx' },
     { key: 'exec', title: 'executions/served' },
@@ -662,6 +684,25 @@ async function main() {
             `${platform} ${variant} ${s}: server CPU ${f.serverCpuUsPerRequest} us/req, ${Math.round(extra)} us over bare ` +
               `(${Math.round(fraction * 100)}% of bare's ${bare.serverCpuUsPerRequest}), target <= ${Math.round(overhead * 100)}%` +
               `${platform === 'fastify' ? '' : ' (set for Fastify)'}: ${fraction <= overhead ? 'meets' : 'misses'}`,
+          );
+        }
+        const floorBound = FLOOR_TARGETS[variant];
+        if (floorBound !== undefined && f.overheadToFloor !== null) {
+          lines.push(
+            `${platform} ${variant} ${s}: CPU over bare ${f.overheadToFloor.toFixed(2)}x the floor's ` +
+              `(${Math.round(variants.floor[s].cpuOverBare * 100)}%), target <= ${floorBound}x: ` +
+              `${f.overheadToFloor <= floorBound ? 'meets' : 'misses'}`,
+          );
+        }
+        // DESIGN.md section 4: ahead of the rival on the same store, as a ratio to bare.
+        const rival = variants[RIVAL_OF[variant]]?.[s];
+        if (rival?.ratioToBare !== null && rival?.ratioToBare !== undefined && !rival.failed) {
+          const cpuAhead =
+            f.cpuOverBare !== null && rival.cpuOverBare !== null ? f.cpuOverBare < rival.cpuOverBare : undefined;
+          lines.push(
+            `${platform} ${variant} ${s}: ${f.ratioToBare.toFixed(2)} x bare vs ${RIVAL_OF[variant]} ${rival.ratioToBare.toFixed(2)}` +
+              `${cpuAhead === undefined ? '' : `; CPU over bare ${Math.round(f.cpuOverBare * 100)}% vs ${Math.round(rival.cpuOverBare * 100)}%`}: ` +
+              `${f.ratioToBare > rival.ratioToBare && cpuAhead !== false ? 'ahead' : 'NOT ahead'}`,
           );
         }
       }

@@ -13,6 +13,7 @@ const VARIANTS = [
   'node-idempotency-memory',
   'node-idempotency-redis',
   'noop-interceptor',
+  'floor',
 ];
 const PLATFORMS = ['express', 'fastify'];
 const fs = require('node:fs');
@@ -34,6 +35,7 @@ let executions = 0;
 // Every HTTP request the server saw (replays never reach the handler, so they count here).
 let requests = 0;
 let app;
+let layer;
 let cleanup = async () => {};
 
 function send(message) {
@@ -55,9 +57,63 @@ function decorateMethod(target, key, decorators) {
   if (result) Object.defineProperty(target, key, result);
 }
 
+/**
+ * JSON text of `value` with every object's keys sorted: the canonical body a fingerprint needs,
+ * in its least form (plain JSON values only).
+ */
+function canonical(value) {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  const keys = Object.keys(value).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0) out += ',';
+    out += `${JSON.stringify(keys[i])}:${canonical(value[keys[i]])}`;
+  }
+  return `${out}}`;
+}
+
+/**
+ * The `floor` variant's route: the least work any in-memory idempotency layer has to do, written
+ * inline in the handler. It reads the key, fingerprints method, path and canonical body with
+ * XXH3-128, and makes one Map lookup; a replay sends the stored bytes with the marker header; a
+ * fresh key runs the work, serialises its result once, stores the bytes and sends them. No
+ * fencing, no lease, no expiry, no bound, no validation: a yardstick, not a layer.
+ */
+function floorRoute(platform, work) {
+  const { xxh3 } = require('@node-rs/xxhash');
+  const entries = new Map();
+  const JSON_TYPE = 'application/json; charset=utf-8';
+  const MISMATCH = Buffer.from('{"statusCode":422}');
+  const send =
+    platform === 'fastify'
+      ? (res, status, bytes, replayed) => {
+          res.code(status).header('content-type', JSON_TYPE);
+          if (replayed) res.header('idempotent-replayed', 'true');
+          res.send(bytes);
+        }
+      : (res, status, bytes, replayed) => {
+          res.status(status).setHeader('content-type', JSON_TYPE);
+          if (replayed) res.setHeader('idempotent-replayed', 'true');
+          res.send(bytes);
+        };
+  return function create(body, req, res) {
+    const key = req.headers['idempotency-key'];
+    const fingerprint = xxh3.xxh128(`${req.method} ${req.originalUrl ?? req.url}\n${canonical(body)}`);
+    const entry = entries.get(key);
+    if (entry !== undefined) {
+      if (entry.fingerprint !== fingerprint) return send(res, 422, MISMATCH, false);
+      return send(res, 201, entry.bytes, true);
+    }
+    const bytes = Buffer.from(JSON.stringify(work(body)));
+    entries.set(key, { fingerprint, bytes });
+    send(res, 201, bytes, false);
+  };
+}
+
 function idempotencyFor(name) {
   // Answers { imports, routeDecorators, close } for the variant's idempotency layer.
-  if (name === 'bare') return { imports: [], routeDecorators: [] };
+  if (name === 'bare' || name === 'floor') return { imports: [], routeDecorators: [] };
   if (name === 'noop-interceptor') {
     // The floor of any interceptor-based layer: Nest's interceptor chain around the handler.
     const { Injectable, UseInterceptors } = require('@nestjs/common');
@@ -76,8 +132,9 @@ function idempotencyFor(name) {
     let store;
     let close;
     if (name === 'ours-memory') {
-      // Room for every key of a long run: a full store would answer errors, not measure speed.
-      store = new lib.MemoryStore({ maxEntries: 20_000_000 });
+      // The default bounds (maxBytes: a quarter of the heap limit), as users get them: a store that
+      // fills up during a run answers 503s, and the run fails instead of looking fast.
+      store = new lib.MemoryStore();
       close = async () => store.close();
     } else {
       const Redis = require('ioredis');
@@ -97,6 +154,7 @@ function idempotencyFor(name) {
       imports: [lib.IdempotencyModule.forRoot({ store })],
       routeDecorators: [lib.Idempotent()],
       close,
+      store,
     };
   }
   const nodeIdempotency = require('@node-idempotency/nestjs');
@@ -112,22 +170,33 @@ async function main() {
   if (!VARIANTS.includes(variant) || !PLATFORMS.includes(platform)) {
     throw new Error(`usage: variant-server.js <${VARIANTS.join('|')}> [${PLATFORMS.join('|')}]`);
   }
-  const { Body, Controller, Get, Module, Post } = require('@nestjs/common');
+  const { Body, Controller, Get, Module, Post, Req, Res } = require('@nestjs/common');
   const { NestFactory } = require('@nestjs/core');
-  const layer = idempotencyFor(variant);
+  layer = idempotencyFor(variant);
 
+  const work = (body) => {
+    executions++;
+    return body;
+  };
   class OrdersController {
     create(body) {
-      executions++;
-      return body;
+      return work(body);
     }
+  }
+  const params = [(target, key) => Body()(target, key, 0)];
+  if (variant === 'floor') {
+    OrdersController.prototype.create = floorRoute(platform, work);
+    params.push(
+      (target, key) => Req()(target, key, 1),
+      (target, key) => Res()(target, key, 2),
+    );
   }
   Reflect.decorate([Controller()], OrdersController);
   decorateMethod(OrdersController.prototype, 'create', [
     Post('orders'),
     ...layer.routeDecorators,
-    (target, key) => Body()(target, key, 0),
-    Reflect.metadata('design:paramtypes', [Object]),
+    ...params,
+    Reflect.metadata('design:paramtypes', variant === 'floor' ? [Object, Object, Object] : [Object]),
   ]);
 
   class StatsController {
@@ -187,6 +256,21 @@ process.on('message', (message) => {
       rss: process.memoryUsage.rss(),
       cpuUs: cpu.user + cpu.system,
       writes: writeSyscalls(),
+    });
+  } else if (message?.cmd === 'memory') {
+    // After full collections (the server runs with --expose-gc for this): what the heap retains.
+    if (typeof global.gc === 'function') for (let i = 0; i < 3; i++) global.gc();
+    const m = process.memoryUsage();
+    send({
+      type: 'memory',
+      id: message.id,
+      gc: typeof global.gc === 'function',
+      executions,
+      heapUsed: m.heapUsed,
+      external: m.external,
+      arrayBuffers: m.arrayBuffers,
+      rss: m.rss,
+      store: layer?.store === undefined ? null : { size: layer.store.size, bytes: layer.store.bytes ?? null },
     });
   } else if (message?.cmd === 'stop') {
     void stop();

@@ -8,6 +8,22 @@ describe('canonicalJson', () => {
     expect(canonicalJson(a)).toBe('{"a":{"c":"x","d":[1,{"x":1,"y":2}]},"b":1}');
   });
 
+  it('orders keys as Array.prototype.sort does, for small and large objects', () => {
+    const names = ['b', 'a', '10', '2', '1', 'B', 'é', 'e', '\ud83d\ude00', '', 'aa', 'a\u0000', '_', '-1', 'Z'];
+    for (let size = 0; size <= 40; size++) {
+      const keys = Array.from(
+        { length: size },
+        (_, i) => `${names[(i * 7) % names.length]}${Math.floor(i / names.length) || ''}`,
+      );
+      const object = Object.fromEntries(keys.map((k, i) => [k, i]));
+      const expected = `{${Object.keys(object)
+        .sort()
+        .map((k) => `${JSON.stringify(k)}:${object[k]}`)
+        .join(',')}}`;
+      expect(canonicalJson(object)).toBe(expected);
+    }
+  });
+
   it('matches JSON.stringify on values without objects to sort', () => {
     for (const v of [
       null,

@@ -55,7 +55,7 @@ function shallow(container: object, depth: number, exact: boolean): string | und
     }
     return out + ']';
   }
-  const keys = Object.keys(container).sort();
+  const keys = sortedKeys(container);
   out = '{';
   let written = 0;
   for (let i = 0; i < keys.length; i++) {
@@ -73,6 +73,26 @@ function shallow(container: object, depth: number, exact: boolean): string | und
   return out + '}';
 }
 
+/**
+ * The keys of `object` in code-unit order, as `Object.keys(object).sort()` gives them. Small
+ * objects (nearly every request body) are sorted in place by insertion, which allocates nothing;
+ * `Array.prototype.sort` allocates a work array on every call.
+ */
+function sortedKeys(object: object): string[] {
+  const keys = Object.keys(object);
+  if (keys.length > 16) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i];
+    let j = i - 1;
+    while (j >= 0 && keys[j] > key) {
+      keys[j + 1] = keys[j];
+      j--;
+    }
+    keys[j + 1] = key;
+  }
+  return keys;
+}
+
 function walk(top: object, exact: boolean): string {
   let out = '';
   // Each frame is a container being written: its items (or sorted keys) and the next index.
@@ -88,7 +108,7 @@ function walk(top: object, exact: boolean): string {
       stack.push({ container, keys: undefined, index: 0, written: 0 });
     } else {
       out += '{';
-      stack.push({ container, keys: Object.keys(container).sort(), index: 0, written: 0 });
+      stack.push({ container, keys: sortedKeys(container), index: 0, written: 0 });
     }
   }
 

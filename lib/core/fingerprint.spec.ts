@@ -19,6 +19,21 @@ describe('DefaultFingerprintStrategy', () => {
     expect(strategy.compute('op', text).equals(strategy.compute('op', new Uint8Array(bytes)))).toBe(true);
     expect(strategy.compute('op', 'a').equals(strategy.compute('op', 'b'))).toBe(false);
   });
+
+  // Text bodies with short operations are hashed as one joined string; everything else as bytes.
+  // Both must give the bytes' hash, also where the joined text could differ from the parts.
+  it.each([
+    ['a short operation', 'POST /x\njson application/json', '{"a":"ünï ✓ 😀","b":"\u0000"}'],
+    ['an operation of 127 bytes', 'x'.repeat(127), 'body'],
+    ['an operation of 128 bytes', 'x'.repeat(128), 'body'],
+    ['a multi-byte operation near the bound', 'é'.repeat(63), 'body'],
+    ['an operation ending in a lone high surrogate', 'op\ud83d', '\ude00 and more'],
+    ['lone surrogates inside', 'o\udc00p', 'b\ud800dy'],
+  ])('gives the same fingerprint for a text body as for its UTF-8 bytes: %s', (_case, operation, body) => {
+    expect(strategy.compute(operation, body).toString()).toBe(
+      strategy.compute(operation, new Uint8Array(Buffer.from(body, 'utf8'))).toString(),
+    );
+  });
 });
 
 describe('Fingerprint', () => {

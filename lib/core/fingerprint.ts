@@ -3,6 +3,8 @@ import { IdempotencyDecodeError } from './errors';
 const HEX128 = /^[0-9a-f]{32}$/;
 const U128_MAX = (1n << 128n) - 1n;
 
+let trusted: (value: bigint) => Fingerprint;
+
 /** A 128-bit request fingerprint. Two requests with equal fingerprints are the same request. */
 export class Fingerprint {
   // The number itself: made and compared without text (a request's fingerprint is usually only
@@ -69,4 +71,17 @@ export class Fingerprint {
   toJSON(): string {
     return this.toString();
   }
+
+  static {
+    trusted = (value) => new Fingerprint(value);
+  }
+}
+
+/**
+ * A fingerprint of a value known to be an unsigned 128-bit integer (a hash function's output),
+ * without the checks `fromBigInt` makes.
+ * @internal
+ */
+export function trustedFingerprint(value: bigint): Fingerprint {
+  return trusted(value);
 }
