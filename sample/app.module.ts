@@ -11,8 +11,11 @@ export async function createStore(url = process.env.VALKEY_URL): Promise<Idempot
   if (!url) return new MemoryStore();
   // ioredis is an optional peer dependency: only Valkey users install it.
   const { Redis } = await import('ioredis');
+  const client = new Redis(url);
+  // ioredis reconnects by itself; without a listener each failed attempt is an unhandled 'error'.
+  client.on('error', (error) => console.error('valkey:', error.message));
   // closeClient: the client was made for this store, so closing the store (at shutdown) quits it.
-  return new ValkeyStore(new Redis(url), { closeClient: true });
+  return new ValkeyStore(client, { closeClient: true });
 }
 
 @Module({
