@@ -21,7 +21,13 @@ import {
 } from './valkey-codec';
 import { decodeEntryV1 } from './valkey-codec-v1';
 import { Deadlines } from './valkey-deadlines';
-import { DurableWrites, durabilityOf, type ValkeyDurabilityOptions, type Waited } from './valkey-durability';
+import {
+  DurableWrites,
+  durabilityOf,
+  type ValkeyDurabilityOptions,
+  type PipelineClient,
+  type Waited,
+} from './valkey-durability';
 import { KeyWatchers, type ValkeySubscriber } from './valkey-key-watchers';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
@@ -46,18 +52,7 @@ export interface ValkeyClient {
    * A pipeline (ioredis `pipeline()`). With `durability`, each claim and completion goes out as one
    * with the `WAIT` behind it, so both reach the same node.
    */
-  pipeline?(): {
-    callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): unknown;
-    callBuffer(
-      ...args: [
-        command: string,
-        ...args: (string | Buffer | number)[],
-        callback: (error?: Error | null, reply?: unknown) => void,
-      ]
-    ): unknown;
-    call(...args: [command: string, ...args: (string | Buffer | number)[]]): unknown;
-    exec(): Promise<[error: Error | null, reply: unknown][] | null>;
-  };
+  pipeline?: PipelineClient['pipeline'];
   del(...keys: string[]): Promise<number>;
   ping(): Promise<string>;
   quit(): Promise<unknown>;
