@@ -33,8 +33,11 @@ const REUSED = 'mutation (field or arguments)';
  */
 export class GraphqlEntry {
   readonly #handlers: HandlerConfigs<HandlerBase>;
-  /** The store keys each operation (its GraphQL context value) has used so far. */
-  readonly #keysInOperation = new WeakMap<object, Set<string>>();
+  /**
+   * The store keys each HTTP request (or, without one, each GraphQL context value) has used so
+   * far: every operation of a batch gets its own context, but they share the request.
+   */
+  readonly #keysInRequest = new WeakMap<object, Set<string>>();
   /** Resolvers already warned about an unscoped `request.user`. */
   readonly #warnedUnscoped = new WeakSet<object>();
 
@@ -85,13 +88,13 @@ export class GraphqlEntry {
       return Promise.reject(graphqlProblem(keyInvalidProblem(error.message)));
     }
     const key = storeKeyFor(clientKey, this.#principal(handler, req));
-    if (this.#usedInOperation(graphqlContext, key)) {
+    if (this.#usedInRequest(req ?? graphqlContext, key)) {
       return Promise.reject(
         graphqlProblem(
           refusalProblem(
             'key-reused',
             REUSED,
-            'Another mutation field of this operation already uses this idempotency key: one key guards one mutation.',
+            'Another mutation field of this operation (or batch) already uses this idempotency key: one key guards one mutation.',
           ),
         ),
       );
@@ -134,13 +137,13 @@ export class GraphqlEntry {
     return undefined;
   }
 
-  /** Records `key` for the operation; whether another field of it had it already. */
-  #usedInOperation(graphqlContext: unknown, key: IdempotencyKey): boolean {
-    if (typeof graphqlContext !== 'object' || graphqlContext === null) return false;
-    let keys = this.#keysInOperation.get(graphqlContext);
+  /** Records `key` for the request; whether another mutation field of it had it already. */
+  #usedInRequest(request: unknown, key: IdempotencyKey): boolean {
+    if (typeof request !== 'object' || request === null) return false;
+    let keys = this.#keysInRequest.get(request);
     if (keys === undefined) {
       keys = new Set();
-      this.#keysInOperation.set(graphqlContext, keys);
+      this.#keysInRequest.set(request, keys);
     }
     const text = key.toString();
     if (keys.has(text)) return true;

@@ -69,14 +69,6 @@ describe('MemoryStore specifics', () => {
     expect(keepingAlive()).toBe(before);
     await forgotten.close();
   });
-
-  it('closes on application shutdown (Nest calls it on the IdempotencyStore provider after the server stopped)', async () => {
-    const store = new MemoryStore();
-    await store.tryInsert(IdempotencyKey.default(), entry());
-    expect((store as unknown as Record<string, unknown>).onModuleDestroy).toBeUndefined();
-    await store.onApplicationShutdown();
-    expect(store.size).toBe(0);
-  });
 });
 
 describe('FencingToken.fromJSON', () => {

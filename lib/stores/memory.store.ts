@@ -88,8 +88,9 @@ interface Slot {
  * An in-process store for development, tests and single-instance services. Each operation runs
  * to its end without awaiting, so operations are atomic without locks.
  *
- * In a Nest application it closes itself (dropping every entry) when the application shuts down,
- * after the HTTP server has stopped, so requests still draining keep their keys.
+ * Its sweep timer is `unref`'d, so an open store never keeps the process alive. In a Nest
+ * application the module closes it (dropping every entry) only when the module owns it (see
+ * `closeStoreOnShutdown`), and then only after the HTTP server has stopped.
  */
 export class MemoryStore extends IdempotencyStore {
   readonly kind = 'memory';
@@ -262,14 +263,6 @@ export class MemoryStore extends IdempotencyStore {
   sweep(): void {
     const now = this.#now();
     for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#delete(id, slot);
-  }
-
-  /**
-   * Nest lifecycle hook (the store is the `IdempotencyStore` provider): closes the store once the
-   * application has shut down, after the HTTP server stopped and in-flight requests finished.
-   */
-  async onApplicationShutdown(): Promise<void> {
-    await this.close();
   }
 
   /** Stops the sweep timer and drops all entries. */

@@ -37,7 +37,7 @@ import {
   FencingToken,
   IdempotencyKey,
   IdempotencyModule,
-  IdempotencyOptions,
+  IdempotencyModuleOptions,
   IdempotencyStore,
   Idempotent,
   InsertResult,
@@ -569,7 +569,7 @@ export class LogLines extends Writable {
 
 export interface TestAppOptions {
   store: IdempotencyStore;
-  moduleOptions?: IdempotencyOptions;
+  moduleOptions?: Omit<IdempotencyModuleOptions, 'store'>;
   controllers?: Type[];
   globalSerializer?: boolean;
   rawBody?: boolean;

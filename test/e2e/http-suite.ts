@@ -688,7 +688,12 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
       it('graceful shutdown: during the drain the store stays open, so retries replay and duplicates get 409', async () => {
         const fresh = await makeStore();
         extraStores.push(fresh);
-        const started = await startApp(platform, { store: fresh.store, shutdownDelayMs: 500 });
+        // The module owns the store here, so it closes it, but only once the server has stopped.
+        const started = await startApp(platform, {
+          store: fresh.store,
+          shutdownDelayMs: 500,
+          moduleOptions: { closeStoreOnShutdown: true },
+        });
         const done = newKey();
         const first = await started.client.post('/items', { headers: { 'idempotency-key': done }, body: { a: 1 } });
         expect(first.status).toBe(201);
@@ -714,6 +719,7 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         started.client.close();
         expect(started.executions.count(done)).toBe(1);
         expect(started.executions.count(held)).toBe(1);
+        if (fresh.store instanceof MemoryStore) expect(fresh.store.size).toBe(0);
       });
     });
 
@@ -1138,14 +1144,22 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         }
       });
 
-      it('a MemoryStore closes itself when the application shuts down (its own Nest hook), whoever made it', async () => {
+      it("a MemoryStore handed to forRoot is the caller's: kept at shutdown, so an app restarted on it replays", async () => {
         const memory = new MemoryStore();
-        const started = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
+        extraStores.push({ store: memory, close: () => memory.close() });
+        const first = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
         const key = newKey();
-        expect((await started.client.post('/items', { headers: { 'idempotency-key': key } })).status).toBe(201);
+        const answer = await first.client.post('/items', { headers: { 'idempotency-key': key } });
+        expect(answer.status).toBe(201);
+        await first.close();
         expect(memory.size).toBe(1);
-        await started.close();
-        expect(memory.size).toBe(0);
+        const restarted = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
+        try {
+          expectReplayOf(await restarted.client.post('/items', { headers: { 'idempotency-key': key } }), answer);
+          expect(restarted.executions.count(key)).toBe(0);
+        } finally {
+          await restarted.close();
+        }
       });
 
       it('refuses @Sse() and @Res() routes at bootstrap with a clear error', async () => {
