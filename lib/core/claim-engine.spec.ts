@@ -5,18 +5,22 @@
 import { FencedOutcome } from './fenced-outcome';
 import { CachedResponse } from './cached-response';
 import {
+  type ClaimDecision,
   type ClaimRequest,
   claimKey,
+  claimKeyNow,
   type ClaimedWork,
   type EngineEvent,
   runClaimed,
+  type RunOutcome,
+  runClaimedNow,
   settleDeferredCompletions,
 } from './claim-engine';
-import { StoreDurabilityError, StoreTimeoutError } from './errors';
+import { StoreDurabilityError, StoreFullError, StoreTimeoutError } from './errors';
 import { DefaultFingerprintStrategy } from './fingerprint-strategy';
 import { IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
-import type { ClaimedResult } from './insert-result';
+import type { ClaimedResult, InsertResult } from './insert-result';
 import { LeaseLostError } from './lease';
 import { MemoryStore } from '../stores/memory.store';
 import { FaultyStore } from '../testing/faulty-store';
@@ -29,6 +33,7 @@ const TTL = 60_000;
 
 const response = (body: string, statusCode = 201) => new CachedResponse({ statusCode, body });
 const bodyOf = (r: CachedResponse) => Buffer.from(r.body).toString();
+type RunOutcomeOf = RunOutcome<string>;
 
 describe('claim engine', () => {
   let inner: MemoryStore;
@@ -430,6 +435,348 @@ describe('claim engine', () => {
       expect(
         await inner.complete(req.key, new IdempotencyEntry(FP, LEASE).complete(response('x')), claim.fencingToken, TTL),
       ).toBe(FencedOutcome.Applied);
+    });
+  });
+
+  /*
+   * On the in-process store (which answers at once), without the fault injector in front: claims,
+   * and work that answers at once, are decided without a promise; everything else as above.
+   */
+  describe('answered at once', () => {
+    const direct = (fingerprint = FP, key = new IdempotencyKey('k')): ClaimRequest => ({
+      store: inner,
+      key,
+      fingerprint,
+      leaseMs: LEASE,
+      ttlMs: TTL,
+    });
+    const syncWork = (body: string): ClaimedWork<string> => ({
+      run: () => body,
+      capture: (value) => response(value),
+      notify: (event) => events.push(event),
+    });
+
+    it('claims, and answers in-flight, replayed or fingerprint-mismatch, without a promise', () => {
+      const req = direct();
+      const first = claimKeyNow(req);
+      if (first instanceof Promise || first.kind !== 'claimed') throw new Error('expected a claim at once');
+      expect(claimKeyNow(req)).toEqual({ kind: 'in-flight' });
+      expect(claimKeyNow(direct(OTHER_FP))).toEqual({ kind: 'fingerprint-mismatch' });
+      const outcome = runClaimedNow(req, first, syncWork('done'));
+      expect(outcome).toMatchObject({ kind: 'executed', value: 'done', fencingToken: first.fencingToken });
+      const replay = claimKeyNow(req);
+      expect(!(replay instanceof Promise) && replay.kind === 'replayed' && bodyOf(replay.response)).toBe('done');
+      expect(events).toEqual([]);
+    });
+
+    it('work that answers later, or throws, is awaited as usual', async () => {
+      const req = direct();
+      const claim = claimKeyNow(req) as ClaimedResult;
+      const later = runClaimedNow(req, claim, work('later', 10).spec);
+      expect(later).toBeInstanceOf(Promise);
+      expect(await settle(later as Promise<unknown>)).toMatchObject({ kind: 'executed', value: 'later' });
+
+      const other = direct(FP, new IdempotencyKey('thrown'));
+      const error = new Error('boom');
+      const thrown = runClaimedNow(other, claimKeyNow(other) as ClaimedResult, {
+        ...syncWork('x'),
+        run: () => {
+          throw error;
+        },
+      });
+      expect(await settle(Promise.resolve(thrown))).toEqual({ kind: 'released', error });
+      expect((claimKeyNow(other) as InsertResult).kind).toBe('claimed');
+    });
+
+    it('a store whose tryInsert or complete is overridden is awaited, so its own code runs', async () => {
+      const seen: string[] = [];
+      class Counting extends MemoryStore {
+        override tryInsert(...args: Parameters<MemoryStore['tryInsert']>) {
+          seen.push('tryInsert');
+          return super.tryInsert(...args);
+        }
+      }
+      const counting = new Counting();
+      const req = { ...direct(), store: counting };
+      const decision = claimKeyNow(req);
+      expect(decision).toBeInstanceOf(Promise);
+      expect((await decision).kind).toBe('claimed');
+      expect(seen).toEqual(['tryInsert']);
+
+      // An instance whose method is replaced (as a test double would) is awaited too.
+      const patched = new MemoryStore();
+      patched.complete = async () => FencedOutcome.KeyExpired;
+      const preq = { ...direct(), store: patched };
+      const claim = await claimKeyNow(preq);
+      expect(claim.kind).toBe('claimed');
+      const outcome = runClaimedNow(preq, claim as ClaimedResult, syncWork('x'));
+      expect(outcome).toBeInstanceOf(Promise);
+      await settle(outcome as Promise<unknown>);
+      await counting.close();
+      await patched.close();
+    });
+
+    it('a wrapped store (fault injector, a subclass overriding complete only, telemetry on) is awaited', async () => {
+      // The fault injector in front: every operation is the wrapper's.
+      const viaWrapper = claimKeyNow({ ...direct(), key: new IdempotencyKey('w') });
+      expect(viaWrapper).not.toBeInstanceOf(Promise);
+      expect(claimKeyNow(request(FP, new IdempotencyKey('w2')))).toBeInstanceOf(Promise);
+
+      const seen: string[] = [];
+      class Completing extends MemoryStore {
+        override complete(...args: Parameters<MemoryStore['complete']>) {
+          seen.push('complete');
+          return super.complete(...args);
+        }
+      }
+      const completing = new Completing();
+      const req = { ...direct(), store: completing };
+      const claim = await claimKeyNow(req);
+      const outcome = runClaimedNow(req, claim as ClaimedResult, syncWork('x'));
+      expect(outcome).toBeInstanceOf(Promise);
+      expect((await settle(outcome as Promise<RunOutcomeOf>)).kind).toBe('executed');
+      expect(seen).toEqual(['complete']);
+      await completing.close();
+    });
+
+    it('sync work starts no lease timer; work that goes on keeps its lease alive, and stops it', async () => {
+      const req = direct();
+      const timers = jest.getTimerCount();
+      const claim = claimKeyNow(req) as ClaimedResult;
+      runClaimedNow(req, claim, syncWork('x'));
+      expect(jest.getTimerCount()).toBe(timers);
+
+      const other = direct(FP, new IdempotencyKey('later'));
+      let finish: (value: string) => void = () => undefined;
+      const running = runClaimedNow(other, claimKeyNow(other) as ClaimedResult, {
+        ...syncWork('x'),
+        run: () => new Promise<string>((resolve) => (finish = resolve)),
+      }) as Promise<RunOutcomeOf>;
+      expect(jest.getTimerCount()).toBe(timers + 1);
+      // The heartbeat renews the lease past its first end.
+      await jest.advanceTimersByTimeAsync(3 * LEASE);
+      expect(claimKeyNow(other)).toEqual({ kind: 'in-flight' });
+      finish('done');
+      expect((await running).kind).toBe('executed');
+      expect(jest.getTimerCount()).toBe(timers);
+    });
+
+    /*
+     * Each case once on the store itself (answered at once) and once behind a wrapper that only
+     * passes calls on (awaited): the same outcome, events, stored answer and runs.
+     */
+    describe('the same answers as awaited', () => {
+      interface Case {
+        /** What happens between the claim and the work. */
+        before?(store: MemoryStore, req: ClaimRequest): Promise<void>;
+        /** What the work does (at once); `store` is the memory store itself. */
+        run(store: MemoryStore, req: ClaimRequest): string;
+        capture?(value: string): CachedResponse;
+        unstorable?(value: string, error: unknown): CachedResponse;
+        cacheError?(error: unknown): CachedResponse | undefined;
+        ttlMs?: number;
+        expected: { outcome: string; events: string[]; after: string };
+      }
+      const boom = new Error('boom');
+      const throwing = (): string => {
+        throw boom;
+      };
+      const cases: Record<string, Case> = {
+        'a value': {
+          run: () => 'v',
+          expected: { outcome: 'executed v 201', events: [], after: 'replayed v 201' },
+        },
+        'a throw': {
+          run: throwing,
+          expected: { outcome: 'released boom', events: [], after: 'claimed' },
+        },
+        'a throw that is cached': {
+          run: throwing,
+          cacheError: (error) => response(`cached ${(error as Error).message}`, 500),
+          expected: { outcome: 'error-stored boom 500', events: [], after: 'replayed cached boom 500' },
+        },
+        'a throw whose cacheError throws': {
+          run: throwing,
+          cacheError: () => {
+            throw new Error('renderer');
+          },
+          expected: { outcome: 'released boom', events: [], after: 'claimed' },
+        },
+        'an unstorable value': {
+          run: () => 'v',
+          capture: () => {
+            throw new Error('unstorable');
+          },
+          unstorable: (value, error) => response(`stand-in for ${value}: ${(error as Error).message}`, 500),
+          expected: { outcome: 'executed v 500', events: [], after: 'replayed stand-in for v: unstorable 500' },
+        },
+        'an unstorable value without a stand-in': {
+          run: () => 'v',
+          capture: () => {
+            throw boom;
+          },
+          expected: { outcome: 'released boom', events: [], after: 'claimed' },
+        },
+        'the key vanished meanwhile': {
+          run: (store, req) => {
+            void store.purge(req.key);
+            return 'late';
+          },
+          expected: { outcome: 'executed late 201', events: ['key-expired'], after: 'replayed late 201' },
+        },
+        'another request took the key meanwhile': {
+          run: (store, req) => {
+            void store.purge(req.key);
+            void store.tryInsert(req.key, new IdempotencyEntry(OTHER_FP, LEASE));
+            return 'stale';
+          },
+          expected: { outcome: 'fingerprint-mismatch', events: ['stale-completion'], after: 'fingerprint-mismatch' },
+        },
+        'a taker completed before the work ended': {
+          before: async (store, req) => {
+            await store.purge(req.key);
+            const taker = await store.tryInsert(req.key, new IdempotencyEntry(FP, LEASE));
+            if (taker.kind !== 'claimed') throw new Error('expected the taker to claim');
+            await store.complete(req.key, taker.entry.complete(response('taker')), taker.fencingToken, TTL);
+          },
+          run: () => 'stale',
+          expected: { outcome: 'replayed taker 201', events: ['stale-completion'], after: 'replayed taker 201' },
+        },
+        'the store refuses the completion': {
+          run: () => 'v',
+          ttlMs: -1,
+          expected: {
+            outcome: 'deferred',
+            events: ['completion-deferred', 'completion-abandoned'],
+            after: 'in-flight',
+          },
+        },
+      };
+
+      const describeDecision = (d: ClaimDecision): string =>
+        d.kind === 'replayed' ? `replayed ${bodyOf(d.response)} ${d.response.statusCode}` : d.kind;
+      const describeOutcome = (o: RunOutcomeOf): string => {
+        switch (o.kind) {
+          case 'executed':
+            return `executed ${o.value} ${o.response.statusCode}`;
+          case 'error-stored':
+            return `error-stored ${(o.error as Error).message} ${o.response.statusCode}`;
+          case 'released':
+            return `released ${(o.error as Error).message}`;
+          case 'deferred':
+            return 'deferred';
+          default:
+            return describeDecision(o);
+        }
+      };
+
+      async function play(c: Case, awaited: boolean) {
+        const memory = new MemoryStore();
+        const seen: EngineEvent[] = [];
+        const req: ClaimRequest = {
+          store: awaited ? new FaultyStore(memory) : memory,
+          key: new IdempotencyKey('k'),
+          fingerprint: FP,
+          leaseMs: LEASE,
+          ttlMs: c.ttlMs ?? TTL,
+        };
+        const decision = claimKeyNow(req);
+        expect(decision instanceof Promise).toBe(awaited);
+        const claim = (await decision) as ClaimedResult;
+        await c.before?.(memory, req);
+        let runs = 0;
+        const spec: ClaimedWork<string> = {
+          run: () => {
+            runs++;
+            return c.run(memory, req);
+          },
+          capture: c.capture ?? ((value) => response(value)),
+          notify: (event) => seen.push(event),
+        };
+        if (c.unstorable) spec.unstorable = c.unstorable;
+        if (c.cacheError) spec.cacheError = c.cacheError;
+        const outcome = await settle(runClaimed(req, claim, spec));
+        await settleDeferredCompletions(0, () => true);
+        const after = describeDecision(await claimKey(req));
+        await memory.close();
+        return { outcome: describeOutcome(outcome), events: seen.map((e) => e.type), after, runs };
+      }
+
+      for (const [name, c] of Object.entries(cases)) {
+        it(name, async () => {
+          const now = await play(c, false);
+          const awaited = await play(c, true);
+          expect(now).toEqual({ ...c.expected, runs: 1 });
+          expect(awaited).toEqual(now);
+        });
+      }
+
+      it('a value answered at once needs no promise at all', () => {
+        const memory = new MemoryStore();
+        const req: ClaimRequest = {
+          store: memory,
+          key: new IdempotencyKey('k'),
+          fingerprint: FP,
+          leaseMs: LEASE,
+          ttlMs: TTL,
+        };
+        const claim = claimKeyNow(req) as ClaimedResult;
+        const cached = runClaimedNow(req, claim, {
+          run: throwing,
+          capture: (value) => response(value),
+          cacheError: () => response('cached', 500),
+        });
+        expect(cached).not.toBeInstanceOf(Promise);
+        expect(describeOutcome(cached as RunOutcomeOf)).toBe('error-stored boom 500');
+        void memory.close();
+      });
+
+      it('a claim the store refuses (full) reads the key instead, as awaited', async () => {
+        for (const awaited of [false, true]) {
+          const memory = new MemoryStore({ maxEntries: 1, onWarning: () => undefined });
+          const store = awaited ? new FaultyStore(memory) : memory;
+          const req: ClaimRequest = {
+            store,
+            key: new IdempotencyKey('k'),
+            fingerprint: FP,
+            leaseMs: LEASE,
+            ttlMs: TTL,
+          };
+          expect((await claimKey(req)).kind).toBe('claimed');
+          // The key held: read instead of refused (409), whether the store answered at once or not.
+          expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+          // Another key: the store's error.
+          await expect(claimKey({ ...req, key: new IdempotencyKey('other') })).rejects.toBeInstanceOf(StoreFullError);
+          // Bad request parts throw before any store is asked, in both.
+          expect(() => claimKeyNow({ ...req, leaseMs: -1 })).toThrow(RangeError);
+          await expect(claimKey({ ...req, leaseMs: -1 })).rejects.toThrow(RangeError);
+          await memory.close();
+        }
+      });
+
+      it('a waiter is woken by a completion answered at once, as by an awaited one', async () => {
+        for (const awaited of [false, true]) {
+          const memory = new MemoryStore();
+          const store = awaited ? new FaultyStore(memory) : memory;
+          const req: ClaimRequest = {
+            store,
+            key: new IdempotencyKey('k'),
+            fingerprint: FP,
+            leaseMs: LEASE,
+            ttlMs: TTL,
+          };
+          const claim = (await claimKey(req)) as ClaimedResult;
+          const waiting = claimKey({ ...req, waitMs: 5_000 });
+          await jest.advanceTimersByTimeAsync(10);
+          const outcome = runClaimedNow(req, claim, { run: () => 'done', capture: (value) => response(value) });
+          expect(outcome instanceof Promise).toBe(awaited);
+          await outcome;
+          await jest.advanceTimersByTimeAsync(10);
+          const decision = await waiting;
+          expect(describeDecision(decision)).toBe('replayed done 201');
+          await memory.close();
+        }
+      });
     });
   });
 });

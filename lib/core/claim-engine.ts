@@ -3,11 +3,11 @@ import { StoreDurabilityError, StoreTimeoutError } from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { Fingerprint } from './fingerprint';
-import { AnyEntry, CompletedEntry, IdempotencyEntry } from './idempotency-entry';
+import { AnyEntry, assertEntryParts, CompletedEntry, IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
-import { ClaimedResult } from './insert-result';
+import { ClaimedResult, InsertResult } from './insert-result';
 import { completeBefore, Lease, LeaseLostError, sleep } from './lease';
-import type { StoreOperations } from './store-operations';
+import { immediateOperations, type StoreOperations } from './store-operations';
 
 /*
  * The claim protocol, in one place. Every entry point (the HTTP route wrapper, `executeOrReplay`,
@@ -88,6 +88,9 @@ export interface ClaimedWork<T> {
   notify?(event: EngineEvent): void;
 }
 
+/** Who hears of the events on the way: the work. */
+type Listener = Pick<ClaimedWork<unknown>, 'notify'>;
+
 /** How `runClaimed` ended. */
 export type RunOutcome<T> =
   /** The work ran and `response` is stored for the key (now, or late after the lease ran out). */
@@ -140,10 +143,23 @@ export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefu
  * the store removed it), never an answer for this request.
  */
 export function claimKey(request: ClaimRequest): Promise<ClaimDecision> {
+  try {
+    return promised(claimKeyNow(request));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * {@link claimKey}, answered without a promise when the store answers at once (the in-process
+ * store) and nothing waits.
+ * @internal
+ */
+export function claimKeyNow(request: ClaimRequest): ClaimDecision | Promise<ClaimDecision> {
   const first = claimOnce(request);
   // Most claims need no waiting: answered without another async frame.
   if ((request.waitMs ?? 0) <= 0) return first;
-  return first.then((decision) => (decision.kind === 'in-flight' ? waitForKey(request, decision) : decision));
+  return then(first, (decision) => (decision.kind === 'in-flight' ? waitForKey(request, decision) : decision));
 }
 
 /**
@@ -169,9 +185,22 @@ async function waitForKey(request: ClaimRequest, inFlight: ClaimDecision): Promi
 /** Longest a waiter sleeps before it checks the key again, notification or not. */
 const RECHECK_MS = 1_000;
 
-function claimOnce(request: ClaimRequest): Promise<ClaimDecision> {
-  return request.store.tryInsert(request.key, new IdempotencyEntry(request.fingerprint, request.leaseMs)).then(
-    (result) => (result.kind === 'claimed' ? result : refusalFor(result.entry, request.fingerprint)),
+function claimOnce(request: ClaimRequest): ClaimDecision | Promise<ClaimDecision> {
+  const { store, key, fingerprint, leaseMs } = request;
+  const now = immediateOperations(store);
+  if (now !== undefined) {
+    // What making the processing entry would check; the store makes it only for a claim.
+    assertEntryParts(fingerprint, leaseMs);
+    let result: InsertResult | undefined;
+    try {
+      result = now.claim(key, fingerprint, leaseMs);
+    } catch (error) {
+      return readInstead(request, error);
+    }
+    if (result !== undefined) return result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint);
+  }
+  return store.tryInsert(key, new IdempotencyEntry(fingerprint, leaseMs)).then(
+    (result) => (result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint)),
     (error: unknown) => readInstead(request, error),
   );
 }
@@ -190,40 +219,60 @@ async function readInstead(request: ClaimRequest, error: unknown): Promise<Claim
 }
 
 /** Runs `work` under the claim `claimed` holds and stores what it produced. Never throws. */
-export async function runClaimed<T>(
+export function runClaimed<T>(
   request: ClaimRequest,
   claimed: ClaimedResult,
   work: ClaimedWork<T>,
 ): Promise<RunOutcome<T>> {
+  try {
+    return promised(runClaimedNow(request, claimed, work));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * {@link runClaimed}, answered without a promise when the work gives its value (or throws) at once
+ * and the store answers at once: a handler that returns a plain value, on the in-process store.
+ * @internal
+ */
+export function runClaimedNow<T>(
+  request: ClaimRequest,
+  claimed: ClaimedResult,
+  work: ClaimedWork<T>,
+): RunOutcome<T> | Promise<RunOutcome<T>> {
   const { store, key } = request;
   const fencingToken = claimed.fencingToken;
-  const notify = work.notify;
   const lease = new Lease(
     store,
     key,
     fencingToken,
     request.leaseMs,
-    notify === undefined ? undefined : (error) => notify({ type: 'lease-lost', fencingToken, error }),
+    work.notify === undefined ? undefined : (error) => work.notify!({ type: 'lease-lost', fencingToken, error }),
   );
-  let value: T;
+  let result: T | PromiseLike<T>;
   try {
-    value = await work.run(lease);
+    result = work.run(lease);
   } catch (error) {
-    lease.stop();
-    let cached: CachedResponse | undefined;
-    try {
-      cached = work.cacheError?.(error);
-    } catch {
-      // A predicate or renderer that throws must not leave the key blocked: the error is not cached.
-      cached = undefined;
-    }
-    if (cached === undefined) return release(request, fencingToken, error, notify);
-    const stored = await storeResult(request, claimed, lease, cached, notify);
-    return stored.kind === 'stored'
-      ? { kind: 'error-stored', error, response: cached, fencingToken: stored.fencingToken }
-      : stored;
+    return workFailed(request, claimed, lease, work, error);
   }
+  if (!isThenable(result)) return workDone(request, claimed, lease, work, result);
+  // The work goes on after this turn: keep its lease alive meanwhile.
+  lease.keepAlive();
+  return Promise.resolve(result).then(
+    (value) => workDone(request, claimed, lease, work, value),
+    (error: unknown) => workFailed(request, claimed, lease, work, error),
+  );
+}
 
+/** The work gave `value`: stores what `capture` makes of it. */
+function workDone<T>(
+  request: ClaimRequest,
+  claimed: ClaimedResult,
+  lease: Lease,
+  work: ClaimedWork<T>,
+  value: T,
+): RunOutcome<T> | Promise<RunOutcome<T>> {
   let response: CachedResponse;
   let unstorable: unknown;
   try {
@@ -231,16 +280,40 @@ export async function runClaimed<T>(
   } catch (error) {
     if (work.unstorable === undefined) {
       lease.stop();
-      return release(request, fencingToken, error, notify);
+      return release(request, claimed.fencingToken, error, work);
     }
     unstorable = error;
     response = work.unstorable(value, error);
   }
-  const stored = await storeResult(request, claimed, lease, response, notify);
-  if (stored.kind !== 'stored') return stored;
-  return unstorable === undefined
-    ? { kind: 'executed', value, response, fencingToken: stored.fencingToken }
-    : { kind: 'executed', value, response, fencingToken: stored.fencingToken, unstorable };
+  return then(storeResult(request, claimed, lease, response, work), (stored): RunOutcome<T> => {
+    if (stored.kind !== 'stored') return stored;
+    return unstorable === undefined
+      ? { kind: 'executed', value, response, fencingToken: stored.fencingToken }
+      : { kind: 'executed', value, response, fencingToken: stored.fencingToken, unstorable };
+  });
+}
+
+/** The work threw `error`: stores what `cacheError` makes of it, or releases the key. */
+function workFailed<T>(
+  request: ClaimRequest,
+  claimed: ClaimedResult,
+  lease: Lease,
+  work: ClaimedWork<T>,
+  error: unknown,
+): RunOutcome<T> | Promise<RunOutcome<T>> {
+  lease.stop();
+  let cached: CachedResponse | undefined;
+  try {
+    cached = work.cacheError?.(error);
+  } catch {
+    // A predicate or renderer that throws must not leave the key blocked: the error is not cached.
+    cached = undefined;
+  }
+  if (cached === undefined) return release(request, claimed.fencingToken, error, work);
+  const response = cached;
+  return then(storeResult(request, claimed, lease, response, work), (stored): RunOutcome<T> =>
+    stored.kind === 'stored' ? { kind: 'error-stored', error, response, fencingToken: stored.fencingToken } : stored,
+  );
 }
 
 /**
@@ -252,17 +325,17 @@ async function release(
   request: ClaimRequest,
   fencingToken: FencingToken,
   error: unknown,
-  notify: ((event: EngineEvent) => void) | undefined,
+  listener: Listener,
 ): Promise<RunOutcome<never>> {
   let outcome: FencedOutcome;
   try {
     outcome = await request.store.remove(request.key, fencingToken);
   } catch (releaseError) {
-    notify?.({ type: 'release-failed', fencingToken, error: releaseError });
+    listener.notify?.({ type: 'release-failed', fencingToken, error: releaseError });
     return { kind: 'released', error };
   }
   if (outcome === FencedOutcome.FencingMismatch) {
-    notify?.({ type: 'stale-completion', fencingToken });
+    listener.notify?.({ type: 'stale-completion', fencingToken });
     try {
       const current = await request.store.get(request.key);
       if (current !== undefined) return refusalFor(current, request.fingerprint);
@@ -287,25 +360,37 @@ interface Held {
  * ran out unclaimed, under a new claim; else answers with what the key holds now. When the store
  * keeps failing, the key is held and the result stored in the background.
  */
-async function storeResult(
+function storeResult(
   request: ClaimRequest,
   claimed: ClaimedResult,
   lease: Lease,
   response: CachedResponse,
-  notify: ((event: EngineEvent) => void) | undefined,
-): Promise<Stored | Deferred | ClaimRefusal> {
+  listener: Listener,
+): Stored | Deferred | ClaimRefusal | Promise<Stored | Deferred | ClaimRefusal> {
   // The heartbeat stops first, so completion retries are bounded by what is left of the lease
   // even when the store keeps renewing leases but refuses completions.
   lease.stop();
   const held: Held = { fencingToken: claimed.fencingToken, completed: claimed.entry.complete(response) };
-  const outcome = await completeHeld(request, response, held, lease.expiresAt, notify);
-  if (typeof outcome === 'object') return outcome;
+  // The first attempt at once when the store can answer at once (the in-process store).
+  return then(completeHeld(request, response, held, lease.expiresAt, listener), (outcome) =>
+    typeof outcome === 'object' ? outcome : completed(request, held, outcome, response, listener),
+  );
+}
+
+/** What the completion's `outcome` means: stored, or the claim is gone and the result stored otherwise. */
+function completed(
+  request: ClaimRequest,
+  held: Held,
+  outcome: FencedOutcome,
+  response: CachedResponse,
+  listener: Listener,
+): Stored | Promise<Stored | Deferred | ClaimRefusal> {
   if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
-  notify?.({
+  listener.notify?.({
     type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
     fencingToken: held.fencingToken,
   });
-  return storeUnderNewClaim(request, response, notify);
+  return storeUnderNewClaim(request, response, listener);
 }
 
 /**
@@ -315,7 +400,7 @@ async function storeResult(
 async function storeUnderNewClaim(
   request: ClaimRequest,
   response: CachedResponse,
-  notify: ((event: EngineEvent) => void) | undefined,
+  listener: Listener,
 ): Promise<Stored | Deferred | ClaimRefusal> {
   // A claim that expires between the claim and the completion is tried again, a few times.
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -328,9 +413,9 @@ async function storeUnderNewClaim(
       if (again.kind === 'exists') return refusalFor(again.entry, request.fingerprint);
       held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
     } catch (error) {
-      return defer(request, response, undefined, error, notify);
+      return defer(request, response, undefined, error, listener);
     }
-    const outcome = await completeHeld(request, response, held, Date.now() + request.leaseMs, notify);
+    const outcome = await completeHeld(request, response, held, Date.now() + request.leaseMs, listener);
     if (typeof outcome === 'object') return outcome;
     if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
   }
@@ -340,19 +425,44 @@ async function storeUnderNewClaim(
 /**
  * Stores the completion of the claim `held` holds, retrying with its token until `deadline`;
  * when the store keeps failing, the key is held and the completion deferred to the background.
+ * The first attempt is answered without a promise when the store can answer at once.
  */
-async function completeHeld(
+function completeHeld(
   request: ClaimRequest,
   response: CachedResponse,
   held: Held,
   deadline: number,
-  notify: ((event: EngineEvent) => void) | undefined,
-): Promise<FencedOutcome | Deferred> {
-  try {
-    return await completeBefore(request.store, request.key, held.completed, held.fencingToken, request.ttlMs, deadline);
-  } catch (error) {
-    return defer(request, response, held, error, notify);
+  listener: Listener,
+): FencedOutcome | Deferred | Promise<FencedOutcome | Deferred> {
+  const { store, key, ttlMs } = request;
+  let firstAttempt: { readonly error: unknown } | undefined;
+  const now = immediateOperations(store);
+  if (now !== undefined) {
+    try {
+      const outcome = now.complete(key, held.completed, held.fencingToken, ttlMs);
+      if (outcome !== undefined) return outcome;
+    } catch (error) {
+      firstAttempt = { error };
+    }
   }
+  return completeBefore(store, key, held.completed, held.fencingToken, ttlMs, deadline, firstAttempt).then(
+    (outcome) => outcome,
+    (error: unknown) => defer(request, response, held, error, listener),
+  );
+}
+
+/** `value`'s promise: itself, or an already settled one. */
+function promised<T>(value: T | Promise<T>): Promise<T> {
+  return value instanceof Promise ? value : Promise.resolve(value);
+}
+
+/** `fn(value)`, at once for a value, on settling for a promise. */
+function then<A, B>(value: A | Promise<A>, fn: (value: A) => B | Promise<B>): B | Promise<B> {
+  return value instanceof Promise ? value.then(fn) : fn(value);
+}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | null | undefined)?.then === 'function';
 }
 
 /** Background completions, so a shutdown can wait for them. */
@@ -372,11 +482,11 @@ function defer(
   response: CachedResponse,
   held: Held | undefined,
   error: unknown,
-  notify: ((event: EngineEvent) => void) | undefined,
+  listener: Listener,
 ): Deferred {
-  if (held !== undefined) notify?.({ type: 'completion-deferred', fencingToken: held.fencingToken, error });
+  if (held !== undefined) listener.notify?.({ type: 'completion-deferred', fencingToken: held.fencingToken, error });
   const control: Control = { store: request.store, aborted: false };
-  const task = completeLater(request, response, held, control, notify).catch(() => undefined);
+  const task = completeLater(request, response, held, control, listener).catch(() => undefined);
   deferredTasks.set(task, control);
   void task.finally(() => deferredTasks.delete(task));
   return { kind: 'deferred', response, error };
@@ -393,7 +503,7 @@ async function completeLater(
   response: CachedResponse,
   held: Held | undefined,
   control: Control,
-  notify: ((event: EngineEvent) => void) | undefined,
+  listener: Listener,
 ): Promise<void> {
   const { store, key, ttlMs } = request;
   const deadline = Date.now() + ttlMs;
@@ -407,7 +517,7 @@ async function completeLater(
         if (reclaims++ >= 5) break;
         const again = await store.tryInsert(key, new IdempotencyEntry(request.fingerprint, request.leaseMs));
         if (again.kind === 'exists') {
-          notify?.({ type: 'completion-abandoned', reason: 'another request holds the key now' });
+          listener.notify?.({ type: 'completion-abandoned', reason: 'another request holds the key now' });
           return;
         }
         held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
@@ -416,7 +526,7 @@ async function completeLater(
       if (!holding) {
         const touched = await store.touch(key, held.fencingToken, ttlMs);
         if (touched === FencedOutcome.KeyExpired && (await completedAlready(store, key, held, ttlMs))) {
-          notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
+          listener.notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
           return;
         }
         if (touched !== FencedOutcome.Applied) {
@@ -427,7 +537,7 @@ async function completeLater(
         holding = true;
       }
       if ((await store.complete(key, held.completed, held.fencingToken, ttlMs)) === FencedOutcome.Applied) {
-        notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
+        listener.notify?.({ type: 'completion-recovered', fencingToken: held.fencingToken });
         return;
       }
       held = undefined;
@@ -437,7 +547,7 @@ async function completeLater(
       delay = Math.min(delay * 2, MAX_BACKOFF_MS);
     }
   }
-  notify?.({
+  listener.notify?.({
     type: 'completion-abandoned',
     reason: control.aborted ? 'the application shut down' : 'the replay window passed',
     error: lastError,

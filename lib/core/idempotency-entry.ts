@@ -31,9 +31,9 @@ class Entry<S extends EntryState> {
   #consumed = false;
 
   constructor(fingerprint: Fingerprint, ttlMs: number) {
-    if (!(fingerprint instanceof Fingerprint)) throw new TypeError('fingerprint must be a Fingerprint');
+    assertEntryParts(fingerprint, ttlMs);
     this.fingerprint = fingerprint;
-    this.ttl = assertDuration('ttlMs', ttlMs);
+    this.ttl = ttlMs;
     if (building === undefined) {
       this.state = 'processing' as S;
       this.response = undefined as this['response'];
@@ -141,4 +141,14 @@ export function assertEntryState<S extends EntryState>(
   if (!(entry instanceof Entry) || entry.state !== state) {
     throw new TypeError(`${operation} needs a ${state} IdempotencyEntry`);
   }
+}
+
+/**
+ * Checks what `new IdempotencyEntry(fingerprint, ttlMs)` checks, without making the entry.
+ * @throws TypeError or RangeError as the constructor does
+ * @internal
+ */
+export function assertEntryParts(fingerprint: Fingerprint, ttlMs: number): void {
+  if (!(fingerprint instanceof Fingerprint)) throw new TypeError('fingerprint must be a Fingerprint');
+  assertDuration('ttlMs', ttlMs);
 }

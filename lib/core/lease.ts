@@ -32,15 +32,16 @@ export const sleep = (ms: number, keepAlive = false) =>
   });
 
 /**
- * A held claim: renews the lease with `touch` every third of `leaseMs` while work runs, and
- * aborts `signal` when the lease is lost (refused renewal, or no renewal before it ran out).
+ * A held claim: once `keepAlive()` is called, renews the lease with `touch` every third of
+ * `leaseMs` until stopped, and aborts `signal` when the lease is lost (refused renewal, or no
+ * renewal before it ran out).
  * @internal
  */
 export class Lease {
   // Made on first use of `signal`: most leases end without anyone listening.
   #controller: AbortController | undefined;
   #lostWith: LeaseLostError | undefined;
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout | undefined;
   #expiresAt: number;
   #stopped = false;
   #touching = false;
@@ -53,7 +54,15 @@ export class Lease {
     private readonly onLost?: (error: LeaseLostError) => void,
   ) {
     this.#expiresAt = Date.now() + leaseMs;
-    this.#timer = setInterval(() => void this.#renew(), Math.max(1, Math.floor(leaseMs / 3)));
+  }
+
+  /**
+   * Starts renewing the lease while the work runs. Work that ends before it returns (a handler
+   * that answers at once) never needs it: no timer could fire before it ends.
+   */
+  keepAlive(): void {
+    if (this.#stopped || this.#timer !== undefined) return;
+    this.#timer = setInterval(() => void this.#renew(), Math.max(1, Math.floor(this.leaseMs / 3)));
     this.#timer.unref();
   }
 
@@ -77,7 +86,7 @@ export class Lease {
 
   stop(): void {
     this.#stopped = true;
-    clearInterval(this.#timer);
+    if (this.#timer !== undefined) clearInterval(this.#timer);
   }
 
   async #renew(): Promise<void> {
@@ -120,19 +129,25 @@ export async function completeBefore(
   fencingToken: FencingToken,
   ttlMs: number,
   deadline: number,
+  firstAttempt?: { readonly error: unknown },
 ): Promise<FencedOutcome> {
   let delay = 20;
+  // `firstAttempt`: the caller already tried once (without a promise), and it failed with `error`.
+  let failed = firstAttempt;
   for (;;) {
-    try {
-      return await store.complete(key, entry, fencingToken, ttlMs);
-    } catch (error) {
+    if (failed !== undefined) {
       if (Date.now() + delay >= deadline) {
         throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
-          cause: error,
+          cause: failed.error,
         });
       }
       await sleep(delay, true);
       delay = Math.min(delay * 2, 1000);
+    }
+    try {
+      return await store.complete(key, entry, fencingToken, ttlMs);
+    } catch (error) {
+      failed = { error };
     }
   }
 }

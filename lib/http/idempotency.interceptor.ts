@@ -1,6 +1,6 @@
 import { CallHandler, ExecutionContext, Inject, Injectable, Logger, NestInterceptor } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
-import { from, type Observable, of } from 'rxjs';
+import { from, type Observable, of, throwError } from 'rxjs';
 import { IdempotencyKeyError } from '../core/errors';
 import type { Fingerprint } from '../core/fingerprint';
 import { GraphqlEntry } from '../graphql/graphql-entry';
@@ -73,27 +73,43 @@ export class IdempotencyInterceptor implements NestInterceptor {
       if (takenRequests.has(call)) return next.handle();
       takenRequests.add(call);
     }
-    const outcome = this.#process(context, next);
+    let outcome: Promise<unknown> | typeof PASS | typeof SENT;
+    try {
+      outcome = this.#process(context, next, () => next.handle());
+    } catch (error) {
+      // As from a promise: the error reaches Nest through the Observable.
+      return throwError(() => error);
+    }
     if (outcome === PASS) return next.handle();
     return outcome === SENT ? DONE : from(outcome);
   }
 
   /**
-   * Runs an `@Idempotent()` route's handler (`passThrough`, or through `next`) under
-   * idempotency. Called by the wrapped handler.
+   * Runs an `@Idempotent()` route's handler (`passThrough`, which calls it and returns what it
+   * returns; `next` is the same as an interceptor's handler) under idempotency. Called by the
+   * wrapped handler. Answers `undefined` when the response was sent, a promise of that while the
+   * claim or the handler is pending, or the handler's own result when the request runs unguarded.
    * @internal
    */
   runRoute(context: ExecutionContext, next: CallHandler, passThrough: () => unknown): unknown {
     // An interceptor instance (see `intercept`) already took the request on.
     const call = callToken(context);
     if (call !== undefined && takenRequests.has(call)) return passThrough();
-    const outcome = this.#process(context, next);
+    const outcome = this.#process(context, next, passThrough);
     if (outcome === PASS) return passThrough();
     return outcome === SENT ? undefined : outcome;
   }
 
-  /** Claims, replays or refuses; `PASS` when the handler should just run, `SENT` when answered. */
-  #process(context: ExecutionContext, next: CallHandler): Promise<unknown> | typeof PASS | typeof SENT {
+  /**
+   * Claims, replays or refuses; `PASS` when the handler should just run, `SENT` when answered.
+   * `invoke` calls the handler and returns what it returns; `next` is the handler as an
+   * interceptor gets it.
+   */
+  #process(
+    context: ExecutionContext,
+    next: CallHandler,
+    invoke: () => unknown,
+  ): Promise<unknown> | typeof PASS | typeof SENT {
     if (context.getType() !== 'http') return this.#processOther(context, next) ?? PASS;
     const route = this.#routes.of(context);
     if (route === null) return PASS;
@@ -133,8 +149,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
     ));
     const reporter = this.#engines.reporter;
     const trace = reporter.start(route.label, key);
-    if (trace === undefined) return runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next);
-    return reporter.within(trace, () => runner.run({ route, req, res, clientKey, key, fingerprint, trace }, next));
+    const answer =
+      trace === undefined
+        ? runner.run(route, req, res, clientKey, key, fingerprint, trace, next, invoke)
+        : reporter.within(trace, () => runner.run(route, req, res, clientKey, key, fingerprint, trace, next, invoke));
+    return answer === undefined ? SENT : answer;
   }
 
   /** Message handlers (`rpc`) and resolvers (`graphql`); `undefined` to let the call through. */

@@ -1,16 +1,22 @@
-/**
- * Responses this library has sent itself. Nest replies once more when the route's Observable
- * emits (it calls `httpAdapter.reply(res, value)`, and neither adapter checks whether the
- * response is already out), so the guarded `reply` skips these.
+/*
+ * What this library knows of a response, kept on the response itself under one symbol (a
+ * registered one, so every copy of the library in a process shares it):
+ * - `SENT`: this library sent it. Nest replies once more when the route's Observable emits (it
+ *   calls `httpAdapter.reply(res, value)`, and neither adapter checks whether the response is
+ *   already out), so the guarded `reply` skips these.
+ * - `WATCHING`: its handler is running under a claim and has not answered at once; if Nest replies
+ *   meanwhile (an outer interceptor such as a timeout, or an exception filter, answered the client
+ *   before the handler finished), what the response looked like then replaces it, so the
+ *   handler's result can still be stored.
+ * A property, not a WeakSet or WeakMap: adding every response of a busy server to a weak
+ * collection costs about a microsecond each, and more garbage-collection work.
  */
-const sentByUs = new WeakSet<object>();
+const STATE = Symbol.for('nestjs-idempotent:reply-state');
+const SENT = 'sent';
+const WATCHING = 'watching';
 
-/**
- * Responses whose handler is running under a claim, and what they looked like when Nest replied
- * to them meanwhile (an outer interceptor such as a timeout, or an exception filter, answered the
- * client before the handler finished): `null` until then.
- */
-const watched = new WeakMap<object, ResponseSnapshot | null>();
+type ReplyState = typeof SENT | typeof WATCHING | ResponseSnapshot | undefined;
+type Tracked = { [STATE]?: ReplyState };
 
 /** The status code and headers of a response at one moment. @internal */
 export interface ResponseSnapshot {
@@ -43,10 +49,11 @@ export function installReplyGuard(adapter: object | null | undefined): void {
   const reply = target.reply;
   target.reply = function guardedReply(this: unknown, response: unknown, body: unknown, statusCode?: number) {
     if (typeof response === 'object' && response !== null) {
-      if (sentByUs.has(response)) return response;
+      const state = (response as Tracked)[STATE];
+      if (state === SENT) return response;
       // Nest answers a response whose handler is still running: remember what the handler had set
       // up (status, headers) before this answer overwrites it, so its result can still be stored.
-      if (watched.get(response) === null) watched.set(response, snapshotOf(response));
+      if (state === WATCHING) (response as Tracked)[STATE] = snapshotOf(response);
     }
     return reply.call(this, response, body, statusCode);
   };
@@ -60,22 +67,23 @@ export function hasReplyGuard(adapter: object | undefined): boolean {
 
 /** Marks `response` as sent by this library, so Nest does not reply to it again. @internal */
 export function markSent(response: unknown): void {
-  sentByUs.add(response as object);
+  (response as Tracked)[STATE] = SENT;
 }
 
 /** Starts watching `response` for a reply Nest sends while its handler runs. @internal */
 export function watchReplies(response: object): void {
-  watched.set(response, null);
+  if ((response as Tracked)[STATE] !== SENT) (response as Tracked)[STATE] = WATCHING;
 }
 
 /** What `response` looked like when Nest replied to it while it was watched, else `undefined`. @internal */
 export function outerReply(response: object): ResponseSnapshot | undefined {
-  return watched.get(response) ?? undefined;
+  const state = (response as Tracked)[STATE];
+  return typeof state === 'object' ? state : undefined;
 }
 
 /** @internal */
 export function stopWatchingReplies(response: object): void {
-  watched.delete(response);
+  if ((response as Tracked)[STATE] !== SENT) (response as Tracked)[STATE] = undefined;
 }
 
 function snapshotOf(response: object): ResponseSnapshot {

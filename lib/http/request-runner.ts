@@ -1,9 +1,21 @@
 import { CallHandler, Logger, StreamableFile } from '@nestjs/common';
-import { EmptyError, lastValueFrom } from 'rxjs';
-import { type ClaimRefusal, type ClaimRequest, claimKey, runClaimed } from '../core/claim-engine';
+import { EmptyError, isObservable, lastValueFrom, type Observable } from 'rxjs';
+import type { CachedResponse } from '../core/cached-response';
+import {
+  type ClaimDecision,
+  type ClaimedWork,
+  type ClaimRefusal,
+  type ClaimRequest,
+  claimKeyNow,
+  type EngineEvent,
+  type RunOutcome,
+  runClaimedNow,
+} from '../core/claim-engine';
+import type { FencingToken } from '../core/fencing-token';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { ClaimedResult } from '../core/insert-result';
+import type { Lease } from '../core/lease';
 import type { StoreOperations } from '../core/store-operations';
 import { messageOf, reportEngineEvent } from '../handler/engine-events';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
@@ -24,186 +36,255 @@ import {
 } from './response-capture';
 import type { Route } from './route-config';
 
-/** One request to an `@Idempotent()` route that carries a valid key. @internal */
-export interface GuardedRequest {
-  readonly route: Route;
-  readonly req: object;
-  readonly res: unknown;
-  /** The client's key, as sent. */
-  readonly clientKey: IdempotencyKey;
-  /** The store key: the client's key scoped to the principal, if any. */
-  readonly key: IdempotencyKey;
-  readonly fingerprint: Fingerprint;
-  readonly trace: RequestTrace | undefined;
-}
-
 const NO_VALUE: unique symbol = Symbol('no value');
 const LAST_VALUE = { defaultValue: NO_VALUE } as const;
 
 /**
+ * One request to an `@Idempotent()` route that carries a valid key: what the claim engine claims
+ * (a `ClaimRequest`) and the work it runs under the claim (a `ClaimedWork`), in one object per
+ * request. @internal
+ */
+export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
+  readonly store: StoreOperations;
+  readonly leaseMs: number;
+  readonly ttlMs: number;
+  readonly waitMs: number;
+  /** What the handler sends, once its response is stored. */
+  payload: Payload;
+  /**
+   * Headers on the response before the handler ran (middleware, CORS, @Header()): kept when the
+   * answer turns out to be another run's.
+   */
+  headersBefore: readonly string[] = NO_HEADERS;
+  /** Whether a reply Nest sends meanwhile is being watched for (the handler went asynchronous). */
+  watching = false;
+
+  constructor(
+    readonly runner: RequestRunner,
+    readonly route: Route,
+    readonly req: object,
+    readonly res: unknown,
+    /** The client's key, as sent. */
+    readonly clientKey: IdempotencyKey,
+    /** The store key: the client's key scoped to the principal, if any. */
+    readonly key: IdempotencyKey,
+    readonly fingerprint: Fingerprint,
+    readonly trace: RequestTrace | undefined,
+    /** Calls the handler: its value, a Promise or an Observable (of the value). */
+    readonly invoke: () => unknown,
+  ) {
+    const options = route.options;
+    this.store = runner.store;
+    this.leaseMs = options.leaseMs;
+    this.ttlMs = options.ttlMs;
+    this.waitMs = options.waitMs;
+  }
+
+  waitSignal(): AbortSignal {
+    return signalWhenClientGone(this.runner.platform.rawResponse(this.res));
+  }
+
+  run(lease: Lease): unknown {
+    if (this.route.wantsClaim) {
+      setClaim(this.req, {
+        key: this.clientKey,
+        storeKey: this.key,
+        fencingToken: lease.fencingToken,
+        get signal() {
+          return lease.signal;
+        },
+      });
+    }
+    const res = this.res;
+    this.headersBefore = this.runner.platform.headerNames(res);
+    const result = this.invoke();
+    if (isObservable(result)) {
+      this.#watch();
+      return lastValue(result);
+    }
+    if (typeof (result as PromiseLike<unknown> | null | undefined)?.then === 'function') {
+      this.#watch();
+      return Promise.resolve(result).then((value) => (isObservable(value) ? lastValue(value) : value));
+    }
+    // A value at once: nothing can have answered the client meanwhile.
+    return result;
+  }
+
+  capture(value: unknown): CachedResponse {
+    const { route, runner } = this;
+    const platform = runner.platform;
+    const target = runner.target(this);
+    let serialized = value;
+    for (let i = 0; i < route.serializers.length; i++) {
+      const { interceptor, options } = route.serializers[i];
+      serialized = interceptor.serialize(serialized as object, options);
+    }
+    const payload = platform.toPayload(target, serialized);
+    this.payload = payload;
+    // Too large to store: only a 413 marker is, so retries get 413 and the handler does not run again.
+    return payloadBytes(payload) > route.options.maxResponseBytes
+      ? route.tooLarge
+      : captureResponse(platform, target, payload, route.replayHeaders);
+  }
+
+  unstorable(value: unknown, error: unknown): CachedResponse {
+    // The handler ran, so its side effects happened: the key is not released. A 500 problem
+    // saying why is stored in place of the result, so a retry gets it and does not run again.
+    const { route, runner, res } = this;
+    const platform = runner.platform;
+    const problem = route.prepare(Problems.unsupportedResult(runner.unsupportedMessage(route, value, error)));
+    if (platform.isSent(res)) {
+      this.payload = undefined;
+    } else {
+      platform.setStatus(res, problem.status);
+      platform.setHeader(res, 'Content-Type', problem.contentType);
+      this.payload = problem.body;
+    }
+    return problemResponse(problem);
+  }
+
+  cacheError(error: unknown): CachedResponse | undefined {
+    const route = this.route;
+    if (error instanceof EmptyError || !route.cacheError(error)) return undefined;
+    // Stores the response Nest's built-in exception filter renders for the error.
+    const platform = this.runner.platform;
+    const target = this.runner.target(this);
+    const { status, body } = renderException(error);
+    platform.setStatus(target, status);
+    const rendered = platform.toPayload(target, body, status);
+    return payloadBytes(rendered) > route.options.maxResponseBytes
+      ? route.tooLarge
+      : captureResponse(platform, target, rendered, route.replayHeaders, status);
+  }
+
+  notify(event: EngineEvent): void {
+    const { route, runner } = this;
+    reportEngineEvent(
+      {
+        reporter: runner.reporter,
+        logger: runner.logger,
+        label: route.label,
+        name: route.name,
+        key: this.key,
+        trace: this.trace,
+      },
+      event,
+    );
+  }
+
+  #watch(): void {
+    this.watching = true;
+    watchReplies(this.res as object);
+  }
+}
+
+const NO_HEADERS: readonly string[] = Object.freeze([]);
+
+/** The last value `source` emits, as Nest reads a handler's Observable; `EmptyError` when none. */
+function lastValue(source: Observable<unknown>): Promise<unknown> {
+  // Subscribed here, not through the Observable Nest holds: a client that goes away (or an outer
+  // timeout) tears Nest's subscription down, and the result must still be recorded.
+  return lastValueFrom(source, LAST_VALUE).then((value) => {
+    if (value === NO_VALUE) throw new EmptyError();
+    return value;
+  });
+}
+
+/**
  * Runs one guarded request through the claim engine and turns each outcome into the HTTP answer:
- * the handler's response (sent only once it is stored), a replay, or a problem.
+ * the handler's response (sent only once it is stored), a replay, or a problem. A request whose
+ * claim and handler answer at once (the in-process store, a handler that returns a value) is
+ * answered before `run` returns, without a promise.
  * @internal
  */
 export class RequestRunner {
   constructor(
-    private readonly store: StoreOperations,
-    private readonly platform: HttpPlatform,
-    private readonly reporter: RequestReporter,
-    private readonly logger: Logger,
+    readonly store: StoreOperations,
+    readonly platform: HttpPlatform,
+    readonly reporter: RequestReporter,
+    readonly logger: Logger,
   ) {}
 
-  /** Claims the key and runs the handler (`next`), or answers with what the key holds. */
-  async run(request: GuardedRequest, next: CallHandler): Promise<unknown> {
+  /**
+   * Claims the key and runs the handler (`invoke`, or `next` for `failOpen`), or answers with
+   * what the key holds. Answers (or settles with) `undefined` once the response is sent.
+   */
+  run(
+    route: Route,
+    req: object,
+    res: unknown,
+    clientKey: IdempotencyKey,
+    key: IdempotencyKey,
+    fingerprint: Fingerprint,
+    trace: RequestTrace | undefined,
+    next: CallHandler,
+    invoke: () => unknown,
+  ): Promise<unknown> | undefined {
+    const request = new GuardedRequest(this, route, req, res, clientKey, key, fingerprint, trace, invoke);
+    let decision: ClaimDecision | Promise<ClaimDecision>;
+    try {
+      decision = claimKeyNow(request);
+    } catch (error) {
+      return this.#storeFailed(request, next, error);
+    }
+    if (decision instanceof Promise) {
+      return decision.then(
+        (d) => this.#decided(request, d),
+        (error: unknown) => this.#storeFailed(request, next, error),
+      );
+    }
+    return this.#decided(request, decision);
+  }
+
+  #storeFailed(request: GuardedRequest, next: CallHandler, error: unknown): Promise<unknown> | undefined {
     const { route } = request;
     const options = route.options;
-    const claim: ClaimRequest = {
-      store: this.store,
-      key: request.key,
-      fingerprint: request.fingerprint,
-      leaseMs: options.leaseMs,
-      ttlMs: options.ttlMs,
-      waitMs: options.waitMs,
-      waitSignal: options.waitMs > 0 ? () => signalWhenClientGone(this.platform.rawResponse(request.res)) : undefined,
-    };
-    let decision;
-    try {
-      decision = await claimKey(claim);
-    } catch (error) {
-      if (options.failOpen) {
-        this.#report('fail-open', request, { error });
-        return lastValueFrom(next.handle());
-      }
-      this.#report('store-error', request, { error, statusCode: 503 });
-      sendProblem(this.platform, request.res, route.storeUnavailable, options.throwProblems);
-      return undefined;
+    if (options.failOpen) {
+      this.#report('fail-open', request, undefined, undefined, error);
+      return lastValueFrom(next.handle());
     }
+    this.#report('store-error', request, undefined, 503, error);
+    sendProblem(this.platform, request.res, route.storeUnavailable, options.throwProblems);
+    return undefined;
+  }
+
+  #decided(request: GuardedRequest, decision: ClaimDecision): Promise<undefined> | undefined {
     if (decision.kind !== 'claimed') {
       this.#refuse(request, decision);
       return undefined;
     }
-    return this.#runClaimed(request, next, claim, decision);
+    const outcome = runClaimedNow(request, decision, request);
+    if (outcome instanceof Promise) return outcome.then((o) => this.#finish(request, decision, o));
+    return this.#finish(request, decision, outcome);
   }
 
-  async #runClaimed(
-    request: GuardedRequest,
-    next: CallHandler,
-    claim: ClaimRequest,
-    claimed: ClaimedResult,
-  ): Promise<unknown> {
+  #finish(request: GuardedRequest, claimed: ClaimedResult, outcome: RunOutcome<unknown>): undefined {
     const { route, res } = request;
     const platform = this.platform;
-    const maxBytes = route.options.maxResponseBytes;
-    // What the handler sends, once its response is stored.
-    let payload: Payload;
-    // Headers on the response before the handler ran (middleware, CORS, @Header()): kept when the
-    // answer turns out to be another run's.
-    let headersBefore: readonly string[] = [];
-    const outcome = await runClaimed(claim, claimed, {
-      run: (lease) => {
-        if (route.wantsClaim) {
-          setClaim(request.req, {
-            key: request.clientKey,
-            storeKey: request.key,
-            fencingToken: lease.fencingToken,
-            get signal() {
-              return lease.signal;
-            },
-          });
-        }
-        headersBefore = platform.headerNames(res);
-        watchReplies(res as object);
-        // Subscribed here, not through the Observable Nest holds: a client that goes away (or an
-        // outer timeout) tears Nest's subscription down, and the result must still be recorded.
-        return lastValueFrom(next.handle(), LAST_VALUE).then((value) => {
-          if (value === NO_VALUE) throw new EmptyError();
-          return value;
-        });
-      },
-      capture: (value) => {
-        const target = this.#target(request);
-        let serialized = value;
-        for (let i = 0; i < route.serializers.length; i++) {
-          const { interceptor, options } = route.serializers[i];
-          serialized = interceptor.serialize(serialized as object, options);
-        }
-        payload = platform.toPayload(target, serialized);
-        // Too large to store: only a 413 marker is, so retries get 413 and the handler does not run again.
-        return payloadBytes(payload) > maxBytes
-          ? route.tooLarge
-          : captureResponse(platform, target, payload, route.replayHeaders);
-      },
-      unstorable: (value, error) => {
-        // The handler ran, so its side effects happened: the key is not released. A 500 problem
-        // saying why is stored in place of the result, so a retry gets it and does not run again.
-        const problem = route.prepare(Problems.unsupportedResult(this.#unsupportedMessage(route, value, error)));
-        if (platform.isSent(res)) {
-          payload = undefined;
-        } else {
-          platform.setStatus(res, problem.status);
-          platform.setHeader(res, 'Content-Type', problem.contentType);
-          payload = problem.body;
-        }
-        return problemResponse(problem);
-      },
-      cacheError: (error) => {
-        if (error instanceof EmptyError || !route.cacheError(error)) return undefined;
-        // Stores the response Nest's built-in exception filter renders for the error.
-        const target = this.#target(request);
-        const { status, body } = renderException(error);
-        platform.setStatus(target, status);
-        const rendered = platform.toPayload(target, body, status);
-        return payloadBytes(rendered) > maxBytes
-          ? route.tooLarge
-          : captureResponse(platform, target, rendered, route.replayHeaders, status);
-      },
-      notify: (event) =>
-        reportEngineEvent(
-          {
-            reporter: this.reporter,
-            logger: this.logger,
-            label: route.label,
-            name: route.name,
-            key: request.key,
-            trace: request.trace,
-          },
-          event,
-        ),
-    });
-    stopWatchingReplies(res as object);
+    if (request.watching) stopWatchingReplies(res as object);
 
     switch (outcome.kind) {
       case 'executed':
-        this.#report('executed', request, {
-          fencingToken: outcome.fencingToken,
-          statusCode: outcome.response.statusCode,
-        });
-        if (!platform.isSent(res)) sendPayload(platform, res, payload);
+        this.#report('executed', request, outcome.fencingToken, outcome.response.statusCode);
+        if (!platform.isSent(res)) sendPayload(platform, res, request.payload);
         return undefined;
       case 'error-stored':
-        this.#report('executed', request, {
-          fencingToken: outcome.fencingToken,
-          statusCode: outcome.response.statusCode,
-        });
+        this.#report('executed', request, outcome.fencingToken, outcome.response.statusCode);
         // Nest's exception filter renders it, as it rendered what was stored.
         throw outcome.error;
       case 'released':
-        this.#report('released', request, { error: outcome.error, fencingToken: claimed.fencingToken });
+        this.#report('released', request, claimed.fencingToken, undefined, outcome.error);
         throw outcome.error;
       case 'deferred':
         this.logger.error(
           `the result of ${route.name} could not be recorded yet (${messageOf(outcome.error)}); the key stays held ` +
             'and the store is retried in the background',
         );
-        this.#report('deferred', request, {
-          error: outcome.error,
-          fencingToken: claimed.fencingToken,
-          statusCode: 503,
-        });
-        this.#answerInstead(request, headersBefore, route.completionFailed);
+        this.#report('deferred', request, claimed.fencingToken, 503, outcome.error);
+        this.#answerInstead(request, route.completionFailed);
         return undefined;
       default:
-        this.#answerInstead(request, headersBefore, outcome);
+        this.#answerInstead(request, outcome);
         return undefined;
     }
   }
@@ -214,7 +295,7 @@ export class RequestRunner {
    * handler had set up.
    * @throws Error when the handler sent the response itself (nothing left to capture)
    */
-  #target(request: GuardedRequest): unknown {
+  target(request: GuardedRequest): unknown {
     const { res, route } = request;
     if (!this.platform.isSent(res)) return res;
     const snapshot = outerReply(res as object) ?? (route.handlesResponse ? undefined : route.declared());
@@ -226,12 +307,8 @@ export class RequestRunner {
    * Answers with something other than this run's result (another run's stored answer, 409, 422,
    * 503), without the headers the handler set (cookies, Location) but with those set before it.
    */
-  #answerInstead(
-    request: GuardedRequest,
-    headersBefore: readonly string[],
-    answer: ClaimRefusal | PreparedProblem,
-  ): void {
-    const { res } = request;
+  #answerInstead(request: GuardedRequest, answer: ClaimRefusal | PreparedProblem): void {
+    const { res, headersBefore } = request;
     const platform = this.platform;
     if (platform.isSent(res)) return;
     for (const name of platform.headerNames(res)) {
@@ -245,26 +322,38 @@ export class RequestRunner {
     const { res, route } = request;
     switch (refusal.kind) {
       case 'replayed':
-        this.#report('replayed', request, { statusCode: refusal.response.statusCode });
+        this.#report('replayed', request, undefined, refusal.response.statusCode);
         sendReplay(this.platform, res, refusal.response);
         return;
       case 'in-flight':
-        this.#report('in-flight', request, { statusCode: 409 });
+        this.#report('in-flight', request, undefined, 409);
         sendProblem(this.platform, res, route.inFlight, route.options.throwProblems);
         return;
       case 'fingerprint-mismatch':
-        this.#report('fingerprint-mismatch', request, { statusCode: 422 });
+        this.#report('fingerprint-mismatch', request, undefined, 422);
         sendProblem(this.platform, res, route.keyReused, route.options.throwProblems);
         return;
     }
   }
 
-  #report(type: IdempotencyOutcome, request: GuardedRequest, details?: OutcomeDetails, terminal = true): void {
-    this.reporter.report(type, request.route.label, request.key, request.trace, details, terminal);
+  #report(
+    type: IdempotencyOutcome,
+    request: GuardedRequest,
+    fencingToken?: FencingToken,
+    statusCode?: number,
+    error?: unknown,
+    terminal = true,
+  ): void {
+    const reporter = this.reporter;
+    // Most requests have nobody to tell: no details are gathered for them.
+    if (request.trace === undefined && reporter.quiet(type)) return;
+    const details: OutcomeDetails = { fencingToken, statusCode, error };
+    reporter.report(type, request.route.label, request.key, request.trace, details, terminal);
   }
 
   /** Why the handler's result cannot be stored, for the developer; releases a returned stream. */
-  #unsupportedMessage(route: Route, value: unknown, error: unknown): string {
+  /** @internal */
+  unsupportedMessage(route: Route, value: unknown, error: unknown): string {
     let message: string;
     if (error instanceof UnsupportedResultError) {
       const isFile = value instanceof StreamableFile;

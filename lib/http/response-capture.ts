@@ -1,6 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import { STATUS_CODES } from 'node:http';
-import { CachedResponse } from '../core/cached-response';
+import { bodySize, bodyText, CachedResponse, trustedResponse } from '../core/cached-response';
 import { DEFAULT_REPLAY_HEADERS, IDEMPOTENT_REPLAYED_HEADER } from '../idempotency.constants';
 import type { HttpPlatform, Payload } from './http-platform';
 import { IdempotencyProblemException } from './idempotency-exceptions';
@@ -30,53 +30,73 @@ export function replayHeaderNames(extra: readonly string[]): readonly string[] {
   return Object.freeze([...names]);
 }
 
+type PayloadKind = 'none' | 'text' | 'binary';
+
+/**
+ * A route's allowlisted headers, and the metadata last captured with them. Responses of a route
+ * nearly always carry the same headers (its Content-Type), so consecutive responses with the same
+ * values share one frozen metadata object instead of each holding its own copy.
+ * @internal
+ */
+export class ReplayHeaders {
+  readonly names: readonly string[];
+  #values: (string | undefined)[] = [];
+  #kind: PayloadKind | undefined;
+  #metadata: Readonly<Record<string, string>> | undefined;
+
+  constructor(extra: readonly string[]) {
+    this.names = replayHeaderNames(extra);
+  }
+
+  /** The metadata to store for `res` now: its allowlisted headers and the payload kind. */
+  metadataOf(platform: HttpPlatform, res: unknown, kind: PayloadKind): Readonly<Record<string, string>> {
+    const names = this.names;
+    const last = this.#metadata;
+    if (last !== undefined && kind === this.#kind) {
+      const values = this.#values;
+      let i = 0;
+      while (i < names.length && platform.getHeader(res, names[i]) === values[i]) i++;
+      if (i === names.length) return last;
+    }
+    const values: (string | undefined)[] = [];
+    const metadata: Record<string, string> = {};
+    for (let i = 0; i < names.length; i++) {
+      const value = platform.getHeader(res, names[i]);
+      values.push(value);
+      if (value !== undefined) metadata[names[i]] = value;
+    }
+    metadata[PAYLOAD_KIND] = kind;
+    this.#values = values;
+    this.#kind = kind;
+    return (this.#metadata = Object.freeze(metadata));
+  }
+}
+
 /**
  * The response to store for `payload`: the status code and allowlisted headers now on `res`, and
- * the body bytes the platform will send.
+ * the body the platform will send (text is kept as text).
  * @internal
  */
 export function captureResponse(
   platform: HttpPlatform,
   res: unknown,
   payload: Payload,
-  headerNames: readonly string[],
+  headers: ReplayHeaders,
   statusCode = platform.statusCode(res),
 ): CachedResponse {
-  const metadata: Record<string, string> = {};
-  for (let i = 0; i < headerNames.length; i++) {
-    const value = platform.getHeader(res, headerNames[i]);
-    if (value !== undefined) metadata[headerNames[i]] = value;
+  if (payload === undefined) return trustedResponse(statusCode, EMPTY, headers.metadataOf(platform, res, 'none'));
+  if (typeof payload === 'string') {
+    return trustedResponse(statusCode, payload, headers.metadataOf(platform, res, 'text'));
   }
-  let body: Uint8Array;
-  if (payload === undefined) {
-    metadata[PAYLOAD_KIND] = 'none';
-    body = EMPTY;
-  } else if (typeof payload === 'string') {
-    metadata[PAYLOAD_KIND] = 'text';
-    body = Buffer.from(payload, 'utf8');
-  } else {
-    metadata[PAYLOAD_KIND] = 'binary';
-    body = payload;
-  }
-  return new CachedResponse({ statusCode, body, metadata });
+  return trustedResponse(statusCode, payload, headers.metadataOf(platform, res, 'binary'));
 }
-
-// Decoded text of stored bodies: the memory store hands back the same object on every replay.
-const decoded = new WeakMap<CachedResponse, string>();
 
 /** The payload to hand the platform for a stored response. @internal */
 export function payloadOf(response: CachedResponse): Payload {
   const kind = response.metadata[PAYLOAD_KIND];
-  if (kind === 'text') {
-    let text = decoded.get(response);
-    if (text === undefined) {
-      text = response.text();
-      decoded.set(response, text);
-    }
-    return text;
-  }
+  if (kind === 'text') return bodyText(response) ?? response.text();
   // Entries written by other means (the programmatic API) carry no kind: their bytes go out raw.
-  if (kind === 'none' || (kind === undefined && response.body.byteLength === 0)) return undefined;
+  if (kind === 'none' || (kind === undefined && bodySize(response) === 0)) return undefined;
   const body = response.body;
   return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
 }

@@ -13,7 +13,7 @@ import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
 import type { CachedResponse } from '../core/cached-response';
 import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
-import { problemResponse, replayHeaderNames, statusOfError } from './response-capture';
+import { problemResponse, ReplayHeaders, statusOfError } from './response-capture';
 import type { ResponseSnapshot } from './reply-guard';
 import { unsupportedReason } from './route-check';
 
@@ -26,7 +26,7 @@ export interface OuterSerializer {
 /** Everything about a route that does not change between requests, worked out once. @internal */
 export interface Route {
   readonly options: ResolvedIdempotencyOptions;
-  readonly replayHeaders: readonly string[];
+  readonly replayHeaders: ReplayHeaders;
   /** Global or controller-level ClassSerializerInterceptors outside the handler, innermost first. */
   readonly serializers: readonly OuterSerializer[];
   readonly unsupported: string | undefined;
@@ -123,7 +123,7 @@ export class RouteConfigs {
     const prepare = (problem: ProblemDetails, seconds?: number) => prepareProblem(problem, seconds, render);
     return {
       options,
-      replayHeaders: replayHeaderNames(options.replayHeaders),
+      replayHeaders: new ReplayHeaders(options.replayHeaders),
       serializers: this.#outerSerializers(context, controller, handler),
       unsupported: unsupportedReason(controller, handler, methodName),
       cacheError: cacheErrorPredicate(options),

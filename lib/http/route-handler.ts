@@ -71,7 +71,7 @@ export function wrapRouteHandler(
             fillClaimArguments(args, claimIndexes, callToken(context));
             return original.apply(this, args);
           };
-    return binding.engine.runRoute(context, { handle: () => toObservable(run) }, run);
+    return binding.engine.runRoute(context, callHandlerOf(run), run);
   };
   // Route metadata written so far (path, method, status code, headers, enhancers, ...) moves to
   // the wrapper, which is what Nest reads from now on; later decorators write to it directly.
@@ -118,6 +118,14 @@ function isGuardable(handler: object): boolean {
     rpcHandlerKind(handler) !== undefined ||
     isMutationResolver(handler)
   );
+}
+
+/**
+ * A `CallHandler` (what an interceptor's `next` is) for a handler that `run` calls: its result as
+ * Nest reads it. @internal
+ */
+export function callHandlerOf(run: () => unknown): CallHandler {
+  return { handle: () => toObservable(run) };
 }
 
 /** The handler's result as Nest reads it: a value, a Promise, an Observable, or a Promise of one. */

@@ -5,6 +5,7 @@ import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-e
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { IdempotencyStore } from '../core/idempotency-store';
+import { immediateOperations, offerImmediateOperations } from '../core/store-operations';
 import { keyHash } from './key-hash';
 import { Instruments, TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
@@ -21,6 +22,18 @@ export class InstrumentedStore extends IdempotencyStore {
   constructor(readonly inner: IdempotencyStore) {
     super();
     this.kind = inner.kind;
+    // While no SDK is registered there is nothing to record: the inner store's immediate answers
+    // (if it has them) pass through, as its methods do.
+    offerImmediateOperations(
+      this,
+      {
+        claim: (key, fingerprint, leaseMs) =>
+          telemetry() === null ? immediateOperations(inner)?.claim(key, fingerprint, leaseMs) : undefined,
+        complete: (key, entry, token, ttlMs) =>
+          telemetry() === null ? immediateOperations(inner)?.complete(key, entry, token, ttlMs) : undefined,
+      },
+      InstrumentedStore.prototype,
+    );
   }
 
   tryInsert(key: IdempotencyKey, entry: ProcessingEntry): Promise<InsertResult> {

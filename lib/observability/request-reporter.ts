@@ -67,6 +67,17 @@ export class RequestReporter {
     return telemetry()!.api.context.with(trace.context, fn);
   }
 
+  /**
+   * Whether reporting `type` for a request that `start` gave no trace would do nothing: no
+   * `onEvent` hook, no warning for it, and no telemetry to count it (an SDK can be registered
+   * while a request runs). Callers then need not gather its details.
+   */
+  quiet(type: IdempotencyOutcome): boolean {
+    return (
+      this.onEvent === undefined && WARNINGS[type] === undefined && (!this.telemetryEnabled || telemetry() === null)
+    );
+  }
+
   /** Reports one outcome. Terminal outcomes end the request span. */
   report(
     type: IdempotencyOutcome,

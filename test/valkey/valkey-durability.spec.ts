@@ -162,23 +162,33 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
     const w = claimed(await store.tryInsert(warm, processing(1)));
     await store.complete(warm, w.entry.complete(response()), w.fencingToken, LONG);
 
-    const key = IdempotencyKey.default();
-    let claim!: Extract<InsertResult, { kind: 'claimed' }>;
-    let before = await commandStats(admin);
-    const claimWrites = await fewestWrites(async () => (claim = claimed(await store.tryInsert(key, processing(1)))), 1);
-    expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, wait: 1 });
-    before = await commandStats(admin);
-    const completeWrites = await fewestWrites(
-      () => store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG),
-      1,
-    );
-    expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, incrby: 1, wait: 1 });
-    before = await commandStats(admin);
-    const replayWrites = await fewestWrites(() => store.tryInsert(key, processing(1)), 1);
-    expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, wait: 1 });
+    // /proc/self/io counts the whole process's writes, so a stray one elsewhere (a log line) can
+    // land inside a measurement: the fewest of three rounds, each on a fresh key, is the store's.
+    const writes: number[][] = [];
+    for (let round = 0; round < 3; round++) {
+      const key = IdempotencyKey.default();
+      let claim!: Extract<InsertResult, { kind: 'claimed' }>;
+      let before = await commandStats(admin);
+      const claimWrites = await fewestWrites(
+        async () => (claim = claimed(await store.tryInsert(key, processing(1)))),
+        1,
+      );
+      expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, wait: 1 });
+      before = await commandStats(admin);
+      const completeWrites = await fewestWrites(
+        () => store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG),
+        1,
+      );
+      expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, incrby: 1, wait: 1 });
+      before = await commandStats(admin);
+      const replayWrites = await fewestWrites(() => store.tryInsert(key, processing(1)), 1);
+      expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, wait: 1 });
+      if (claimWrites !== undefined) writes.push([claimWrites, completeWrites!, replayWrites!]);
+    }
     // Where /proc/self/io counts system calls (Linux): one socket write each.
-    if (claimWrites !== undefined) {
-      expect([claimWrites, completeWrites, replayWrites]).toEqual([1, 1, 1]);
+    if (writes.length > 0) {
+      const fewest = [0, 1, 2].map((i) => Math.min(...writes.map((w) => w[i])));
+      expect(fewest).toEqual([1, 1, 1]);
     }
   });
 
