@@ -13,6 +13,7 @@ export default tseslint.config(
       '.package-check.*/**',
       'test/compat/**',
       'test/docs/.generated/**',
+      'test/kit/vitest/.generated/**',
     ],
   },
   js.configs.recommended,

@@ -3,6 +3,8 @@ module.exports = {
   rootDir: '.',
   testEnvironment: 'node',
   testMatch: ['<rootDir>/lib/**/*.spec.ts', '<rootDir>/test/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
+  // Vitest's tests (`npm run test:vitest`), which import their functions from 'vitest'.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/kit/vitest/'],
   transform: { '^.+\\.ts$': ['@swc/jest'] },
   moduleFileExtensions: ['ts', 'js', 'json'],
   // The docs' code imports the package by name (test/docs compiles and runs it).

@@ -1,0 +1,26 @@
+/**
+ * docs/testing.md's Vitest section, under Vitest: the guide's end-to-end test as printed, with the
+ * section's one line of imports from `vitest` on top, against the guide's app, both compiled from
+ * the docs by the config the section shows. Its tests register here. `nestjs-idempotent` is the
+ * built package (dist/): run `npm run build` first.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { testingGuide, testingGuideBlock, write } from './docs-snippets';
+
+// Vitest collects a group declared by an async function (tsc would refuse a top-level await here).
+describe('docs/testing.md under Vitest', async () => {
+  write('testing-app', testingGuideBlock('testing-app').code);
+  await import(
+    write('testing-e2e', `${testingGuideBlock('vitest-imports').code}${testingGuideBlock('testing-e2e').code}`)
+  );
+});
+
+describe('docs/testing.md: the Vitest config', () => {
+  it('is the one this suite runs with (test/kit/vitest/docs-config.mts), to the character', () => {
+    const shown = testingGuide().filter((s) => s.code.startsWith('// vitest.config'));
+    expect(shown).toHaveLength(1);
+    expect(readFileSync(join(__dirname, 'docs-config.mts'), 'utf8')).toBe(shown[0].code);
+  });
+});
