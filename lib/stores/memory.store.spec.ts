@@ -1,4 +1,5 @@
-import { getHeapStatistics } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   CachedResponse,
   DefaultFingerprintStrategy,
@@ -68,6 +69,23 @@ describe('MemoryStore specifics', () => {
     const forgotten = new MemoryStore({ sweepIntervalMs: 10 });
     expect(keepingAlive()).toBe(before);
     await forgotten.close();
+  });
+
+  it('is collected once nobody holds it, unclosed (its sweep timer holds it weakly)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let collected = false;
+    const registry = new FinalizationRegistry<string>(() => (collected = true));
+    (() => {
+      const dropped = new MemoryStore({ sweepIntervalMs: 5 });
+      void dropped.tryInsert(IdempotencyKey.default(), entry());
+      registry.register(dropped, 'dropped');
+    })();
+    for (let i = 0; i < 50 && !collected; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(collected).toBe(true);
   });
 });
 

@@ -153,8 +153,7 @@ export class MemoryStore extends IdempotencyStore {
       },
       MemoryStore.prototype,
     );
-    this.#timer = setInterval(() => this.sweep(), sweepMs);
-    this.#timer.unref();
+    this.#timer = sweepWeakly(new WeakRef<MemoryStore>(this), sweepMs);
   }
 
   /** Number of live entries (expired ones may be counted until the next sweep). */
@@ -414,6 +413,22 @@ export class MemoryStore extends IdempotencyStore {
     }
     return slot;
   }
+}
+
+/**
+ * Sweeps `store` every `ms` while it is alive. The timer holds the store weakly, so a store nobody
+ * uses any more (an app closed without closing a store it did not own) is collected, and the timer
+ * stops, instead of living on with it. A function of its own: a closure made in the constructor
+ * would share its context with closures that hold the store itself.
+ */
+function sweepWeakly(store: WeakRef<MemoryStore>, ms: number): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const live = store.deref();
+    if (live === undefined) clearInterval(timer);
+    else live.sweep();
+  }, ms);
+  timer.unref();
+  return timer;
 }
 
 // Entries are handed out fresh each time, so no caller can complete another's object, and the
