@@ -45,8 +45,9 @@ const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicat
  * `IdempotencyStore` for injection. Global unless `isGlobal: false`.
  *
  * Store ownership: a store handed to `forRoot` belongs to the caller and is left open at
- * shutdown; a store returned by a `forRootAsync` factory was made for the module and is closed
- * when the application shuts down. `closeStoreOnShutdown` overrides either default.
+ * shutdown, except a `MemoryStore`, whose entries live and die with the application; a store
+ * returned by a `forRootAsync` factory was made for the module. Closed stores are closed after
+ * the HTTP server has stopped. `closeStoreOnShutdown` overrides either default.
  */
 @Module({})
 export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {

@@ -10,6 +10,7 @@ import {
 } from './idempotency.providers';
 import type { IdempotencyModuleOptions, IdempotencyOptions } from './interfaces/idempotency-options.interface';
 import { MemoryStore } from './stores/memory.store';
+import { FaultyStore } from './testing/faulty-store';
 
 describe('idempotency options', () => {
   it('has the documented defaults', () => {
@@ -61,8 +62,14 @@ describe('idempotency options', () => {
 
   it('forRoot accepts a store or { store, ...options }', () => {
     const store = new MemoryStore();
-    expect(createModuleState(store, false, 'x')).toMatchObject({ store, closeStoreOnShutdown: false });
-    const state = createModuleState({ store, ttlMs: 1000, closeStoreOnShutdown: true }, false, 'x');
+    // A MemoryStore lives and dies with the application unless told otherwise; other stores handed
+    // to forRoot are the caller's.
+    expect(createModuleState(store, false, 'x')).toMatchObject({ store, closeStoreOnShutdown: true });
+    expect(createModuleState({ store, closeStoreOnShutdown: false }, false, 'x').closeStoreOnShutdown).toBe(false);
+    const other = new FaultyStore(store);
+    expect(createModuleState(other, false, 'x').closeStoreOnShutdown).toBe(false);
+    expect(createModuleState(other, true, 'x').closeStoreOnShutdown).toBe(true);
+    const state = createModuleState({ store: other, ttlMs: 1000, closeStoreOnShutdown: true }, false, 'x');
     expect(state.options.ttlMs).toBe(1000);
     expect(state.closeStoreOnShutdown).toBe(true);
     expect(() => createModuleState({ ttlMs: 1 } as unknown as IdempotencyModuleOptions, false, 'x')).toThrow(/store/);

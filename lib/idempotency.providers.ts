@@ -13,6 +13,7 @@ import type {
   IdempotencyOptionsFactory,
 } from './interfaces/idempotency-options.interface';
 import { InstrumentedStore } from './observability/instrumented.store';
+import { MemoryStore } from './stores/memory.store';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { useKeyHashSecret } from './observability/key-hash';
 import { otel } from './observability/telemetry';
@@ -94,7 +95,7 @@ export function createModuleState(
   closeByDefault: boolean,
   where: string,
 ): IdempotencyModuleState {
-  if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closeByDefault);
+  if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closesByDefault(input, closeByDefault));
   if (input === null || typeof input !== 'object') fail(where, 'expected a store or { store, ...options }');
   const { store, closeStoreOnShutdown, onEvent, telemetry, keyHashSecret, ...options } = input;
   delete (options as { isGlobal?: unknown }).isGlobal;
@@ -116,7 +117,16 @@ export function createModuleState(
     onEvent,
     telemetry: telemetry ?? true,
   });
-  return moduleState(store, resolved, closeStoreOnShutdown ?? closeByDefault);
+  return moduleState(store, resolved, closeStoreOnShutdown ?? closesByDefault(store, closeByDefault));
+}
+
+/**
+ * Whether the module closes `store` at shutdown unless told otherwise: one made for it, and any
+ * `MemoryStore` (its entries live and die with the application; `closeStoreOnShutdown: false`
+ * keeps one that apps share).
+ */
+function closesByDefault(store: IdempotencyStore, madeForTheModule: boolean): boolean {
+  return madeForTheModule || store instanceof MemoryStore;
 }
 
 /** @internal */

@@ -127,10 +127,12 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
   /** The store that holds keys and responses. */
   store: IdempotencyStore;
   /**
-   * Whether `store.close()` is called when the application shuts down. A store handed to
-   * `forRoot` belongs to the caller; one returned by a `forRootAsync` factory was created for the
-   * module, so the module closes it.
-   * @default false for `forRoot`, true for `forRootAsync`
+   * Whether `store.close()` is called when the application shuts down (after the HTTP server has
+   * stopped). A store handed to `forRoot` belongs to the caller, except a `MemoryStore`, whose
+   * entries live and die with the application; one returned by a `forRootAsync` factory was
+   * created for the module, so the module closes it. `false` keeps a `MemoryStore` that several
+   * apps share (or an app restarted on it in a test).
+   * @default false for `forRoot` (true for a `MemoryStore`), true for `forRootAsync`
    */
   closeStoreOnShutdown?: boolean;
   /**

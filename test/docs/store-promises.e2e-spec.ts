@@ -32,8 +32,8 @@ class PayController {
   }
 }
 
-async function startApp(store: IdempotencyStore) {
-  @Module({ imports: [IdempotencyModule.forRoot(store)], controllers: [PayController] })
+async function startApp(store: IdempotencyStore, closeStoreOnShutdown?: boolean) {
+  @Module({ imports: [IdempotencyModule.forRoot({ store, closeStoreOnShutdown })], controllers: [PayController] })
   class AppModule {}
   const app = await NestFactory.create(AppModule, { logger: false });
   await app.listen(0, '127.0.0.1');
@@ -42,13 +42,13 @@ async function startApp(store: IdempotencyStore) {
   return { app, pay };
 }
 
-describe('README "The module": forRoot(store) leaves the caller-owned store alone at shutdown', () => {
-  // A store handed to forRoot is the caller's: closing one app must not empty it under another
-  // app (or a restarted one) that still uses it; otherwise a retry there runs again.
+describe('README "The module": closeStoreOnShutdown: false keeps a MemoryStore that apps share', () => {
+  // Closing one app must not empty the store under another app (or a restarted one) that still
+  // uses it; otherwise a retry there runs again.
   it('a MemoryStore shared by two apps keeps the entries of the one still running when the other closes', async () => {
     const store = new MemoryStore();
-    const a = await startApp(store);
-    const b = await startApp(store);
+    const a = await startApp(store, false);
+    const b = await startApp(store, false);
     try {
       const key = randomUUID();
       const first = await b.pay(key);

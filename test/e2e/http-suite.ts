@@ -1144,16 +1144,28 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         }
       });
 
-      it("a MemoryStore handed to forRoot is the caller's: kept at shutdown, so an app restarted on it replays", async () => {
+      it('a MemoryStore is closed with the application, whoever made it, unless closeStoreOnShutdown: false', async () => {
+        const closed = new MemoryStore();
+        const once = await startApp(platform, { store: closed, module: IdempotencyModule.forRoot(closed) });
+        expect((await once.client.post('/items', { headers: { 'idempotency-key': newKey() } })).status).toBe(201);
+        expect(closed.size).toBe(1);
+        await once.close();
+        expect(closed.size).toBe(0);
+
+        // Kept: an app restarted on it replays.
         const memory = new MemoryStore();
         extraStores.push({ store: memory, close: () => memory.close() });
-        const first = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
+        const kept = IdempotencyModule.forRoot({ store: memory, closeStoreOnShutdown: false });
+        const first = await startApp(platform, { store: memory, module: kept });
         const key = newKey();
         const answer = await first.client.post('/items', { headers: { 'idempotency-key': key } });
         expect(answer.status).toBe(201);
         await first.close();
         expect(memory.size).toBe(1);
-        const restarted = await startApp(platform, { store: memory, module: IdempotencyModule.forRoot(memory) });
+        const restarted = await startApp(platform, {
+          store: memory,
+          module: IdempotencyModule.forRoot({ store: memory, closeStoreOnShutdown: false }),
+        });
         try {
           expectReplayOf(await restarted.client.post('/items', { headers: { 'idempotency-key': key } }), answer);
           expect(restarted.executions.count(key)).toBe(0);
