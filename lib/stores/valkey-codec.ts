@@ -1,4 +1,4 @@
-import { CachedResponse } from '../core/cached-response';
+import { bodyText, CachedResponse } from '../core/cached-response';
 import { assertDuration } from '../core/duration';
 import { StoreDecodeError } from '../core/errors';
 import { Fingerprint } from '../core/fingerprint';
@@ -92,15 +92,19 @@ export function completedValue(idAndFingerprint: string, ttlMs: number, response
   const json = JSON.stringify(response.metadata);
   const meta = json === '{}' ? '' : json;
   const metaBytes = meta === '' ? 0 : Buffer.byteLength(meta, 'utf8');
-  const body = response.body;
-  const out = Buffer.allocUnsafe(HEADER_BYTES + metaBytes + body.byteLength);
+  // A body kept as text is encoded straight into the entry, not into bytes of its own first.
+  const text = bodyText(response);
+  const body = text === undefined ? response.body : undefined;
+  const bodyBytes = body === undefined ? Buffer.byteLength(text!, 'utf8') : body.byteLength;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + metaBytes + bodyBytes);
   out.write(COMPLETED, 0, 2, 'latin1');
   out.write(idAndFingerprint, 2, CLAIM_ID_LENGTH + FINGERPRINT_HEX, 'latin1');
   out.writeUIntBE(ttlMs, 72, 6);
   out.writeUInt16BE(response.statusCode, 78);
   out.writeUInt32BE(metaBytes, 80);
   if (metaBytes > 0) out.write(meta, HEADER_BYTES, metaBytes, 'utf8');
-  out.set(body, HEADER_BYTES + metaBytes);
+  if (body === undefined) out.write(text!, HEADER_BYTES + metaBytes, bodyBytes, 'utf8');
+  else out.set(body, HEADER_BYTES + metaBytes);
   return out;
 }
 

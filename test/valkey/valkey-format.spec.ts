@@ -109,6 +109,26 @@ describeValkey('ValkeyStore entry format', () => {
       expect(stored.response.statusCode).toBe(202);
     });
 
+    it('stores a body given as text as its UTF-8 bytes (non-ASCII, astral, a lone surrogate)', async () => {
+      const prefix = freshPrefix('f2t');
+      const store = new ValkeyStore(client, { prefix });
+      const key = IdempotencyKey.default();
+      const c = claimed(await store.tryInsert(key, processing(0xabcn, 30_000)));
+      const text = '{"name":"Zoë","emoji":"😀","broken":"\ud800"}';
+      const done = c.entry.complete(new CachedResponse({ statusCode: 201, body: text }));
+      expect(await store.complete(key, done, c.fencingToken, 90_000)).toBe(FencedOutcome.Applied);
+      expect(await client.getBuffer(keysOf(prefix, key).entry)).toEqual(
+        formatTwoEntry({
+          token: 1,
+          nonce: c.fencingToken.nonce ?? '',
+          fingerprint: '00000000000000000000000000000abc',
+          ttlMs: 90_000,
+          status: 201,
+          body: Buffer.from(text, 'utf8'),
+        }),
+      );
+    });
+
     it('stores empty metadata as length 0 and an empty body as nothing', async () => {
       const prefix = freshPrefix('f2e');
       const store = new ValkeyStore(client, { prefix });
