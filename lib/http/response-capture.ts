@@ -41,6 +41,8 @@ type PayloadKind = 'none' | 'text' | 'binary';
 export class ReplayHeaders {
   readonly names: readonly string[];
   #values: (string | undefined)[] = [];
+  /** Where the next response's values are read into (no array per response). */
+  #scratch: (string | undefined)[] = [];
   #kind: PayloadKind | undefined;
   #metadata: Readonly<Record<string, string>> | undefined;
 
@@ -51,21 +53,19 @@ export class ReplayHeaders {
   /** The metadata to store for `res` now: its allowlisted headers and the payload kind. */
   metadataOf(platform: HttpPlatform, res: unknown, kind: PayloadKind): Readonly<Record<string, string>> {
     const names = this.names;
-    const last = this.#metadata;
-    if (last !== undefined && kind === this.#kind) {
-      const values = this.#values;
-      let i = 0;
-      while (i < names.length && platform.getHeader(res, names[i]) === values[i]) i++;
-      if (i === names.length) return last;
-    }
-    const values: (string | undefined)[] = [];
-    const metadata: Record<string, string> = {};
+    // Each header read once: compared with the last response's, and kept for the next.
+    const values = this.#scratch;
+    let same = this.#metadata !== undefined && kind === this.#kind;
     for (let i = 0; i < names.length; i++) {
       const value = platform.getHeader(res, names[i]);
-      values.push(value);
-      if (value !== undefined) metadata[names[i]] = value;
+      values[i] = value;
+      if (same && value !== this.#values[i]) same = false;
     }
+    if (same) return this.#metadata!;
+    const metadata: Record<string, string> = {};
+    for (let i = 0; i < names.length; i++) if (values[i] !== undefined) metadata[names[i]] = values[i]!;
     metadata[PAYLOAD_KIND] = kind;
+    this.#scratch = this.#values;
     this.#values = values;
     this.#kind = kind;
     return (this.#metadata = Object.freeze(metadata));
@@ -84,11 +84,8 @@ export function captureResponse(
   headers: ReplayHeaders,
   statusCode = platform.statusCode(res),
 ): CachedResponse {
-  if (payload === undefined) return trustedResponse(statusCode, EMPTY, headers.metadataOf(platform, res, 'none'));
-  if (typeof payload === 'string') {
-    return trustedResponse(statusCode, payload, headers.metadataOf(platform, res, 'text'));
-  }
-  return trustedResponse(statusCode, payload, headers.metadataOf(platform, res, 'binary'));
+  const kind: PayloadKind = payload === undefined ? 'none' : typeof payload === 'string' ? 'text' : 'binary';
+  return trustedResponse(statusCode, payload ?? EMPTY, headers.metadataOf(platform, res, kind));
 }
 
 /** The payload to hand the platform for a stored response. @internal */

@@ -121,7 +121,6 @@ export class MemoryStore extends IdempotencyStore {
   #nextFullSweep = 0;
   #bytes = 0;
   #highWater = false;
-  #lastMetadata: CachedResponse['metadata'] | undefined;
   /** Requests waiting for a key in flight to end (`waitForChange`), by key. */
   readonly #waiters = new Map<string, Set<() => void>>();
 
@@ -220,10 +219,9 @@ export class MemoryStore extends IdempotencyStore {
     slot.ttl = ttlMs;
     slot.expiresAt = this.#now() + ttlMs;
     this.#wake(id);
-    // Consecutive responses of a route share one metadata object (the HTTP layer reuses it while
-    // the headers stay the same): it is counted once, not once per entry.
-    const added = responseBytes(response, response.metadata === this.#lastMetadata);
-    this.#lastMetadata = response.metadata;
+    // Metadata is counted with each entry, even where responses share one object: never less than
+    // the entries hold, whichever of them is evicted first.
+    const added = responseBytes(response);
     slot.bytes += added;
     this.#grow(added);
     // A completion is never refused for want of room (the work already ran); with eviction on,
@@ -451,10 +449,8 @@ function copyOf(response: CachedResponse): CachedResponse {
   return trustedResponse(response.statusCode, new Uint8Array(response.body), response.metadata);
 }
 
-function responseBytes(response: CachedResponse, sharedMetadata: boolean): number {
-  let bytes = RESPONSE_OVERHEAD_BYTES + bodySize(response);
-  if (sharedMetadata) return bytes;
-  bytes += METADATA_OVERHEAD_BYTES;
+function responseBytes(response: CachedResponse): number {
+  let bytes = RESPONSE_OVERHEAD_BYTES + bodySize(response) + METADATA_OVERHEAD_BYTES;
   const metadata = response.metadata;
   for (const name in metadata) bytes += METADATA_ENTRY_BYTES + name.length + metadata[name].length;
   return bytes;
