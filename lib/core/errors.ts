@@ -121,3 +121,8 @@ export class StoreDecodeError extends IdempotencyStoreError {}
 
 /** Serialised data handed to a `fromJSON` that does not describe the expected value. */
 export class IdempotencyDecodeError extends IdempotencyError {}
+
+/** The message of a thrown value, whatever was thrown. @internal */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

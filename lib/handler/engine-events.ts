@@ -1,3 +1,4 @@
+import { messageOf } from '../core/errors';
 import type { EngineEvent } from '../core/claim-engine';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { RequestReporter, RequestTrace } from '../observability/request-reporter';
@@ -50,6 +51,3 @@ export function reportEngineEvent(subject: EventSubject, event: EngineEvent): vo
 }
 
 /** @internal */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

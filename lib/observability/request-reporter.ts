@@ -1,3 +1,4 @@
+import { messageOf } from '../core/errors';
 import type { Context, Span } from '@opentelemetry/api';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './idempotency-event';
@@ -139,8 +140,4 @@ export class RequestReporter {
       this.logger.error(`the onEvent hook threw on "${type}": ${messageOf(error)}`);
     }
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,4 +1,4 @@
-import { StoreTimeoutError } from '../core/errors';
+import { messageOf, StoreTimeoutError } from '../core/errors';
 import { pairsToFields } from './valkey-codec-v1';
 import type { Durability } from './valkey-durability';
 
@@ -139,8 +139,4 @@ function hasWaitAof(info: Record<string, string>): boolean {
 
 function serverName(info: Record<string, string>): string {
   return info.valkey_version !== undefined ? `Valkey ${info.valkey_version}` : `Redis ${info.redis_version ?? '?'}`;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

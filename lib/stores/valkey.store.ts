@@ -1,5 +1,5 @@
 import { assertDuration } from '../core/duration';
-import { IdempotencyStoreError, StoreDecodeError, StoreTimeoutError } from '../core/errors';
+import { IdempotencyStoreError, messageOf, StoreDecodeError, StoreTimeoutError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
@@ -556,10 +556,6 @@ function outcomeOf(reply: unknown, where: string): FencedOutcome {
     typeof reply === 'number' ? OUTCOMES[reply] : typeof reply === 'string' ? OUTCOMES[Number(reply)] : undefined;
   if (outcome === undefined) throw new StoreDecodeError(`${where}: unexpected script answer ${String(reply)}`);
   return outcome;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** `host:port` of a connection, for messages: where its socket goes, else where it was told to connect. */
