@@ -51,3 +51,15 @@ export function reportEngineEvent(subject: EventSubject, event: EngineEvent): vo
 }
 
 /** @internal */
+
+/**
+ * Logs that the result of `name` could not be stored yet (a `deferred` outcome): the key stays
+ * held and the engine keeps trying in the background.
+ * @internal
+ */
+export function logDeferred(logger: { error(message: string): void }, name: string, error: unknown): void {
+  logger.error(
+    `the result of ${name} could not be recorded yet (${messageOf(error)}); the key stays held ` +
+      'and the store is retried in the background',
+  );
+}

@@ -9,7 +9,7 @@ import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core
 import type { StoreOperations } from '../core/store-operations';
 import { setClaim } from '../http/idempotency-claim.decorator';
 import { messageOf } from '../core/errors';
-import { reportEngineEvent } from './engine-events';
+import { logDeferred, reportEngineEvent } from './engine-events';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
@@ -160,10 +160,7 @@ export class ValueRunner {
         this.#report('released', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
         throw outcome.error;
       case 'deferred':
-        this.logger.error(
-          `the result of ${call.name} could not be recorded yet (${messageOf(outcome.error)}); the key stays held ` +
-            'and the store is retried in the background',
-        );
+        logDeferred(this.logger, call.name, outcome.error);
         this.#report('deferred', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
         return { kind: 'refused', reason: 'completion-failed', error: outcome.error };
       default:

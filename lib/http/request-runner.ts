@@ -18,7 +18,7 @@ import type { ClaimedResult } from '../core/insert-result';
 import type { Lease } from '../core/lease';
 import type { StoreOperations } from '../core/store-operations';
 import { messageOf } from '../core/errors';
-import { reportEngineEvent } from '../handler/engine-events';
+import { logDeferred, reportEngineEvent } from '../handler/engine-events';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import { signalWhenClientGone } from './client-gone';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
@@ -277,10 +277,7 @@ export class RequestRunner {
         this.#report('released', request, claimed.fencingToken, undefined, outcome.error);
         throw outcome.error;
       case 'deferred':
-        this.logger.error(
-          `the result of ${route.name} could not be recorded yet (${messageOf(outcome.error)}); the key stays held ` +
-            'and the store is retried in the background',
-        );
+        logDeferred(this.logger, route.name, outcome.error);
         this.#report('deferred', request, claimed.fencingToken, 503, outcome.error);
         this.#answerInstead(request, route.completionFailed);
         return undefined;
