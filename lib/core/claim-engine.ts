@@ -445,8 +445,7 @@ function completeHeld(
       firstAttempt = { error };
     }
   }
-  return completeBefore(store, key, held.completed, held.fencingToken, ttlMs, deadline, firstAttempt).then(
-    (outcome) => outcome,
+  return completeBefore(store, key, held.completed, held.fencingToken, ttlMs, deadline, firstAttempt).catch(
     (error: unknown) => defer(request, response, held, error, listener),
   );
 }
@@ -597,11 +596,4 @@ export async function settleDeferredCompletions(
     abandoned++;
   }
   return abandoned;
-}
-
-/** Background completions still running on the stores `belongsTo` accepts. @internal */
-export function deferredCompletions(belongsTo: (store: StoreOperations) => boolean): number {
-  let n = 0;
-  for (const control of deferredTasks.values()) if (belongsTo(control.store)) n++;
-  return n;
 }

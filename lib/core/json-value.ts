@@ -50,13 +50,13 @@ export function jsonValueResponse(value: unknown, options?: JsonValueOptions): C
 function dateRecorder(dates: string[][]): (this: unknown, key: string, value: unknown) => unknown {
   const paths = new WeakMap<object, string[]>();
   return function (this: unknown, key, value) {
+    // The path is made only for a Date or an object, not for every member.
+    const isDate = (this as Record<string, unknown>)[key] instanceof Date;
+    if (isDate ? typeof value !== 'string' : typeof value !== 'object' || value === null) return value;
     const parent = paths.get(this as object);
     const path = parent === undefined ? [] : [...parent, key];
-    if ((this as Record<string, unknown>)[key] instanceof Date) {
-      if (typeof value === 'string') dates.push(path);
-    } else if (typeof value === 'object' && value !== null) {
-      paths.set(value, path);
-    }
+    if (isDate) dates.push(path);
+    else paths.set(value as object, path);
     return value;
   };
 }

@@ -99,7 +99,8 @@ export class GraphqlEntry {
         ),
       );
     }
-    const fingerprint = handler.strategy.compute(operationOf(info), fingerprintJson(args) ?? '');
+    const operation = operationOf(info);
+    const fingerprint = handler.strategy.compute(operation, fingerprintJson(args) ?? '');
     return this.runner
       .run(
         {
@@ -107,7 +108,7 @@ export class GraphqlEntry {
           clientKey,
           key,
           fingerprint,
-          label: `GRAPHQL ${operationOf(info)}`,
+          label: `GRAPHQL ${operation}`,
           name: handler.name,
           stores: 'json-with-dates',
           claimFor: handler.wantsClaim ? callToken(context) : undefined,

@@ -114,7 +114,7 @@ export class RpcEntry {
           break; // not handled: thrown, so a transport that redelivers can
       }
     }
-    throw rpcProblem(refusalProblem(answer.reason, REUSED, answer.kind === 'refused' ? answer.detail : undefined));
+    throw rpcProblem(refusalProblem(answer.reason, REUSED, answer.detail));
   }
 
   #refuse(handler: RpcHandler, problem: ProblemDetails): Promise<never> {
