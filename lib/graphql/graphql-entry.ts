@@ -5,11 +5,11 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { storeKeyFor } from '../core/store-key';
 import { keyInvalidProblem, keyMissingProblem, refusalProblem } from '../handler/handler-problems';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
+import { principalOf, UnnamedUserWarnings } from '../handler/principal';
 import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
 import { callToken } from '../http/call-token';
 import { readKeyHeader } from '../http/key-header';
-import { defaultScope, type ResolvedIdempotencyOptions } from '../idempotency.providers';
-import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import { graphqlProblem } from './graphql-error';
 import { clientGoneSignal, graphqlRequestOf } from './graphql-http';
 import { isRootMutationField, type ResolveInfoShape, resolveInfoOf } from './graphql-resolver';
@@ -38,8 +38,7 @@ export class GraphqlEntry {
    * far: every operation of a batch gets its own context, but they share the request.
    */
   readonly #keysInRequest = new WeakMap<object, Set<string>>();
-  /** Resolvers already warned about an unscoped `request.user`. */
-  readonly #warnedUnscoped = new WeakSet<object>();
+  readonly #unnamedUsers = new UnnamedUserWarnings();
 
   constructor(
     moduleOptions: ResolvedIdempotencyOptions,
@@ -87,7 +86,11 @@ export class GraphqlEntry {
       if (!(error instanceof IdempotencyKeyError)) throw error;
       return Promise.reject(graphqlProblem(keyInvalidProblem(error.message)));
     }
-    const key = storeKeyFor(clientKey, this.#principal(handler, req));
+    // Scoped to the principal of the HTTP request, as for HTTP routes.
+    const principal = principalOf(options.scope, req, () =>
+      this.#unnamedUsers.warnOnce(handler, handler.name, this.logger),
+    );
+    const key = storeKeyFor(clientKey, principal);
     if (this.#usedInRequest(req ?? graphqlContext, key)) {
       return Promise.reject(
         graphqlProblem(
@@ -117,25 +120,6 @@ export class GraphqlEntry {
         () => next.handle(),
       )
       .then(answerOf);
-  }
-
-  /** The principal the key belongs to, from the HTTP request as for HTTP routes, or `undefined`. */
-  #principal(handler: HandlerBase, req: IdempotencyRequest | undefined): string | undefined {
-    const scope = handler.options.scope;
-    if (scope === false || req === undefined) return undefined;
-    const principal = scope(req);
-    if (typeof principal === 'string' && principal.length > 0) return principal;
-    if (typeof principal === 'number' || typeof principal === 'bigint') return String(principal);
-    const user = req.user;
-    if (scope === defaultScope && typeof user === 'object' && user !== null && !this.#warnedUnscoped.has(handler)) {
-      this.#warnedUnscoped.add(handler);
-      this.logger.warn(
-        `${handler.name}: request.user has no id, sub or userId, so its keys are not scoped to a principal and ` +
-          'users could replay each other\'s results; set the "scope" option (a function of the request) or ' +
-          'scope: false to silence this',
-      );
-    }
-    return undefined;
   }
 
   /** Records `key` for the request; whether another mutation field of it had it already. */

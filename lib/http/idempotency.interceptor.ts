@@ -9,7 +9,8 @@ import { RpcEntry } from '../rpc/rpc-entry';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
-import { defaultScope, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { principalOf } from '../handler/principal';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 import { callToken } from './call-token';
 import { type HttpPlatform, platformOf } from './http-platform';
@@ -191,15 +192,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   /** The principal the key belongs to, or `undefined` for none. */
   protected getScope(context: ExecutionContext, options: ResolvedIdempotencyOptions): string | undefined {
-    if (options.scope === false) return undefined;
-    const req = context.getArgByIndex(0);
-    const principal = options.scope(req);
-    if (typeof principal === 'string' && principal.length > 0) return principal;
-    if (typeof principal === 'number' || typeof principal === 'bigint') return String(principal);
-    if (options.scope === defaultScope && typeof req?.user === 'object' && req.user !== null) {
-      this.#routes.warnUnscopedUserOnce(context, this.logger);
-    }
-    return undefined;
+    return principalOf(options.scope, context.getArgByIndex(0), () =>
+      this.#routes.warnUnscopedUserOnce(context, this.logger),
+    );
   }
 
   /** The key under which the request is stored: the client's key, scoped to the principal. */

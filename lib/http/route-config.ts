@@ -11,6 +11,7 @@ import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/cl
 import { ApplicationConfig, Reflector } from '@nestjs/core';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
+import { UnnamedUserWarnings } from '../handler/principal';
 import type { CachedResponse } from '../core/cached-response';
 import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
 import { problemResponse, ReplayHeaders, statusOfError } from './response-capture';
@@ -75,21 +76,12 @@ export class RouteConfigs {
     );
   }
 
-  readonly #warnedUnscoped = new WeakSet<object>();
+  readonly #unnamedUsers = new UnnamedUserWarnings();
 
-  /**
-   * An authenticated `request.user` the default scope cannot name (no id, sub or userId) would
-   * share keys with every other user of the route: says so, once per route.
-   */
+  /** Warns, once per route, of a `request.user` the default scope cannot name. */
   warnUnscopedUserOnce(context: ExecutionContext, logger: { warn(message: string): void }): void {
     const handler = context.getHandler();
-    if (this.#warnedUnscoped.has(handler)) return;
-    this.#warnedUnscoped.add(handler);
-    logger.warn(
-      `${context.getClass().name}.${handler.name}(): request.user has no id, sub or userId, so its keys are not ` +
-        'scoped to a principal and users could replay each other\'s responses; set the "scope" option ' +
-        '(a function of the request) or scope: false to silence this',
-    );
+    this.#unnamedUsers.warnOnce(handler, `${context.getClass().name}.${handler.name}()`, logger);
   }
 
   /** The route of `context`, or `null` when it is not `@Idempotent()`. */
