@@ -1,9 +1,8 @@
 import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
 import { fingerprintJson } from '../core/canonical-json';
-import { IdempotencyKeyError } from '../core/errors';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { storeKeyFor } from '../core/store-key';
-import { keyInvalidProblem, keyMissingProblem, refusalProblem } from '../handler/handler-problems';
+import { callKeyOf, refusalProblem } from '../handler/handler-problems';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
 import { principalOf, UnnamedUserWarnings } from '../handler/principal';
 import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
@@ -67,25 +66,18 @@ export class GraphqlEntry {
     const graphqlContext: unknown = context.getArgByIndex(2);
     const req = graphqlRequestOf(graphqlContext);
     const options = handler.options;
-    let clientKey: IdempotencyKey;
-    try {
-      const text =
+    const clientKey = callKeyOf(
+      () =>
         options.key !== undefined
           ? options.key(args, graphqlContext)
           : req === undefined
             ? undefined
-            : readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey);
-      if (text === undefined || text === null) {
-        if (!options.required) return undefined;
-        const where = options.key === undefined ? `the ${options.headerName} header` : 'key option';
-        return Promise.reject(graphqlProblem(keyMissingProblem(where)));
-      }
-      if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
-      clientKey = new IdempotencyKey(text);
-    } catch (error) {
-      if (!(error instanceof IdempotencyKeyError)) throw error;
-      return Promise.reject(graphqlProblem(keyInvalidProblem(error.message)));
-    }
+            : readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey),
+      options.required,
+      options.key === undefined ? `the ${options.headerName} header` : 'key option',
+    );
+    if (clientKey === undefined) return undefined;
+    if (!(clientKey instanceof IdempotencyKey)) return Promise.reject(graphqlProblem(clientKey));
     // Scoped to the principal of the HTTP request, as for HTTP routes.
     const principal = principalOf(options.scope, req, () =>
       this.#unnamedUsers.warnOnce(handler, handler.name, this.logger),

@@ -1,3 +1,5 @@
+import { IdempotencyKeyError } from '../core/errors';
+import { IdempotencyKey } from '../core/idempotency-key';
 import { Problems, type ProblemDetails } from '../http/problem-details';
 import type { ValueRefusal } from './value-runner';
 
@@ -10,6 +12,27 @@ import type { ValueRefusal } from './value-runner';
 /** The call requires a key and has none (400). `where` says where the key was looked for. */
 export function keyMissingProblem(where: string): ProblemDetails {
   return { ...Problems.keyMissing(''), detail: `This handler requires an idempotency key (${where}).` };
+}
+
+/**
+ * The key of a call, from `read` (which may throw `IdempotencyKeyError` for a malformed key): the
+ * key, the 400 problem to answer with, or `undefined` when the call has no key and runs unguarded.
+ * `missingWhere` says where the key was looked for.
+ */
+export function callKeyOf(
+  read: () => unknown,
+  required: boolean,
+  missingWhere: string,
+): IdempotencyKey | ProblemDetails | undefined {
+  try {
+    const text = read();
+    if (text === undefined || text === null) return required ? keyMissingProblem(missingWhere) : undefined;
+    if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
+    return new IdempotencyKey(text);
+  } catch (error) {
+    if (!(error instanceof IdempotencyKeyError)) throw error;
+    return keyInvalidProblem(error.message);
+  }
 }
 
 /** The key is malformed (400). */

@@ -1,8 +1,7 @@
 import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
 import { canonicalJson, fingerprintJson } from '../core/canonical-json';
-import { IdempotencyKeyError } from '../core/errors';
 import { IdempotencyKey } from '../core/idempotency-key';
-import { keyInvalidProblem, keyMissingProblem, refusalProblem } from '../handler/handler-problems';
+import { callKeyOf, refusalProblem } from '../handler/handler-problems';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
 import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
 import { callToken } from '../http/call-token';
@@ -61,22 +60,13 @@ export class RpcEntry {
     if (handler === null || this.skip(context)) return undefined;
     const data: unknown = context.getArgByIndex(0);
     const options = handler.options;
-    let clientKey: IdempotencyKey;
-    try {
-      const text = options.key === undefined ? defaultKey(data) : options.key(data, context.getArgByIndex(1));
-      if (text === undefined || text === null) {
-        if (!options.required) return undefined;
-        return this.#refuse(
-          handler,
-          keyMissingProblem(options.key === undefined ? 'data.idempotencyKey' : 'key option'),
-        );
-      }
-      if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
-      clientKey = new IdempotencyKey(text);
-    } catch (error) {
-      if (!(error instanceof IdempotencyKeyError)) throw error;
-      return this.#refuse(handler, keyInvalidProblem(error.message));
-    }
+    const clientKey = callKeyOf(
+      () => (options.key === undefined ? defaultKey(data) : options.key(data, context.getArgByIndex(1))),
+      options.required,
+      options.key === undefined ? 'data.idempotencyKey' : 'key option',
+    );
+    if (clientKey === undefined) return undefined;
+    if (!(clientKey instanceof IdempotencyKey)) return this.#refuse(handler, clientKey);
     const body = fingerprintJson(data) ?? '';
     const fingerprint = handler.strategy.compute(`${handler.kind} ${handler.pattern}`, body);
     return this.runner
