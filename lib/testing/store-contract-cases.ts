@@ -671,14 +671,15 @@ const claimBuilderCases: ContractCase[] = [
     async run({ store, ms, sleep }) {
       const key = IdempotencyKey.default();
       const slow = store
-        .claim(key, ms(150))
+        // Renewed every third of the lease: a stall of up to two thirds of it (200 ms) is tolerated.
+        .claim(key, ms(300))
         .fingerprint('POST /slow', '')
         .executeOrReplay(LONG, async () => {
-          await sleep(500);
+          await sleep(1000);
           return response();
         });
       try {
-        await sleep(300); // two leases later
+        await sleep(600); // two leases later
         const meanwhile = await store.tryInsert(key, new IdempotencyEntry(strategy.compute('POST /slow', ''), LONG));
         check.equal(meanwhile.kind, 'exists', 'a claim two leases into the side effect');
       } finally {

@@ -30,7 +30,7 @@ export interface StoreContractOptions {
   describe(name: string, fn: () => void): unknown;
   /**
    * Declares one case; `fn` runs it, and rejects when it fails. On a local server each case takes
-   * well under a second at `timeScale` 1 (the longest waits about half a second); to give every
+   * at most about a second at `timeScale` 1 (the longest waits a second); to give every
    * case a timeout of its own, pass a wrapper, e.g. `it: (name, fn) => it(name, fn, 10_000)` in Jest.
    */
   it(name: string, fn: () => Promise<void>): unknown;
