@@ -11,7 +11,7 @@ import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-
  * | offset   | bytes | field                                                                   |
  * |----------|-------|-------------------------------------------------------------------------|
  * | 0        | 1     | format version, the byte 0x02                                           |
- * | 1        | 1     | state: `p` processing, `c` completed                                    |
+ * | 1        | 1     | state: `p` processing, `w` processing and found in flight, `c` completed |
  * | 2        | 16    | fencing token number, 16 lowercase hex digits (the claim script's INCR) |
  * | 18       | 22    | the claim's nonce, base64url                                            |
  * | 40       | 32    | fingerprint, 32 lowercase hex digits                                    |
@@ -23,7 +23,10 @@ import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-
  *
  * Bytes 2 to 39 are the claim id (token and nonce). The scripts in `lua/` only compare fixed
  * byte ranges of the header with strings this module builds: a check is one string comparison,
- * and the header is read with GETRANGE, never with the body.
+ * and the header is read with GETRANGE, never with the body. State `w` is a processing entry that
+ * a claim found in flight (the claim script marks it): only its completion or release is
+ * announced to the requests waiting for the key, so an entry nobody asked for ends without a
+ * message. The scripts' common path expects `p`; `w` takes their slower one.
  * @internal
  */
 export const FORMAT_VERSION = 2;
@@ -45,6 +48,7 @@ export const NO_CLAIM = '~'.repeat(CLAIM_ID_LENGTH);
 const NONCE_LENGTH = 22;
 const FINGERPRINT_HEX = 32;
 const STATE_PROCESSING = 0x70; // 'p'
+const STATE_WATCHED = 0x77; // 'w': processing, found in flight by a claim
 const STATE_COMPLETED = 0x63; // 'c'
 const TOKEN_HEX = /^[0-9a-f]{16}$/;
 const NONCE = /^[0-9A-Za-z_-]{22}$/;
@@ -127,7 +131,7 @@ export function decodeEntry(value: Buffer, where: string): AnyEntry {
     const ttl = assertDuration('ttl', value.readUIntBE(72, 6));
     const statusCode = value.readUInt16BE(78);
     const metaBytes = value.readUInt32BE(80);
-    if (state === STATE_PROCESSING) {
+    if (state === STATE_PROCESSING || state === STATE_WATCHED) {
       if (value.length !== HEADER_BYTES || statusCode !== 0 || metaBytes !== 0) {
         throw new Error('a processing entry carries a response');
       }

@@ -24,7 +24,8 @@ const IDLE_MS = 5_000;
 
 /**
  * The requests waiting for keys in flight (`waitMs`), woken by the messages the complete and
- * remove scripts publish on the shard channel named like the entry. One subscriber connection
+ * remove scripts publish on the shard channel named like the entry (for entries a claim found in
+ * flight, as each waiter's own claim did). One subscriber connection
  * per store, made on first use; each key's channel is subscribed while someone waits on it (and a
  * little after), and re-subscribed by ioredis after a reconnect.
  *

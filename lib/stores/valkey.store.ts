@@ -398,10 +398,11 @@ export class ValkeyStore extends IdempotencyStore {
   }
 
   /**
-   * Resolves when the entry under `key` is completed or released (the scripts announce both on a
-   * shard channel named like the entry, in its slot; the store subscribes through a connection of
-   * its own, made with the client's `duplicate()` on first use), after `timeoutMs` at the latest,
-   * or when `signal` aborts. Expiry is not announced: waiters re-check once a second.
+   * Resolves when the entry under `key` is completed or released, after `timeoutMs` at the latest,
+   * or when `signal` aborts. The scripts announce both on a shard channel named like the entry, in
+   * its slot, for entries a claim found in flight (as the claim of every request that waits did);
+   * the store subscribes through a connection of its own, made with the client's `duplicate()` on
+   * first use. Expiry is not announced: waiters re-check once a second.
    */
   override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return this.#watchers.wait(this.#keysOf(key).entry, this.#closed ? 0 : timeoutMs, signal);

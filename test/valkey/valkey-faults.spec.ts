@@ -606,8 +606,10 @@ describeValkey('ValkeyStore faults', () => {
         names: ['EVALSHA'],
         server: { evalsha: 1, getrange: 1, setrange: 1, pexpire: 1 },
       });
+      // A claim that finds the key in flight marks it (SETRANGE of the state byte), so its end is
+      // announced (SPUBLISH) to whoever waits; a key nobody found in flight ends without one.
       m = await measure(() => store.tryInsert(key, processing(1)));
-      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1 } });
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1, setrange: 1 } });
       m = await measure(() => store.complete(key, entry.complete(response()), token, LONG));
       expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, set: 1, spublish: 1 } });
       m = await measure(() => store.tryInsert(key, processing(1)));
@@ -615,6 +617,19 @@ describeValkey('ValkeyStore faults', () => {
       m = await measure(() => store.get(key));
       expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, get: 1 } });
       m = await measure(() => store.remove(key, token));
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, del: 1 } });
+      const quiet = IdempotencyKey.default();
+      const q = claimed(await store.tryInsert(quiet, processing(1)));
+      m = await measure(() => store.complete(quiet, q.entry.complete(response()), q.fencingToken, LONG));
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, set: 1 } });
+      const released = IdempotencyKey.default();
+      const r = claimed(await store.tryInsert(released, processing(1)));
+      m = await measure(() => store.remove(released, r.fencingToken));
+      expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, del: 1 } });
+      const marked = IdempotencyKey.default();
+      const w = claimed(await store.tryInsert(marked, processing(1)));
+      await store.tryInsert(marked, processing(1));
+      m = await measure(() => store.remove(marked, w.fencingToken));
       expect(m).toEqual({ sent: 1, names: ['EVALSHA'], server: { evalsha: 1, getrange: 1, del: 1, spublish: 1 } });
       m = await measure(() => store.purge(other));
       expect(m).toEqual({ sent: 1, names: ['DEL'], server: { del: 1 } });

@@ -162,6 +162,63 @@ describeValkey('ValkeyStore entry format', () => {
       expect((await store.get(key))?.ttl).toBe(2 ** 46);
     });
 
+    it('a claim that finds an entry in flight changes its state byte to w and nothing else; every script reads w as processing', async () => {
+      const prefix = freshPrefix('f2w');
+      const store = new ValkeyStore(client, { prefix });
+      const key = IdempotencyKey.default();
+      const { entry } = keysOf(prefix, key);
+      const c = claimed(await store.tryInsert(key, processing(1, 20_000)));
+      const before = await client.getBuffer(entry);
+      const found = await store.tryInsert(key, processing(1, LONG));
+      const marked = await client.getBuffer(entry);
+      expect(marked?.toString('latin1', 0, 2)).toBe('\x02w');
+      expect(Buffer.concat([marked!.subarray(0, 1), marked!.subarray(2)])).toEqual(
+        Buffer.concat([before!.subarray(0, 1), before!.subarray(2)]),
+      );
+      // The lease is not extended, and the entry reads as the same processing entry.
+      expect(await client.pttl(entry)).toBeLessThanOrEqual(20_000);
+      expect(await client.pttl(entry)).toBeGreaterThan(15_000);
+      for (const seen of [found.kind === 'exists' ? found.entry : undefined, await store.get(key)]) {
+        expect([seen?.isProcessing(), seen?.fingerprint.equals(fp(1)), seen?.ttl]).toEqual([true, true, 20_000]);
+      }
+      // A second claim leaves a marked entry as it is.
+      expect((await store.tryInsert(key, processing(2))).kind).toBe('exists');
+      expect(await client.getBuffer(entry)).toEqual(marked);
+      // Renewal, fencing and fingerprint checks, then the completion, as for state p.
+      expect(await store.touch(key, c.fencingToken, 25_000)).toBe(FencedOutcome.Applied);
+      expect(await client.pttl(entry)).toBeGreaterThan(20_000);
+      expect((await client.getBuffer(entry))?.toString('latin1', 0, 2)).toBe('\x02w');
+      const stranger = new FencingToken(c.fencingToken.value, 'ZZZZZZZZZZZZZZZZZZZZZZ');
+      expect(await store.touch(key, stranger, LONG)).toBe(FencedOutcome.FencingMismatch);
+      expect(await store.remove(key, stranger)).toBe(FencedOutcome.FencingMismatch);
+      expect(await store.complete(key, processing(1).complete(response()), stranger, LONG)).toBe(
+        FencedOutcome.FencingMismatch,
+      );
+      expect(await store.complete(key, processing(2).complete(response()), c.fencingToken, LONG)).toBe(
+        FencedOutcome.FingerprintMismatch,
+      );
+      expect((await client.getBuffer(entry))?.readUIntBE(72, 6)).toBe(25_000);
+      expect(await store.complete(key, processing(1).complete(response()), c.fencingToken, LONG)).toBe(
+        FencedOutcome.Applied,
+      );
+      const done = await client.getBuffer(entry);
+      expect(done?.toString('latin1', 0, 2)).toBe('\x02c');
+      expect(await store.complete(key, processing(1).complete(response('other')), c.fencingToken, LONG)).toBe(
+        FencedOutcome.Applied,
+      );
+      // A claim on a completed entry marks nothing.
+      expect((await store.tryInsert(key, processing(1))).kind).toBe('exists');
+      expect(await client.getBuffer(entry)).toEqual(done);
+
+      // The holder's release of a marked entry.
+      const other = IdempotencyKey.default();
+      const d = claimed(await store.tryInsert(other, processing(1)));
+      expect((await store.tryInsert(other, processing(1))).kind).toBe('exists');
+      expect((await client.getBuffer(keysOf(prefix, other).entry))?.toString('latin1', 0, 2)).toBe('\x02w');
+      expect(await store.remove(other, d.fencingToken)).toBe(FencedOutcome.Applied);
+      expect(await client.exists(keysOf(prefix, other).entry)).toBe(0);
+    });
+
     it('keeps token numbers exact up to 2^53 - 1', async () => {
       const prefix = freshPrefix('big');
       const store = new ValkeyStore(client, { prefix });
@@ -418,6 +475,19 @@ describeValkey('ValkeyStore entry format', () => {
         expect([name, await client.getBuffer(entry)]).toEqual([name, value]);
         expect(await client.get(keysOf(store.prefix, key).fence)).toBeNull();
       }
+    });
+
+    it('a malformed processing entry: StoreDecodeError from get and claim; the claim marks its state byte and writes nothing else', async () => {
+      const key = IdempotencyKey.default();
+      const value = formatTwoEntry({ token: 3, nonce: NONCE, fingerprint: 'not hex'.padEnd(32, '!'), ttlMs: LONG });
+      const entry = await set(key, value);
+      for (const run of [() => store.tryInsert(key, processing(1)), () => store.get(key)]) {
+        await expect(run()).rejects.toBeInstanceOf(StoreDecodeError);
+      }
+      const marked = Buffer.from(value);
+      marked.write('w', 1, 'latin1');
+      expect(await client.getBuffer(entry)).toEqual(marked);
+      expect(await client.get(keysOf(store.prefix, key).fence)).toBeNull();
     });
 
     it('a header the scripts cannot read: StoreDecodeError from complete, touch and remove too', async () => {

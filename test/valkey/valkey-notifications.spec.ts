@@ -1,9 +1,10 @@
 /**
- * ValkeyStore.waitForChange: the complete and remove scripts announce the end of a claim on a
- * shard channel named like the entry, and a waiter on another store (another client, as on
- * another app instance) wakes at once, on a standalone server, a 3-primary cluster and Redis 7.
- * The waits here are given 20 s; a working notification ends them in milliseconds, and the test
- * fails if they run into the 10 s sentinel.
+ * ValkeyStore.waitForChange: the complete and remove scripts announce the end of a claim that
+ * another claim found in flight (as a waiter's own claim does, before it waits) on a shard channel
+ * named like the entry, and a waiter on another store (another client, as on another app
+ * instance) wakes at once, on a standalone server, a 3-primary cluster and Redis 7. The waits here
+ * are given 20 s; a working notification ends them in milliseconds, and the test fails if they run
+ * into the 10 s sentinel.
  */
 import { Cluster, Redis } from 'ioredis';
 import { FencedOutcome, IdempotencyKey, ValkeyStore } from '../../lib';
@@ -15,7 +16,7 @@ import {
   startCluster,
   startStandalone,
 } from '../support/valkey-server';
-import { freshPrefix, processing, response, sleep } from './helpers';
+import { freshPrefix, keysOf, processing, response, sleep } from './helpers';
 
 const LONG = 60_000;
 const PATIENCE = 20_000;
@@ -55,10 +56,12 @@ function notificationSuite(name: string, connect: () => Redis | Cluster) {
         const key = IdempotencyKey.default();
         const claim = await holder.tryInsert(key, processing(1, LONG));
         if (claim.kind !== 'claimed') throw new Error('expected a claim');
-        // The first wait on a key ends when its subscription is confirmed (a completion could have
-        // landed before it): the engine then claims again. The second wait is the one notified.
+        // As the engine does: a claim that finds the key in flight, then a wait. The first wait on
+        // a key ends when its subscription is confirmed (a completion could have landed before
+        // it): the engine then claims again. The second wait is the one notified.
+        expect((await waiter.tryInsert(key, processing(1, LONG))).kind).toBe('exists');
         await waiter.waitForChange(key, PATIENCE);
-        expect((await waiter.get(key))?.isProcessing()).toBe(true);
+        expect((await waiter.tryInsert(key, processing(1, LONG))).kind).toBe('exists');
         const waiting = waiter.waitForChange(key, PATIENCE);
         await sleep(50);
         const outcome =
@@ -76,6 +79,7 @@ function notificationSuite(name: string, connect: () => Redis | Cluster) {
       const key = IdempotencyKey.default();
       const claim = await holder.tryInsert(key, processing(1, LONG));
       if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      expect((await waiter.tryInsert(key, processing(1, LONG))).kind).toBe('exists');
       await waiter.waitForChange(key, PATIENCE);
       const waits = Array.from({ length: 20 }, () => woken(waiter.waitForChange(key, PATIENCE)));
       await sleep(50);
@@ -119,6 +123,7 @@ describeValkey('ValkeyStore notifications, standalone Valkey', () => {
       const key = IdempotencyKey.default();
       const claim = await holder.tryInsert(key, processing(1, LONG));
       if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      expect((await waiter.tryInsert(key, processing(1, LONG))).kind).toBe('exists');
       await waiter.waitForChange(key, PATIENCE);
       expect(Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(1);
       // ioredis reconnects and subscribes its channels again.
@@ -135,6 +140,50 @@ describeValkey('ValkeyStore notifications, standalone Valkey', () => {
       await holder.close();
       await waiter.close();
       for (const c of [admin, holderClient, waiterClient]) c.disconnect();
+    }
+  });
+
+  it('announces the end of an entry only when a claim found it in flight', async () => {
+    const prefix = freshPrefix('notify-which');
+    const holderClient = new Redis({ host: server.host, port: server.port });
+    const otherClient = new Redis({ host: server.host, port: server.port });
+    const listener = new Redis({ host: server.host, port: server.port });
+    const holder = new ValkeyStore(holderClient, { prefix, onWarning: () => undefined });
+    const other = new ValkeyStore(otherClient, { prefix, onWarning: () => undefined });
+    const heard: string[] = [];
+    listener.on('smessage', (channel: string, message: string) => heard.push(`${channel} ${message}`));
+    try {
+      const cases = [
+        { end: 'complete', foundInFlight: false },
+        { end: 'remove', foundInFlight: false },
+        { end: 'complete', foundInFlight: true },
+        { end: 'remove', foundInFlight: true },
+      ] as const;
+      for (const { end, foundInFlight } of cases) {
+        const key = IdempotencyKey.default();
+        const channel = keysOf(prefix, key).entry;
+        await listener.ssubscribe(channel);
+        const claim = await holder.tryInsert(key, processing(1, LONG));
+        if (claim.kind !== 'claimed') throw new Error('expected a claim');
+        if (foundInFlight) expect((await other.tryInsert(key, processing(1, LONG))).kind).toBe('exists');
+        // A get is not a claim: it never marks the entry.
+        expect((await other.get(key))?.isProcessing()).toBe(true);
+        const outcome =
+          end === 'complete'
+            ? await holder.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG)
+            : await holder.remove(key, claim.fencingToken);
+        expect(outcome).toBe(FencedOutcome.Applied);
+        const expected = foundInFlight ? [`${channel} ${end === 'complete' ? 'c' : 'r'}`] : [];
+        // A message arrives within milliseconds; 300 ms of silence means none was sent.
+        for (let i = 0; i < 15 && heard.length < expected.length; i++) await sleep(20);
+        await sleep(300);
+        expect([end, foundInFlight, heard.splice(0)]).toEqual([end, foundInFlight, expected]);
+        await listener.sunsubscribe(channel);
+      }
+    } finally {
+      await holder.close();
+      await other.close();
+      for (const c of [holderClient, otherClient, listener]) c.disconnect();
     }
   });
 });

@@ -6,8 +6,14 @@
 -- Returns the new token (integer) when claimed, else the stored entry: its string, or the HGETALL
 -- pairs of a format 1 hash the previous version left. A re-sent claim finds its own nonce in the
 -- stored entry; the caller turns that back into the same claim.
+-- A processing entry (84 bytes, state `p`) found here is marked `w`: its caller may wait for the
+-- key (waitMs), so the complete and remove scripts announce its end. Entries nobody asked for
+-- while in flight end without a message.
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'string' then
+  if #e == 84 and string.byte(e, 2) == 112 then
+    redis.call('SETRANGE', KEYS[1], 1, 'w')
+  end
   return e
 end
 if e then

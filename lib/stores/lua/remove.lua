@@ -5,12 +5,12 @@
 -- ARGV[1] and ARGV[2] header bytes 0-39 of the entry this release expects, processing and
 -- completed (format, state, claim id).
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired.
--- An applied release is announced on the shard channel named like the entry (same slot), to the
--- requests waiting for the key (waitMs).
+-- An applied release of an entry a claim found in flight (state `w`, see claim.lua) is announced
+-- on the shard channel named like the entry (same slot), to the requests waiting for the key
+-- (waitMs).
 local h = redis.pcall('GETRANGE', KEYS[1], 0, 39)
 if h == ARGV[1] or h == ARGV[2] then
   redis.call('DEL', KEYS[1])
-  redis.call('SPUBLISH', KEYS[1], 'r')
   return 0
 end
 local id = string.sub(ARGV[1], 3)
@@ -32,7 +32,12 @@ if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 2
 end
 local s = string.byte(h, 2)
-if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99) then
+if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119) then
   return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
+end
+if s == 119 and string.sub(h, 3) == id then
+  redis.call('DEL', KEYS[1])
+  redis.call('SPUBLISH', KEYS[1], 'r')
+  return 0
 end
 return 1

@@ -3,7 +3,8 @@
 -- in place, so it may run when the server is out of memory (a refused renewal would lose the lease).
 -- KEYS[1] entry.
 -- ARGV[1] header bytes 0-39 of the processing entry this renewal expects (format, state `p`,
--- claim id), ARGV[2] the new lease as header bytes 72-77, ARGV[3] the new lease in ms.
+-- claim id; state `w`, a processing entry a claim found in flight, is renewed too), ARGV[2] the
+-- new lease as header bytes 72-77, ARGV[3] the new lease in ms.
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired (also for a completed entry).
 local h = redis.pcall('GETRANGE', KEYS[1], 0, 39)
 if h == ARGV[1] then
@@ -33,11 +34,16 @@ if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 2
 end
 local s = string.byte(h, 2)
-if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99) then
+if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119) then
   return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
 end
 if string.sub(h, 3) ~= id then
   return 1
+end
+if s == 119 then
+  redis.call('SETRANGE', KEYS[1], 72, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 0
 end
 -- Completed: the lease is over.
 return 2
