@@ -9,7 +9,7 @@
 //   node bench/http.js --json              # the JSON document is the last line of stdout
 //   node bench/http.js --help
 'use strict';
-const { fork } = require('node:child_process');
+const { fork, spawn } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -18,7 +18,15 @@ const autocannon = require('autocannon');
 const { ROOT, DIST, cli, positive, list, median, round, table, loadLibrary, machine, sleep } = require('./lib/common');
 const { HOST, startValkey, snapshot, perOp, describeCalls } = require('./lib/valkey');
 
-const VARIANTS = ['bare', 'floor', 'ours-memory', 'ours-valkey', 'node-idempotency-memory', 'node-idempotency-redis'];
+const VARIANTS = [
+  'bare',
+  'floor',
+  'floor-valkey',
+  'ours-memory',
+  'ours-valkey',
+  'node-idempotency-memory',
+  'node-idempotency-redis',
+];
 // Opt-in: a route with a do-nothing interceptor, the floor of any interceptor-based layer.
 const EXTRA_VARIANTS = ['noop-interceptor'];
 const PLATFORM_VARIANTS = {
@@ -26,7 +34,7 @@ const PLATFORM_VARIANTS = {
   fastify: [...VARIANTS, ...EXTRA_VARIANTS],
 };
 const SCENARIOS = ['fresh', 'replay'];
-const NEEDS_VALKEY = new Set(['ours-valkey', 'node-idempotency-redis']);
+const NEEDS_VALKEY = new Set(['floor-valkey', 'ours-valkey', 'node-idempotency-redis']);
 const OURS_EXPORTS = ['IdempotencyModule', 'Idempotent', 'MemoryStore', 'ValkeyStore'];
 
 // Issue 5 targets (ratio to bare, same platform, same run), and the rival figures it quotes.
@@ -43,6 +51,14 @@ const WRITE_TARGETS = { fresh: 3, replay: 2 };
 const CPU_OVERHEAD_TARGETS = { 'ours-memory': { fresh: 0.3, replay: 0.1 }, 'ours-valkey': { fresh: 1.1, replay: 0.6 } };
 // DESIGN.md section 4: the memory store's CPU over bare within 1.5x of the floor's.
 const FLOOR_TARGETS = { 'ours-memory': 1.5 };
+// The floor each layer is measured against: the in-memory one, or the least a layer built on Valkey
+// scripts must do (its Valkey CPU per request is the yardstick of the Valkey targets).
+const FLOOR_OF = {
+  'ours-memory': 'floor',
+  'node-idempotency-memory': 'floor',
+  'ours-valkey': 'floor-valkey',
+  'node-idempotency-redis': 'floor-valkey',
+};
 const RIVAL_OF = { 'ours-memory': 'node-idempotency-memory', 'ours-valkey': 'node-idempotency-redis' };
 const ISSUE_RIVAL_RATIOS = {
   'node-idempotency-memory': { fresh: 0.8, replay: 0.76 },
@@ -56,13 +72,17 @@ const USAGE = `usage: node bench/http.js [options]   (run \`npm run build\` firs
   --rounds N        interleaved rounds; figures are medians (default 3, at least 3 recommended)
   --connections N   autocannon connections (default 32)
   --variants LIST   comma-separated, from: ${VARIANTS.join(', ')} (default: these; floor is the
-                    least work any in-memory layer must do, inline in the handler),
+                    least work any in-memory layer must do, inline in the handler, and
+                    floor-valkey the least a layer built on Valkey scripts must do),
                     and the opt-in ${EXTRA_VARIANTS.join(', ')} (Nest's interceptor chain alone)
   --platforms LIST  express, fastify (default: both)
   --scenarios LIST  fresh, replay (default: both)
   --pool N          completed keys the replay scenario cycles through (default 1000)
   --json            print one JSON document as the last line of stdout
   --profile         run the servers with --cpu-prof (profiles in bench/results/profiles/)
+  --memory-entries N  after the load, bytes kept per completed entry by each in-memory variant
+                    (bare, floor, ours-memory, node-idempotency-memory) run on the fresh scenario:
+                    bench/memory.js with N fresh keys, one round (default 50000; 0 skips it)
 
 BENCH_DIST=/path/to/dist measures another build of the library (default: dist/), e.g. to compare two
 versions in the same hour; BENCH_AUTOPIPELINE=1 turns on ioredis' enableAutoPipelining for ours-valkey.
@@ -80,12 +100,21 @@ const opts = cli(USAGE, {
   pool: { type: 'string', default: '1000' },
   json: { type: 'boolean', default: false },
   profile: { type: 'boolean', default: false },
+  'memory-entries': { type: 'string', default: '50000' },
 });
 const DURATION = positive('duration', opts.duration);
 const WARMUP = Number(opts.warmup);
 const ROUNDS = Math.round(positive('rounds', opts.rounds));
 const CONNECTIONS = Math.round(positive('connections', opts.connections));
 const POOL = Math.round(positive('pool', opts.pool));
+const MEMORY_ENTRIES = Number(opts['memory-entries']);
+if (!Number.isInteger(MEMORY_ENTRIES) || MEMORY_ENTRIES < 0) {
+  console.error('--memory-entries must be an integer >= 0');
+  process.exit(2);
+}
+// What bench/memory.js measures, and the issue 10 target: bytes per completed small entry.
+const MEMORY_VARIANTS = ['bare', 'floor', 'ours-memory', 'node-idempotency-memory'];
+const BYTES_PER_ENTRY_TARGET = { 'ours-memory': 400 };
 const variantsWanted = list('variants', opts.variants, [...VARIANTS, ...EXTRA_VARIANTS]);
 const platformsWanted = list('platforms', opts.platforms, Object.keys(PLATFORM_VARIANTS));
 const scenariosWanted = list('scenarios', opts.scenarios, SCENARIOS);
@@ -353,7 +382,8 @@ async function measure(server, port, nextKey, useValkey) {
 }
 
 async function runVariant(platform, variant, roundNo) {
-  const idempotent = variant === 'floor' || variant.startsWith('ours-') || variant.startsWith('node-idempotency-');
+  const idempotent =
+    variant.startsWith('floor') || variant.startsWith('ours-') || variant.startsWith('node-idempotency-');
   const useValkey = NEEDS_VALKEY.has(variant);
   if (useValkey) await valkey.admin.flushall();
   const server = await startServer(variant, platform, roundNo);
@@ -494,6 +524,33 @@ function statusOf(r) {
   return r.failed ? `FAIL: ${r.failures.join('; ')}` : 'ok';
 }
 
+/**
+ * Runs bench/memory.js (one round of `MEMORY_ENTRIES` fresh keys per variant and platform) and
+ * answers its JSON document, or null when it failed (the reason is logged).
+ */
+function bytesPerEntry(variants, platforms) {
+  const script = path.join(__dirname, 'memory.js');
+  const args = [script, '--json', '--rounds', '1', '--entries', String(MEMORY_ENTRIES)];
+  args.push('--variants', variants.join(','), '--platforms', platforms.join(','));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    children.add(child);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.once('exit', (code) => {
+      children.delete(child);
+      const last = out.trim().split('\n').pop();
+      try {
+        if (code !== 0) throw new Error(`exit code ${code}`);
+        resolve(JSON.parse(last));
+      } catch (error) {
+        log(`bench/memory.js failed (${error.message}): no bytes per entry in this run`);
+        resolve(null);
+      }
+    });
+  });
+}
+
 async function main() {
   const started = new Date();
   const ours = loadLibrary(OURS_EXPORTS);
@@ -570,12 +627,30 @@ async function main() {
           f.cpuOverBare = round((f.serverCpuUsPerRequest - bareCpu) / bareCpu, 3);
         }
       }
-      // Each layer's CPU over bare as a multiple of the floor's (DESIGN.md: memory within 1.5x).
-      const floor = doc[platform].floor?.[s];
+      // Each layer's CPU over bare as a multiple of its floor's (DESIGN.md: memory within 1.5x).
       for (const [variant, figures] of Object.entries(doc[platform])) {
         const f = figures[s];
-        if (variant === 'bare' || variant === 'floor' || f.cpuOverBare === null) continue;
-        if (floor?.cpuOverBare > 0 && !floor.failed) f.overheadToFloor = round(f.cpuOverBare / floor.cpuOverBare, 2);
+        const floor = doc[platform][FLOOR_OF[variant]]?.[s];
+        if (floor === undefined || f.cpuOverBare === null) continue;
+        if (floor.cpuOverBare > 0 && !floor.failed) f.overheadToFloor = round(f.cpuOverBare / floor.cpuOverBare, 2);
+      }
+    }
+  }
+
+  // Bytes kept per completed entry (issue 10): bench/memory.js in its own processes, after the load.
+  const memoryPlatforms = Object.keys(doc).filter((p) => Object.keys(doc[p]).some((v) => MEMORY_VARIANTS.includes(v)));
+  if (MEMORY_ENTRIES > 0 && scenariosWanted.includes('fresh') && memoryPlatforms.length > 0) {
+    const wanted = MEMORY_VARIANTS.filter((v) => memoryPlatforms.some((p) => doc[p][v] !== undefined));
+    log(`bytes per entry: bench/memory.js --entries ${MEMORY_ENTRIES} --rounds 1 (${wanted.join(', ')})`);
+    const memory = await bytesPerEntry(wanted, memoryPlatforms);
+    for (const platform of memoryPlatforms) {
+      for (const [variant, figures] of Object.entries(doc[platform])) {
+        const m = memory?.[platform]?.[variant];
+        if (figures.fresh === undefined || !MEMORY_VARIANTS.includes(variant)) continue;
+        figures.fresh.bytesPerEntry = m?.bytesPerEntry ?? null;
+        figures.fresh.heapBytesPerEntry = m?.heapBytesPerEntry ?? null;
+        figures.fresh.externalBytesPerEntry = m?.externalBytesPerEntry ?? null;
+        figures.fresh.bodyBytes = m?.bodyBytes ?? null;
       }
     }
   }
@@ -603,6 +678,7 @@ async function main() {
           rt: f.valkeyRoundTripsPerRequest?.toFixed(2),
           vcpu: f.valkeyCpuUsPerRequest?.toFixed(1),
           noise: f.otherLoadCores?.toFixed(2),
+          bytes: f.bytesPerEntry ?? null,
           status: statusOf(f),
         });
       }
@@ -633,6 +709,7 @@ async function main() {
     { key: 'rt', title: 'valkey rt/req' },
     { key: 'vcpu', title: 'valkey CPU us/req' },
     { key: 'noise', title: 'other load' },
+    { key: 'bytes', title: 'bytes/entry' },
     { key: 'status', title: 'status', align: 'left' },
   ];
   console.log(`\n${header}\n${table(rows, columns)}`);
@@ -662,8 +739,10 @@ async function main() {
           if (f.valkeyCpuUsPerRequest !== null) {
             const cpu = f.valkeyCpuUsPerRequest;
             const want = VALKEY_CPU_TARGETS[s];
+            const floor = variants['floor-valkey']?.[s]?.valkeyCpuUsPerRequest;
             lines.push(
-              `${platform} ${variant} ${s}: ${cpu} us Valkey CPU per request, target <= ${want}: ${cpu <= want ? 'meets' : 'misses'}`,
+              `${platform} ${variant} ${s}: ${cpu} us Valkey CPU per request, target <= ${want}: ${cpu <= want ? 'meets' : 'misses'}` +
+                `${floor ? ` (floor-valkey ${floor} us, ${(cpu / floor).toFixed(2)}x)` : ''}`,
             );
           }
           if (f.serverWriteSyscallsPerRequest !== null) {
@@ -690,8 +769,16 @@ async function main() {
         if (floorBound !== undefined && f.overheadToFloor !== null) {
           lines.push(
             `${platform} ${variant} ${s}: CPU over bare ${f.overheadToFloor.toFixed(2)}x the floor's ` +
-              `(${Math.round(variants.floor[s].cpuOverBare * 100)}%), target <= ${floorBound}x: ` +
+              `(${Math.round(variants[FLOOR_OF[variant]][s].cpuOverBare * 100)}%), target <= ${floorBound}x: ` +
               `${f.overheadToFloor <= floorBound ? 'meets' : 'misses'}`,
+          );
+        }
+        const bytesTarget = BYTES_PER_ENTRY_TARGET[variant];
+        if (bytesTarget !== undefined && s === 'fresh' && typeof f.bytesPerEntry === 'number') {
+          const limit = bytesTarget + f.bodyBytes;
+          lines.push(
+            `${platform} ${variant}: ${f.bytesPerEntry} bytes kept per completed entry with a ${f.bodyBytes}-byte body, ` +
+              `target <= ${bytesTarget} + the body = ${limit}: ${f.bytesPerEntry <= limit ? 'meets' : 'misses'}`,
           );
         }
         // DESIGN.md section 4: ahead of the rival on the same store, as a ratio to bare.

@@ -14,6 +14,7 @@ const VARIANTS = [
   'node-idempotency-redis',
   'noop-interceptor',
   'floor',
+  'floor-valkey',
 ];
 const PLATFORMS = ['express', 'fastify'];
 const fs = require('node:fs');
@@ -111,9 +112,78 @@ function floorRoute(platform, work) {
   };
 }
 
+// The two scripts of the `floor-valkey` variant: the least any Valkey layer whose steps are Lua
+// scripts (DESIGN.md section 2) must run. A claim reads the key, and only when it is free draws a
+// token from a counter and stores the processing entry with its lease; a completion checks the
+// entry still holds its token and stores the response with the replay window. Replays are the
+// claim's read.
+const FLOOR_CLAIM = `#!lua
+local e = redis.call('GET', KEYS[1])
+if e then return e end
+local t = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], 'p' .. t, 'PX', ARGV[1])
+return t`;
+const FLOOR_COMPLETE = `#!lua
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`;
+
+/**
+ * The `floor-valkey` variant's route: the `floor` route with its Map replaced by the two scripts
+ * above on one ioredis connection (with `enableAutoPipelining`, so the commands of one turn of
+ * the event loop share a write, as ours do). Tokens are checked, but there are no nonces, no
+ * fingerprint check on completion, no waiters, no key hashing, no expiry of the lease while the
+ * handler runs, no validation: a yardstick for Valkey's CPU per request, not a layer.
+ */
+function floorValkeyRoute(platform, work, client) {
+  const { xxh3 } = require('@node-rs/xxhash');
+  client.defineCommand('floorClaim', { numberOfKeys: 2, lua: FLOOR_CLAIM });
+  client.defineCommand('floorComplete', { numberOfKeys: 1, lua: FLOOR_COMPLETE });
+  const JSON_TYPE = 'application/json; charset=utf-8';
+  const CONFLICT = Buffer.from('{"statusCode":409}');
+  const MISMATCH = Buffer.from('{"statusCode":422}');
+  const send =
+    platform === 'fastify'
+      ? (res, status, bytes, replayed) => {
+          res.code(status).header('content-type', JSON_TYPE);
+          if (replayed) res.header('idempotent-replayed', 'true');
+          res.send(bytes);
+        }
+      : (res, status, bytes, replayed) => {
+          res.status(status).setHeader('content-type', JSON_TYPE);
+          if (replayed) res.setHeader('idempotent-replayed', 'true');
+          res.send(bytes);
+        };
+  return async function create(body, req, res) {
+    const key = `bench:{0}:e:${req.headers['idempotency-key']}`;
+    const fingerprint = xxh3.xxh128(`${req.method} ${req.originalUrl ?? req.url}\n${canonical(body)}`).toString(16);
+    const claimed = await client.floorClaimBuffer(key, 'bench:{0}:fence', 10_000);
+    if (typeof claimed !== 'number') {
+      // 'c', 32 hex digits of fingerprint, the body; or 'p' and a token while in flight.
+      if (claimed[0] !== 0x63) return send(res, 409, CONFLICT, false);
+      if (claimed.toString('latin1', 1, 33) !== fingerprint.padStart(32, '0')) return send(res, 422, MISMATCH, false);
+      return send(res, 201, claimed.subarray(33), true);
+    }
+    const bytes = Buffer.from(JSON.stringify(work(body)));
+    const entry = Buffer.concat([Buffer.from(`c${fingerprint.padStart(32, '0')}`, 'latin1'), bytes]);
+    await client.floorComplete(key, `p${claimed}`, entry, 86_400_000);
+    send(res, 201, bytes, false);
+  };
+}
+
 function idempotencyFor(name) {
   // Answers { imports, routeDecorators, close } for the variant's idempotency layer.
   if (name === 'bare' || name === 'floor') return { imports: [], routeDecorators: [] };
+  if (name === 'floor-valkey') {
+    const Redis = require('ioredis');
+    const client = new Redis(valkeyUrl, { enableAutoPipelining: true });
+    return {
+      imports: [],
+      routeDecorators: [],
+      client,
+      close: async () => client.quit().catch(() => client.disconnect()),
+    };
+  }
   if (name === 'noop-interceptor') {
     // The floor of any interceptor-based layer: Nest's interceptor chain around the handler.
     const { Injectable, UseInterceptors } = require('@nestjs/common');
@@ -184,8 +254,9 @@ async function main() {
     }
   }
   const params = [(target, key) => Body()(target, key, 0)];
-  if (variant === 'floor') {
-    OrdersController.prototype.create = floorRoute(platform, work);
+  if (variant === 'floor' || variant === 'floor-valkey') {
+    OrdersController.prototype.create =
+      variant === 'floor' ? floorRoute(platform, work) : floorValkeyRoute(platform, work, layer.client);
     params.push(
       (target, key) => Req()(target, key, 1),
       (target, key) => Res()(target, key, 2),
@@ -196,7 +267,7 @@ async function main() {
     Post('orders'),
     ...layer.routeDecorators,
     ...params,
-    Reflect.metadata('design:paramtypes', variant === 'floor' ? [Object, Object, Object] : [Object]),
+    Reflect.metadata('design:paramtypes', params.length === 3 ? [Object, Object, Object] : [Object]),
   ]);
 
   class StatsController {
