@@ -257,11 +257,11 @@ export class ValkeyStore extends IdempotencyStore {
       const durable = this.#durable;
       reply = await this.#run('claim', () =>
         durable === undefined
-          ? (sent = this.#claim(keys.entry, keys.fence, tail, String(entry.ttl)))
+          ? (sent = this.#claim(keys.entry, keys.fence, tail))
           : (sent = durable
               .send(
                 'claim',
-                [keys.entry, keys.fence, tail, String(entry.ttl)],
+                [keys.entry, keys.fence, tail],
                 undefined,
                 (r) =>
                   // What the key holds (a replay, in flight, another request) answers at once.

@@ -75,6 +75,15 @@ describeValkey('ValkeyStore entry format', () => {
         }),
       );
       expect(raw?.toString('latin1', 0, 18)).toBe('\x02p0000000000000001');
+      // The claim script reads the lease from those bytes: the key lives exactly that long.
+      expect(await client.pttl(entry)).toBeGreaterThan(25_000);
+      expect(await client.pttl(entry)).toBeLessThanOrEqual(30_000);
+      for (const lease of [2 ** 32 + 7, 2 ** 46]) {
+        const other = IdempotencyKey.default();
+        claimed(await store.tryInsert(other, processing(1, lease)));
+        const pttl = await client.pttl(keysOf(prefix, other).entry);
+        expect([lease, pttl <= lease && pttl > lease - 5_000]).toEqual([lease, true]);
+      }
     });
 
     it('stores a completion in place: state c, the replay window, status, metadata, then the raw body', async () => {

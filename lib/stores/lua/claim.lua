@@ -1,8 +1,9 @@
 #!lua
 -- nestjs-idempotent ValkeyStore: claim (entry format 2, see valkey-codec.ts).
 -- KEYS[1] entry, KEYS[2] fencing counter of the key's bucket (same hash tag).
--- ARGV[1] the entry's bytes after its token (nonce, fingerprint, lease, empty response fields),
--- ARGV[2] lease in ms.
+-- ARGV[1] the entry's bytes after its token (nonce, fingerprint, lease, empty response fields);
+-- the lease in ms is read from its bytes 55-60 (6 bytes, big-endian), so a replay is sent one
+-- argument fewer.
 -- Returns the new token (integer) when claimed, else the stored entry: its string, or the HGETALL
 -- pairs of a format 1 hash the previous version left. A re-sent claim finds its own nonce in the
 -- stored entry; the caller turns that back into the same claim.
@@ -26,5 +27,7 @@ local t = redis.pcall('INCR', KEYS[2])
 if type(t) == 'table' then
   return redis.error_reply('IDEMCORRUPT fencing counter: ' .. t.err)
 end
-redis.call('SET', KEYS[1], '\2p' .. string.format('%016x', t) .. ARGV[1], 'PX', ARGV[2])
+local l1, l2, l3, l4, l5, l6 = string.byte(ARGV[1], 55, 60)
+local lease = ((((l1 * 256 + l2) * 256 + l3) * 256 + l4) * 256 + l5) * 256 + l6
+redis.call('SET', KEYS[1], '\2p' .. string.format('%016x', t) .. ARGV[1], 'PX', lease)
 return t
