@@ -223,4 +223,4 @@ function describeCalls(calls) {
     .join(', ');
 }
 
-module.exports = { HOST, freePort, findBinary, startValkey, snapshot, perOp, describeCalls, parseInfo };
+module.exports = { HOST, freePort, findBinary, serverVersion, startValkey, snapshot, perOp, describeCalls, parseInfo };

@@ -112,33 +112,16 @@ function floorRoute(platform, work) {
   };
 }
 
-// The two scripts of the `floor-valkey` variant: the least any Valkey layer whose steps are Lua
-// scripts (DESIGN.md section 2) must run. A claim reads the key, and only when it is free draws a
-// token from a counter and stores the processing entry with its lease; a completion checks the
-// entry still holds its token and stores the response with the replay window. Replays are the
-// claim's read.
-const FLOOR_CLAIM = `#!lua
-local e = redis.call('GET', KEYS[1])
-if e then return e end
-local t = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], 'p' .. t, 'PX', ARGV[1])
-return t`;
-const FLOOR_COMPLETE = `#!lua
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1`;
-
 /**
  * The `floor-valkey` variant's route: the `floor` route with its Map replaced by the two scripts
- * above on one ioredis connection (with `enableAutoPipelining`, so the commands of one turn of
+ * of `floor-valkey.js` on one ioredis connection (with `enableAutoPipelining`, so the commands of one turn of
  * the event loop share a write, as ours do). Tokens are checked, but there are no nonces, no
  * fingerprint check on completion, no waiters, no key hashing, no expiry of the lease while the
  * handler runs, no validation: a yardstick for Valkey's CPU per request, not a layer.
  */
 function floorValkeyRoute(platform, work, client) {
   const { xxh3 } = require('@node-rs/xxhash');
-  client.defineCommand('floorClaim', { numberOfKeys: 2, lua: FLOOR_CLAIM });
-  client.defineCommand('floorComplete', { numberOfKeys: 1, lua: FLOOR_COMPLETE });
+  const scripts = require('./floor-valkey').floorScripts(client);
   const JSON_TYPE = 'application/json; charset=utf-8';
   const CONFLICT = Buffer.from('{"statusCode":409}');
   const MISMATCH = Buffer.from('{"statusCode":422}');
@@ -155,9 +138,9 @@ function floorValkeyRoute(platform, work, client) {
           res.send(bytes);
         };
   return async function create(body, req, res) {
-    const key = `bench:{0}:e:${req.headers['idempotency-key']}`;
+    const key = req.headers['idempotency-key'];
     const fingerprint = xxh3.xxh128(`${req.method} ${req.originalUrl ?? req.url}\n${canonical(body)}`).toString(16);
-    const claimed = await client.floorClaimBuffer(key, 'bench:{0}:fence', 10_000);
+    const claimed = await scripts.claim(key, 10_000);
     if (typeof claimed !== 'number') {
       // 'c', 32 hex digits of fingerprint, the body; or 'p' and a token while in flight.
       if (claimed[0] !== 0x63) return send(res, 409, CONFLICT, false);
@@ -166,7 +149,7 @@ function floorValkeyRoute(platform, work, client) {
     }
     const bytes = Buffer.from(JSON.stringify(work(body)));
     const entry = Buffer.concat([Buffer.from(`c${fingerprint.padStart(32, '0')}`, 'latin1'), bytes]);
-    await client.floorComplete(key, `p${claimed}`, entry, 86_400_000);
+    await scripts.complete(key, claimed, entry, 86_400_000);
     send(res, 201, bytes, false);
   };
 }
