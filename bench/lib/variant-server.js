@@ -74,6 +74,22 @@ function canonical(value) {
   return `${out}}`;
 }
 
+/** How the floor routes answer: status, JSON type, the replay marker when replayed, the bytes. */
+function floorSend(platform) {
+  const JSON_TYPE = 'application/json; charset=utf-8';
+  return platform === 'fastify'
+    ? (res, status, bytes, replayed) => {
+        res.code(status).header('content-type', JSON_TYPE);
+        if (replayed) res.header('idempotent-replayed', 'true');
+        res.send(bytes);
+      }
+    : (res, status, bytes, replayed) => {
+        res.status(status).setHeader('content-type', JSON_TYPE);
+        if (replayed) res.setHeader('idempotent-replayed', 'true');
+        res.send(bytes);
+      };
+}
+
 /**
  * The `floor` variant's route: the least work any in-memory idempotency layer has to do, written
  * inline in the handler. It reads the key, fingerprints method, path and canonical body with
@@ -84,20 +100,8 @@ function canonical(value) {
 function floorRoute(platform, work) {
   const { xxh3 } = require('@node-rs/xxhash');
   const entries = new Map();
-  const JSON_TYPE = 'application/json; charset=utf-8';
   const MISMATCH = Buffer.from('{"statusCode":422}');
-  const send =
-    platform === 'fastify'
-      ? (res, status, bytes, replayed) => {
-          res.code(status).header('content-type', JSON_TYPE);
-          if (replayed) res.header('idempotent-replayed', 'true');
-          res.send(bytes);
-        }
-      : (res, status, bytes, replayed) => {
-          res.status(status).setHeader('content-type', JSON_TYPE);
-          if (replayed) res.setHeader('idempotent-replayed', 'true');
-          res.send(bytes);
-        };
+  const send = floorSend(platform);
   return function create(body, req, res) {
     const key = req.headers['idempotency-key'];
     const fingerprint = xxh3.xxh128(`${req.method} ${req.originalUrl ?? req.url}\n${canonical(body)}`);
@@ -122,21 +126,9 @@ function floorRoute(platform, work) {
 function floorValkeyRoute(platform, work, client) {
   const { xxh3 } = require('@node-rs/xxhash');
   const scripts = require('./floor-valkey').floorScripts(client);
-  const JSON_TYPE = 'application/json; charset=utf-8';
   const CONFLICT = Buffer.from('{"statusCode":409}');
   const MISMATCH = Buffer.from('{"statusCode":422}');
-  const send =
-    platform === 'fastify'
-      ? (res, status, bytes, replayed) => {
-          res.code(status).header('content-type', JSON_TYPE);
-          if (replayed) res.header('idempotent-replayed', 'true');
-          res.send(bytes);
-        }
-      : (res, status, bytes, replayed) => {
-          res.status(status).setHeader('content-type', JSON_TYPE);
-          if (replayed) res.setHeader('idempotent-replayed', 'true');
-          res.send(bytes);
-        };
+  const send = floorSend(platform);
   return async function create(body, req, res) {
     const key = req.headers['idempotency-key'];
     const fingerprint = xxh3.xxh128(`${req.method} ${req.originalUrl ?? req.url}\n${canonical(body)}`).toString(16);
