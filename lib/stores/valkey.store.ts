@@ -312,7 +312,7 @@ export class ValkeyStore extends IdempotencyStore {
     }
     if (token === undefined) return;
     const id = claimId(token, nonce);
-    this.#run('remove', () => this.#remove(entryKey, PROCESSING + id, COMPLETED + id)).catch(() => undefined);
+    this.#release(entryKey, id).catch(() => undefined);
   }
 
   async complete(
@@ -360,15 +360,20 @@ export class ValkeyStore extends IdempotencyStore {
     }
     if (failure === undefined) return;
     const id = claimId(token, nonce);
-    await this.#run('remove', () => this.#remove(keys.entry, PROCESSING + id, COMPLETED + id)).catch(() => undefined);
+    await this.#release(keys.entry, id).catch(() => undefined);
     throw failure;
+  }
+
+  /** Runs the remove script for the claim `id` (token and nonce): its processing or completed entry. */
+  #release(entryKey: string, id: string): Promise<unknown> {
+    return this.#run('remove', () => this.#remove(entryKey, PROCESSING + id, COMPLETED + id));
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
     const keys = this.#keysOf(key);
     const id = claimIdOf(fencingToken);
     return outcomeOf(
-      await this.#run('remove', () => this.#remove(keys.entry, PROCESSING + id, COMPLETED + id)),
+      await this.#release(keys.entry, id),
       keys.entry,
     );
   }
