@@ -372,10 +372,7 @@ export class ValkeyStore extends IdempotencyStore {
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
     const keys = this.#keysOf(key);
     const id = claimIdOf(fencingToken);
-    return outcomeOf(
-      await this.#release(keys.entry, id),
-      keys.entry,
-    );
+    return outcomeOf(await this.#release(keys.entry, id), keys.entry);
   }
 
   async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
