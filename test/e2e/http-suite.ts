@@ -780,6 +780,19 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         for (const r of responses) if (r !== originals[0]) expectReplayOf(r, originals[0]);
       });
 
+      it('a waiter is woken by the end of the first request, not by its once-a-second re-check', async () => {
+        const key = newKey();
+        const first = w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } });
+        await sleep(50);
+        const started = Date.now();
+        const waited = await w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } });
+        // About 250 ms when the store tells the waiter; a waiter left to its re-check answers after 1 s.
+        expect(Date.now() - started).toBeLessThan(800);
+        expect(waited.status).toBe(201);
+        expectReplayOf(waited, await first);
+        expect(w.executions.count(key)).toBe(1);
+      });
+
       it('the first handler throws: exactly one waiter runs next, the others replay its answer', async () => {
         const key = newKey();
         const responses = await Promise.all(
