@@ -51,20 +51,17 @@ export class CachedResponse {
     if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999) {
       throw new RangeError(`statusCode must be a whole number from 100 to 999, got ${String(statusCode)}`);
     }
-    if (trusted) {
-      if (typeof body !== 'string') this.#body = body;
-      else if (body.length === 0) this.#body = EMPTY;
+    if (typeof body === 'string') {
+      if (body.length === 0) this.#body = EMPTY;
       else this.#text = body;
-      this.statusCode = statusCode;
+    } else if (trusted || body instanceof Uint8Array) this.#body = body;
+    else throw new TypeError('body must be a Uint8Array or a string');
+    this.statusCode = statusCode;
+    if (trusted) {
       this.metadata = metadata!;
       Object.freeze(this);
       return;
     }
-    if (typeof body === 'string') {
-      if (body.length === 0) this.#body = EMPTY;
-      else this.#text = body;
-    } else if (body instanceof Uint8Array) this.#body = body;
-    else throw new TypeError('body must be a Uint8Array or a string');
     const meta: Record<string, string> = {};
     if (metadata !== undefined) {
       if (typeof metadata !== 'object' || metadata === null)
@@ -74,7 +71,6 @@ export class CachedResponse {
         meta[name] = value;
       }
     }
-    this.statusCode = statusCode;
     this.metadata = Object.freeze(meta);
     Object.freeze(this);
   }

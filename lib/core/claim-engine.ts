@@ -197,12 +197,17 @@ function claimOnce(request: ClaimRequest): ClaimDecision | Promise<ClaimDecision
     } catch (error) {
       return readInstead(request, error);
     }
-    if (result !== undefined) return result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint);
+    if (result !== undefined) return decisionOf(result, fingerprint);
   }
   return store.tryInsert(key, new IdempotencyEntry(fingerprint, leaseMs)).then(
-    (result) => (result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint)),
+    (result) => decisionOf(result, fingerprint),
     (error: unknown) => readInstead(request, error),
   );
+}
+
+/** The claim, or what a request with `fingerprint` is answered from the entry the key holds. */
+function decisionOf(result: InsertResult, fingerprint: Fingerprint): ClaimDecision {
+  return result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint);
 }
 
 /** A claim the store refused: what the key holds, if the store can still be read; else the error. */

@@ -114,7 +114,7 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
   capture(value: unknown): CachedResponse {
     const { route, runner } = this;
     const platform = runner.platform;
-    const target = runner.target(this);
+    const target = this.#target();
     let serialized = value;
     for (let i = 0; i < route.serializers.length; i++) {
       const { interceptor, options } = route.serializers[i];
@@ -133,7 +133,7 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
     // saying why is stored in place of the result, so a retry gets it and does not run again.
     const { route, runner, res } = this;
     const platform = runner.platform;
-    const problem = route.prepare(Problems.unsupportedResult(runner.unsupportedMessage(route, value, error)));
+    const problem = route.prepare(Problems.unsupportedResult(this.#unsupportedMessage(value, error)));
     if (platform.isSent(res)) {
       this.payload = undefined;
     } else {
@@ -149,7 +149,7 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
     if (error instanceof EmptyError || !route.cacheError(error)) return undefined;
     // Stores the response Nest's built-in exception filter renders for the error.
     const platform = this.runner.platform;
-    const target = this.runner.target(this);
+    const target = this.#target();
     const { status, body } = renderException(error);
     platform.setStatus(target, status);
     const rendered = platform.toPayload(target, body, status);
@@ -171,6 +171,38 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
       },
       event,
     );
+  }
+
+  /**
+   * The response the handler's result is captured from: the live one, or, when something outside
+   * answered the client before the handler finished (an outer timeout), a draft of what the
+   * handler had set up.
+   * @throws Error when the handler sent the response itself (nothing left to capture)
+   */
+  #target(): unknown {
+    const { res, route } = this;
+    if (!this.runner.platform.isSent(res)) return res;
+    const snapshot = outerReply(res as object) ?? (route.handlesResponse ? undefined : route.declared());
+    if (snapshot === undefined) throw new Error(`${route.name} sent its response itself, so it cannot be stored`);
+    return new ResponseDraft(snapshot, res);
+  }
+
+  /** Why the handler's result cannot be stored, for the developer; releases a returned stream. */
+  #unsupportedMessage(value: unknown, error: unknown): string {
+    const route = this.route;
+    let message: string;
+    if (error instanceof UnsupportedResultError) {
+      const isFile = value instanceof StreamableFile;
+      if (isFile) value.getStream().destroy?.();
+      else (value as { destroy?: () => void }).destroy?.();
+      message =
+        `${route.name} returned ${isFile ? 'a StreamableFile' : 'a stream'}, which @Idempotent() cannot store ` +
+        'for replay. Return the data itself, or remove @Idempotent() from the route.';
+    } else {
+      message = `the result of ${route.name} cannot be stored for replay: ${messageOf(error)}.`;
+    }
+    this.runner.logger.error(message);
+    return message;
   }
 
   #watch(): void {
@@ -288,20 +320,6 @@ export class RequestRunner {
   }
 
   /**
-   * The response the handler's result is captured from: the live one, or, when something outside
-   * answered the client before the handler finished (an outer timeout), a draft of what the
-   * handler had set up.
-   * @throws Error when the handler sent the response itself (nothing left to capture)
-   */
-  target(request: GuardedRequest): unknown {
-    const { res, route } = request;
-    if (!this.platform.isSent(res)) return res;
-    const snapshot = outerReply(res as object) ?? (route.handlesResponse ? undefined : route.declared());
-    if (snapshot === undefined) throw new Error(`${route.name} sent its response itself, so it cannot be stored`);
-    return new ResponseDraft(snapshot, res);
-  }
-
-  /**
    * Answers with something other than this run's result (another run's stored answer, 409, 422,
    * 503), without the headers the handler set (cookies, Location) but with those set before it.
    */
@@ -347,24 +365,6 @@ export class RequestRunner {
     if (request.trace === undefined && reporter.quiet(type)) return;
     const details: OutcomeDetails = { fencingToken, statusCode, error };
     reporter.report(type, request.route.label, request.key, request.trace, details, terminal);
-  }
-
-  /** Why the handler's result cannot be stored, for the developer; releases a returned stream. */
-  /** @internal */
-  unsupportedMessage(route: Route, value: unknown, error: unknown): string {
-    let message: string;
-    if (error instanceof UnsupportedResultError) {
-      const isFile = value instanceof StreamableFile;
-      if (isFile) value.getStream().destroy?.();
-      else (value as { destroy?: () => void }).destroy?.();
-      message =
-        `${route.name} returned ${isFile ? 'a StreamableFile' : 'a stream'}, which @Idempotent() cannot store ` +
-        'for replay. Return the data itself, or remove @Idempotent() from the route.';
-    } else {
-      message = `the result of ${route.name} cannot be stored for replay: ${messageOf(error)}.`;
-    }
-    this.logger.error(message);
-    return message;
   }
 }
 
