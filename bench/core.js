@@ -1,13 +1,10 @@
 // Core micro-benchmarks: DefaultFingerprintStrategy on 1 KiB bodies and MemoryStore
-// claim+complete pairs, on one core. Run after `npm run build`: `node bench/core.js`.
+// claim+complete pairs, on one core. Run after `npm run build`: `node bench/core.js`
+// (BENCH_DIST=/path/to/dist measures another build).
 'use strict';
-const {
-  CachedResponse,
-  DefaultFingerprintStrategy,
-  IdempotencyEntry,
-  IdempotencyKey,
-  MemoryStore,
-} = require('../dist');
+const { CachedResponse, DefaultFingerprintStrategy, IdempotencyEntry, IdempotencyKey, MemoryStore } = require(
+  require('./lib/common').DIST,
+);
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 2);
 
