@@ -24,13 +24,21 @@ import type {
 
 /**
  * The default scope: the authenticated principal's `id`, else its `sub`, else its `userId` (the
- * shape Nest's JWT guide gives `request.user`), when there is one.
+ * shape Nest's JWT guide gives `request.user`), when there is one: a non-empty string, a finite
+ * number or a bigint (Prisma and TypeORM `bigint` keys). A `request.user` with none of these is
+ * refused by the guarded entry points (500), never run unscoped.
  */
-export function defaultScope(request: IdempotencyRequest): string | number | undefined {
+export function defaultScope(request: IdempotencyRequest): string | number | bigint | undefined {
   const user = request?.user;
   if (user === null || typeof user !== 'object') return undefined;
   for (const id of [user.id, user.sub, user.userId]) {
-    if ((typeof id === 'string' && id.length > 0) || typeof id === 'number') return id;
+    if (
+      (typeof id === 'string' && id.length > 0) ||
+      (typeof id === 'number' && Number.isFinite(id)) ||
+      typeof id === 'bigint'
+    ) {
+      return id;
+    }
   }
   return undefined;
 }

@@ -17,4 +17,10 @@ export const IDEMPOTENCY_PROBLEM_TYPES = Object.freeze({
   storeUnavailable: 'urn:nestjs-idempotent:problem:store-unavailable',
   /** 500: the route's result cannot be stored for replay (a stream, a file, or unserialisable). */
   unsupportedResult: 'urn:nestjs-idempotent:problem:unsupported-result',
+  /**
+   * 500: the request's principal cannot be named (a `request.user` without a usable id, or a
+   * `scope` function that answered something other than an id), so it was not run: run unscoped,
+   * it could replay another principal's response. The server's configuration needs the fix.
+   */
+  scopeInvalid: 'urn:nestjs-idempotent:problem:scope-invalid',
 });

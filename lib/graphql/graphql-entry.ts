@@ -3,8 +3,9 @@ import { fingerprintJson } from '../core/canonical-json';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { storeKeyFor } from '../core/store-key';
 import { callKeyOf, refusalProblem } from '../handler/handler-problems';
+import { Problems } from '../http/problem-details';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
-import { principalOf, UnnamedUserWarnings } from '../handler/principal';
+import { principalOf, UnusableScopeError, UnusableScopeLog } from '../handler/principal';
 import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
 import { callToken } from '../http/call-token';
 import { readKeyHeader } from '../http/key-header';
@@ -37,7 +38,7 @@ export class GraphqlEntry {
    * far: every operation of a batch gets its own context, but they share the request.
    */
   readonly #keysInRequest = new WeakMap<object, Set<string>>();
-  readonly #unnamedUsers = new UnnamedUserWarnings();
+  readonly #unusableScopes = new UnusableScopeLog();
 
   constructor(
     moduleOptions: ResolvedIdempotencyOptions,
@@ -79,9 +80,14 @@ export class GraphqlEntry {
     if (clientKey === undefined) return undefined;
     if (!(clientKey instanceof IdempotencyKey)) return Promise.reject(graphqlProblem(clientKey));
     // Scoped to the principal of the HTTP request, as for HTTP routes.
-    const principal = principalOf(options.scope, req, () =>
-      this.#unnamedUsers.warnOnce(handler, handler.name, this.logger),
-    );
+    let principal: string | undefined;
+    try {
+      principal = principalOf(options.scope, req);
+    } catch (error) {
+      if (!(error instanceof UnusableScopeError)) throw error;
+      this.#unusableScopes.once(handler, handler.name, error, this.logger);
+      return Promise.reject(graphqlProblem(Problems.scopeInvalid()));
+    }
     const key = storeKeyFor(clientKey, principal);
     if (this.#usedInRequest(req ?? graphqlContext, key)) {
       return Promise.reject(

@@ -18,6 +18,8 @@ export const IDEMPOTENCY_GRAPHQL_ERROR_CODES = Object.freeze({
   storeUnavailable: 'IDEMPOTENCY_STORE_UNAVAILABLE',
   /** The resolver's result cannot be stored as JSON (500); it ran, and is not run again. */
   unsupportedResult: 'IDEMPOTENCY_UNSUPPORTED_RESULT',
+  /** The request's principal cannot be named (500): the resolver did not run (see the `scope` option). */
+  scopeInvalid: 'IDEMPOTENCY_SCOPE_INVALID',
 });
 
 const CODE_OF_TYPE: Readonly<Record<string, string>> = Object.freeze({
@@ -27,6 +29,7 @@ const CODE_OF_TYPE: Readonly<Record<string, string>> = Object.freeze({
   [IDEMPOTENCY_PROBLEM_TYPES.keyReused]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.keyReused,
   [IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.storeUnavailable,
   [IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.unsupportedResult,
+  [IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.scopeInvalid,
 });
 
 /** The part of `graphql` this library uses. */

@@ -10,7 +10,7 @@ import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
-import { principalOf } from '../handler/principal';
+import { principalOf, UnusableScopeError } from '../handler/principal';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 import { callToken } from './call-token';
 import { type HttpPlatform, platformOf } from './http-platform';
@@ -140,7 +140,17 @@ export class IdempotencyInterceptor implements NestInterceptor {
       );
       return SENT;
     }
-    const key = this.getStoreKey(clientKey, this.getScope(context, options));
+    let scope: string | undefined;
+    try {
+      scope = this.getScope(context, options);
+    } catch (error) {
+      if (!(error instanceof UnusableScopeError)) throw error;
+      // Never unscoped: another principal's stored response could be replayed to this one.
+      this.#routes.logUnusableScopeOnce(context, error, this.logger);
+      sendProblem(platform, res, route.scopeInvalid, options.throwProblems);
+      return SENT;
+    }
+    const key = this.getStoreKey(clientKey, scope);
     const fingerprint = this.getFingerprint(context, options);
     const runner = (this.#runner ??= new RequestRunner(
       this.#engines.store,
@@ -190,11 +200,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
     return readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey);
   }
 
-  /** The principal the key belongs to, or `undefined` for none. */
+  /**
+   * The principal the key belongs to, or `undefined` for none. The default reads the `scope`
+   * option; a principal that cannot be named (a `request.user` without a usable id, a scope
+   * function answering an object) throws, and the request is refused with a 500 problem.
+   */
   protected getScope(context: ExecutionContext, options: ResolvedIdempotencyOptions): string | undefined {
-    return principalOf(options.scope, context.getArgByIndex(0), () =>
-      this.#routes.warnUnscopedUserOnce(context, this.logger),
-    );
+    return principalOf(options.scope, context.getArgByIndex(0));
   }
 
   /** The key under which the request is stored: the client's key, scoped to the principal. */

@@ -110,6 +110,15 @@ export const Problems = {
       detail: 'The request was processed, but its result could not be recorded; retry with the same key later.',
     };
   },
+  scopeInvalid(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid,
+      title: 'Idempotency scope unknown',
+      status: 500,
+      detail:
+        'The server could not tell which principal this request belongs to, so it did not process it under its idempotency key.',
+    };
+  },
   unsupportedResult(what: string): ProblemDetails {
     return {
       type: IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult,

@@ -11,7 +11,7 @@ import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/cl
 import { ApplicationConfig, Reflector } from '@nestjs/core';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
-import { UnnamedUserWarnings } from '../handler/principal';
+import { UnusableScopeLog, type UnusableScopeError } from '../handler/principal';
 import type { CachedResponse } from '../core/cached-response';
 import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
 import { problemResponse, ReplayHeaders, statusOfError } from './response-capture';
@@ -37,6 +37,8 @@ export interface Route {
   readonly completionFailed: PreparedProblem;
   readonly keyMissing: PreparedProblem;
   readonly keyReused: PreparedProblem;
+  /** The principal cannot be named (500): the request is refused, never run unscoped. */
+  readonly scopeInvalid: PreparedProblem;
   /** Stored in place of a response over `maxResponseBytes`: retries get 413, the handler does not run again. */
   readonly tooLarge: CachedResponse;
   /** A problem for this route (with its `problemBody`), for problems that vary per request. */
@@ -76,12 +78,12 @@ export class RouteConfigs {
     );
   }
 
-  readonly #unnamedUsers = new UnnamedUserWarnings();
+  readonly #unusableScopes = new UnusableScopeLog();
 
-  /** Warns, once per route, of a `request.user` the default scope cannot name. */
-  warnUnscopedUserOnce(context: ExecutionContext, logger: { warn(message: string): void }): void {
+  /** Logs, once per route, why its requests are refused for want of a usable principal. */
+  logUnusableScopeOnce(context: ExecutionContext, error: UnusableScopeError, logger: { error(message: string): void }) {
     const handler = context.getHandler();
-    this.#unnamedUsers.warnOnce(handler, `${context.getClass().name}.${handler.name}()`, logger);
+    this.#unusableScopes.once(handler, `${context.getClass().name}.${handler.name}()`, error, logger);
   }
 
   /** The route of `context`, or `null` when it is not `@Idempotent()`. */
@@ -124,6 +126,7 @@ export class RouteConfigs {
       completionFailed: prepare(Problems.completionFailed(), retryAfter),
       keyMissing: prepare(Problems.keyMissing(options.headerName)),
       keyReused: prepare(Problems.keyReused()),
+      scopeInvalid: prepare(Problems.scopeInvalid()),
       tooLarge: problemResponse(prepare(Problems.responseTooLarge())),
       prepare,
       handlesResponse: Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, methodName) === true,

@@ -16,7 +16,7 @@ export type IdempotencyRequest = any;
 export type FingerprintFunction = (request: IdempotencyRequest) => Fingerprint;
 
 /** Names the principal a key belongs to; see {@link IdempotencyOptions.scope}. */
-export type ScopeFunction = (request: IdempotencyRequest) => string | number | null | undefined;
+export type ScopeFunction = (request: IdempotencyRequest) => string | number | bigint | null | undefined;
 
 /** Picks the thrown errors whose responses are stored; see {@link IdempotencyOptions.cacheErrors}. */
 export type CacheErrorsOption = boolean | readonly number[] | ((error: unknown) => boolean);
@@ -63,9 +63,11 @@ export interface IdempotencyOptions {
    */
   fingerprint?: FingerprintStrategy | FingerprintFunction;
   /**
-   * The principal a key belongs to: keys of different principals never meet. Return `undefined`
-   * (or `null`, or `''`) for "no principal". `false` turns scoping off for the route.
-   * @default request.user.id, else request.user.sub, when present
+   * The principal a key belongs to: keys of different principals never meet. Return a non-empty
+   * string, a finite number or a bigint; `undefined` (or `null`) for "no principal". Anything else
+   * (an object such as a Mongo `ObjectId`, an array, `''`) refuses the request with a 500 problem
+   * and one log line, never runs it unscoped. `false` turns scoping off for the route.
+   * @default request.user.id, else .sub, else .userId (a request.user without any of them is refused)
    */
   scope?: ScopeFunction | false;
   /**

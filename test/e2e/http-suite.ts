@@ -948,17 +948,20 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         expect(t.executions.count(key)).toBe(2);
       });
 
-      it('warns once per route when request.user carries no id the default scope knows', async () => {
+      it('refuses (500) a key from a request.user with no id the default scope knows, and logs the fix once per route', async () => {
         const { app } = await startExtra();
         for (let i = 0; i < 3; i++) {
-          const res = await app.client.post('/items', {
-            headers: { 'idempotency-key': newKey(), 'x-user': 'name:eve' },
-          });
-          expect(res.status).toBe(201);
+          const key = newKey();
+          const res = await app.client.post('/items', { headers: { 'idempotency-key': key, 'x-user': 'name:eve' } });
+          expect(res.status).toBe(500);
+          expect(res.json()).toMatchObject({ type: IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid, status: 500 });
+          expect(app.executions.count(key)).toBe(0);
         }
-        const warnings = app.logger.warnings.filter((w) => /no id, sub or userId/.test(w));
-        expect(warnings).toHaveLength(1);
-        expect(warnings[0]).toMatch(/ItemsController\.create\(\)/);
+        const errors = app.logger.errors.filter((w) => /no usable id/.test(w));
+        expect(errors).toHaveLength(1);
+        expect(errors[0]).toMatch(/ItemsController\.create\(\).*"scope" option/);
+        // Without a key nothing is stored, so nothing needs scoping: the handler runs.
+        expect((await app.client.post('/items', { headers: { 'x-user': 'name:eve' } })).status).toBe(201);
       });
 
       it('scope can be a function of the request, or turned off per route', async () => {

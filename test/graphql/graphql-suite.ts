@@ -134,6 +134,23 @@ export function runGraphqlSuite(
       expect(ledger.count(`charge:${tag}`)).toBe(2);
     });
 
+    it('bigint user ids scope keys; a request.user without a usable id is refused (IDEMPOTENCY_SCOPE_INVALID), never run unscoped', async () => {
+      const key = randomUUID();
+      const tag = randomUUID();
+      const one = await charge(key, { amount: 1, tag }, { 'x-user': 'bigint:1' });
+      const two = await charge(key, { amount: 2, tag }, { 'x-user': 'bigint:2' });
+      expect(two.errors).toBeUndefined();
+      expect(two.data?.charge).toMatchObject({ amount: 2, run: 2 });
+      expect(await charge(key, { amount: 1, tag }, { 'x-user': 'bigint:1' })).toEqual(one);
+      const nameless = await charge(randomUUID(), { amount: 3, tag }, { 'x-user': 'no-id' });
+      expect(nameless.errors![0].extensions).toMatchObject({
+        code: IDEMPOTENCY_GRAPHQL_ERROR_CODES.scopeInvalid,
+        type: IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid,
+        status: 500,
+      });
+      expect(ledger.count(`charge:${tag}`)).toBe(2);
+    });
+
     it('the key option derives the key from the arguments', async () => {
       const order = randomUUID();
       const q = `mutation($o: String!, $q: Int!) { placeOrder(orderId: $o, qty: $q) }`;
