@@ -15,8 +15,9 @@ export function canonicalJson(value: unknown): string | undefined {
 
 /**
  * {@link canonicalJson} for fingerprints: non-finite numbers are written as `Infinity`,
- * `-Infinity` and `NaN` (which no JSON text contains) instead of `null`, so two values a handler
- * can tell apart (`{"amount":1e400}` parses to Infinity) never give the same text.
+ * `-Infinity` and `NaN` (which no JSON text contains) instead of `null`, and negative zero as
+ * `-0` instead of `0`, so two values a handler can tell apart (`{"amount":1e400}` parses to
+ * Infinity, `{"x":-0}` to -0) never give the same text.
  * @internal
  */
 export function fingerprintJson(value: unknown): string | undefined {
@@ -195,7 +196,9 @@ function primitive(value: unknown, exact: boolean): string {
     case 'string':
       return quote(value);
     case 'number':
-      return Number.isFinite(value) || exact ? String(value) : 'null';
+      // `String(-0)` is `'0'`: for fingerprints, -0 keeps its sign (a handler can tell them apart).
+      if (exact) return value === 0 && 1 / value < 0 ? '-0' : String(value);
+      return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
       return value ? 'true' : 'false';
     case 'bigint':
