@@ -11,7 +11,7 @@ import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-
  * | offset   | bytes | field                                                                   |
  * |----------|-------|-------------------------------------------------------------------------|
  * | 0        | 1     | format version, the byte 0x02                                           |
- * | 1        | 1     | state: `p` processing, `w` processing and found in flight, `c` completed |
+ * | 1        | 1     | state: `p` processing, `w` processing and found in flight, `c` completed, `u` completed but not yet acknowledged (durability) |
  * | 2        | 16    | fencing token number, 16 lowercase hex digits (the claim script's INCR) |
  * | 18       | 22    | the claim's nonce, base64url                                            |
  * | 40       | 32    | fingerprint, 32 lowercase hex digits                                    |
@@ -26,7 +26,11 @@ import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-
  * and the header is read with GETRANGE, never with the body. State `w` is a processing entry that
  * a claim found in flight (the claim script marks it): only its completion or release is
  * announced to the requests waiting for the key, so an entry nobody asked for ends without a
- * message. The scripts' common path expects `p`; `w` takes their slower one.
+ * message. The scripts' common path expects `p`; `w` takes their slower one. State `u` is a
+ * completed entry written by a store with `durability` whose replicas (or AOF writes) have not
+ * acknowledged it yet: its replays wait for them (a `WAIT` behind the read), and once they did the
+ * store rewrites the byte to `c` (`ack.lua`), so later replays, also on a promoted replica, answer
+ * at once.
  * @internal
  */
 export const FORMAT_VERSION = 2;
@@ -38,6 +42,10 @@ export const CLAIM_ID_LENGTH = 38;
 export const PROCESSING = '\x02p';
 /** The first two bytes of a completed entry. @internal */
 export const COMPLETED = '\x02c';
+/** The first two bytes of a completed entry not yet acknowledged as `durability` asks. @internal */
+export const UNACKNOWLEDGED = '\x02u';
+/** The state byte of {@link UNACKNOWLEDGED}. @internal */
+export const STATE_UNACKNOWLEDGED = 0x75; // 'u'
 /**
  * Stands in for the claim id of a token this store did not issue (a foreign object, or a nonce of
  * another length): it has the right length and never equals a stored one (`~` is not a hex digit).
@@ -89,10 +97,15 @@ export function ttlBytes(ttlMs: number): Buffer {
 
 /**
  * The completed entry of the claim `idAndFingerprint` (claim id then fingerprint: header bytes 2
- * to 71), to live `ttlMs`.
+ * to 71), to live `ttlMs`; `head` is {@link UNACKNOWLEDGED} for a store with `durability`.
  * @internal
  */
-export function completedValue(idAndFingerprint: string, ttlMs: number, response: CachedResponse): Buffer {
+export function completedValue(
+  idAndFingerprint: string,
+  ttlMs: number,
+  response: CachedResponse,
+  head: string = COMPLETED,
+): Buffer {
   const json = JSON.stringify(response.metadata);
   const meta = json === '{}' ? '' : json;
   const metaBytes = meta === '' ? 0 : Buffer.byteLength(meta, 'utf8');
@@ -101,7 +114,7 @@ export function completedValue(idAndFingerprint: string, ttlMs: number, response
   const body = text === undefined ? response.body : undefined;
   const bodyBytes = body === undefined ? Buffer.byteLength(text!, 'utf8') : body.byteLength;
   const out = Buffer.allocUnsafe(HEADER_BYTES + metaBytes + bodyBytes);
-  out.write(COMPLETED, 0, 2, 'latin1');
+  out.write(head, 0, 2, 'latin1');
   out.write(idAndFingerprint, 2, CLAIM_ID_LENGTH + FINGERPRINT_HEX, 'latin1');
   out.writeUIntBE(ttlMs, 72, 6);
   out.writeUInt16BE(response.statusCode, 78);
@@ -137,7 +150,7 @@ export function decodeEntry(value: Buffer, where: string): AnyEntry {
       }
       return new IdempotencyEntry(fingerprint, ttl);
     }
-    if (state !== STATE_COMPLETED) throw new Error(`unknown state byte ${state}`);
+    if (state !== STATE_COMPLETED && state !== STATE_UNACKNOWLEDGED) throw new Error(`unknown state byte ${state}`);
     const end = HEADER_BYTES + metaBytes;
     if (end > value.length) throw new Error('the metadata runs past the end');
     let metadata: Record<string, string> | undefined;

@@ -158,7 +158,7 @@ export interface PipelineClient {
   };
 }
 
-type DurableOp = 'claim' | 'complete';
+type DurableOp = 'claim' | 'complete' | 'get';
 
 /**
  * Sends the claim and complete scripts with the durability wait behind them, and judges the
@@ -174,7 +174,7 @@ type DurableOp = 'claim' | 'complete';
 export class DurableWrites {
   readonly #pipeline: NonNullable<PipelineClient['pipeline']>;
   // Whether a script was answered once (then EVALSHA; until then EVAL with its source).
-  readonly #loaded: Record<DurableOp, boolean> = { claim: false, complete: false };
+  readonly #loaded: Record<DurableOp, boolean> = { claim: false, complete: false, get: false };
 
   constructor(
     client: PipelineClient,
@@ -188,7 +188,8 @@ export class DurableWrites {
   }
 
   /**
-   * Sends `op`'s script (`args`: its keys, then ARGV) and the wait behind it. `bump`, a key in the
+   * Sends `op`'s script (`args`: its keys, then ARGV) and the wait behind it (with `get`, the wait
+   * proves that a completion read is acknowledged: it precedes the bump in the replication stream). `bump`, a key in the
    * script's slot, is incremented by 0 in between: a write that moves the connection's replication
    * offset up to the server's, because WAIT counts acknowledgements of the connection's last write
    * and a script that wrote nothing (a completion sent again, perhaps on a new connection) must
@@ -231,7 +232,9 @@ export class DurableWrites {
             reply = answer;
           }
           const [waitError, waitReply] = results[results.length - 1];
-          resolve({ reply, waitReply, waitError: waitError ?? undefined });
+          // A bump the server refused (out of memory) moved no replication offset: the wait proves nothing.
+          const bumpError = bump === undefined ? undefined : results[results.length - 2][0];
+          resolve({ reply, waitReply, waitError: bumpError ?? waitError ?? undefined });
         }, reject);
       };
       send(op !== undefined && !this.#loaded[op]);

@@ -8,6 +8,7 @@ export interface ValkeyScripts {
   readonly touch: string;
   readonly remove: string;
   readonly get: string;
+  readonly ack: string;
 }
 
 /** Number of keys each script declares (the rest of its arguments are ARGV). @internal */
@@ -17,6 +18,7 @@ export const SCRIPT_KEYS: Readonly<Record<keyof ValkeyScripts, number>> = {
   touch: 1,
   remove: 1,
   get: 1,
+  ack: 1,
 };
 
 let cached: ValkeyScripts | undefined;
@@ -39,6 +41,7 @@ export function valkeyScripts(): ValkeyScripts {
       touch: read('touch'),
       remove: read('remove'),
       get: read('get'),
+      ack: read('ack'),
     });
   }
   return cached;

@@ -1,5 +1,11 @@
 import { assertDuration } from '../core/duration';
-import { IdempotencyStoreError, messageOf, StoreDecodeError, StoreTimeoutError } from '../core/errors';
+import {
+  IdempotencyStoreError,
+  messageOf,
+  StoreClosedError,
+  StoreDecodeError,
+  StoreTimeoutError,
+} from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
@@ -8,6 +14,7 @@ import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
 import { IdempotencyStore } from '../core/idempotency-store';
 import {
+  CLAIM_ID_LENGTH,
   claimId,
   claimTail,
   COMPLETED,
@@ -16,8 +23,10 @@ import {
   NO_CLAIM,
   nonceOf,
   PROCESSING,
+  STATE_UNACKNOWLEDGED,
   tokenOf,
   ttlBytes,
+  UNACKNOWLEDGED,
 } from './valkey-codec';
 import { decodeEntryV1 } from './valkey-codec-v1';
 import { Deadlines } from './valkey-deadlines';
@@ -136,6 +145,7 @@ const COMMAND_NAMES: Readonly<Record<keyof ValkeyScripts, string>> = {
   touch: 'nestjsIdempotentV2Touch',
   remove: 'nestjsIdempotentV2Remove',
   get: 'nestjsIdempotentV2Get',
+  ack: 'nestjsIdempotentV2Ack',
 };
 
 // The integer answers of the complete, touch and remove scripts.
@@ -177,6 +187,7 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #touch: ScriptCommand;
   readonly #remove: ScriptCommand;
   readonly #get: ScriptCommand;
+  readonly #ack: ScriptCommand;
   readonly #batch: WriteBatch;
   readonly #deadlines: Deadlines;
   readonly #durable: DurableWrites | undefined;
@@ -213,6 +224,7 @@ export class ValkeyStore extends IdempotencyStore {
     this.#touch = define('touch');
     this.#remove = define('remove');
     this.#get = define('get');
+    this.#ack = define('ack');
     this.#batch = writeBatchOf(client);
     const timeoutMs = this.#timeoutMs;
     this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(`valkey ${operation}`, timeoutMs));
@@ -264,8 +276,12 @@ export class ValkeyStore extends IdempotencyStore {
                 [keys.entry, keys.fence, tail],
                 undefined,
                 (r) =>
-                  // What the key holds (a replay, in flight, another request) answers at once.
-                  Array.isArray(r) || (Buffer.isBuffer(r) && nonceOf(r) !== nonce),
+                  // What the key holds answers at once (in flight, another request, an acknowledged
+                  // replay), but for a completion not yet acknowledged (`u`): its replay waits for
+                  // the acknowledgements of the write the script made behind its read, which follows
+                  // the completion in the replication stream. And for this claim's own entry, found
+                  // by a re-sent claim.
+                  Array.isArray(r) || (Buffer.isBuffer(r) && r[1] !== STATE_UNACKNOWLEDGED && nonceOf(r) !== nonce),
               )
               .then((answer) => ((waited = answer), answer.reply))),
       );
@@ -286,18 +302,42 @@ export class ValkeyStore extends IdempotencyStore {
       if (this.#durable !== undefined) await this.#claimMadeDurable(keys, token, nonce, waited);
       return { kind: 'claimed', fencingToken: new FencingToken(token, nonce), entry };
     }
+    let stored: AnyEntry;
     if (Buffer.isBuffer(reply)) {
-      const stored = decodeEntry(reply, keys.entry);
+      stored = decodeEntry(reply, keys.entry);
       if (stored.isProcessing() && nonceOf(reply) === nonce) {
         // A re-sent claim that found itself wrote nothing: its WAIT proves nothing, so ask again.
         if (this.#durable !== undefined) await this.#claimMadeDurable(keys, tokenOf(reply), nonce, undefined);
         return { kind: 'claimed', fencingToken: new FencingToken(tokenOf(reply), nonce), entry };
       }
-      return { kind: 'exists', entry: stored };
+      if (reply[1] === STATE_UNACKNOWLEDGED && this.#durable !== undefined)
+        this.#acknowledged(keys.entry, reply, waited!);
+    } else if (Array.isArray(reply)) {
+      // A format 1 hash the previous version left: never this call's claim (its nonce is new).
+      stored = decodeEntryV1(reply as Buffer[], keys.entry).entry;
+    } else {
+      throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
     }
-    // A format 1 hash the previous version left: never this call's claim (its nonce is new).
-    if (Array.isArray(reply)) return { kind: 'exists', entry: decodeEntryV1(reply as Buffer[], keys.entry).entry };
-    throw new StoreDecodeError(`${keys.entry}: unexpected claim answer`);
+    return { kind: 'exists', entry: stored };
+  }
+
+  /**
+   * With `durability`: a completed entry not yet acknowledged (`u`, `value`) is answered
+   * (replayed) only once the replicas (or AOF writes) asked for acknowledged the write sent behind
+   * its read (`waited`), which follows the completion in the replication stream, so they hold the
+   * completion too; it is then marked acknowledged (`c`). A completion whose own wait fell short
+   * (its client got 503) is thus never replayed as a success before it is acknowledged.
+   * @throws StoreDurabilityError when they did not, in time.
+   */
+  #acknowledged(entryKey: string, value: Buffer, waited: Waited): void {
+    const shortfall = this.#durable!.shortfall('replay', waited);
+    if (shortfall !== undefined) throw shortfall;
+    this.#markAcknowledged(entryKey, value.toString('latin1', 0, 40));
+  }
+
+  /** Best effort: rewrites the state of the acknowledged entry `head` (bytes 0-39, state `u`) to `c`. */
+  #markAcknowledged(entryKey: string, head: string): void {
+    this.#run('ack', () => this.#ack(entryKey, head)).catch(() => undefined);
   }
 
   /** Best effort: removes the claim a timed-out claim script made after all (token-checked). */
@@ -328,14 +368,19 @@ export class ValkeyStore extends IdempotencyStore {
     const value = completedValue(idAndFingerprint, ttlMs, entry.response);
     const durable = this.#durable;
     if (durable !== undefined) {
+      // Written as not yet acknowledged (`u`): replays wait for the acknowledgements until it is
+      // marked acknowledged (`c`), right after its own wait succeeds (or a replay's does).
+      const unacknowledged = completedValue(idAndFingerprint, ttlMs, entry.response, UNACKNOWLEDGED);
       // The bucket's counter is bumped (INCRBY 0) before the WAIT: a completion sent again writes
       // nothing, and WAIT counts the acknowledgements of the connection's last write.
-      const args = [keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)];
+      const args = [keys.entry, PROCESSING + idAndFingerprint, unacknowledged, String(ttlMs)];
       const waited = await this.#run('complete', () => durable.send('complete', args, keys.fence));
       const outcome = outcomeOf(waited.reply, keys.entry);
       // Only an applied completion wrote (or holds) anything that must be acknowledged.
-      const shortfall = outcome === FencedOutcome.Applied ? durable.shortfall('complete', waited) : undefined;
+      if (outcome !== FencedOutcome.Applied) return outcome;
+      const shortfall = durable.shortfall('complete', waited);
       if (shortfall !== undefined) throw shortfall;
+      this.#markAcknowledged(keys.entry, UNACKNOWLEDGED + idAndFingerprint.slice(0, CLAIM_ID_LENGTH));
       return outcome;
     }
     const reply = await this.#run('complete', () =>
@@ -390,11 +435,28 @@ export class ValkeyStore extends IdempotencyStore {
     await this.#run('purge', () => this.#client.del(keys.entry));
   }
 
+  /**
+   * The live entry under `key`. With `durability`, a completed entry is answered only once its
+   * completion is acknowledged as asked (see `tryInsert`); else `StoreDurabilityError`.
+   */
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
     const keys = this.#keysOf(key);
-    const reply = await this.#run('get', () => this.#get(keys.entry));
+    const durable = this.#durable;
+    let waited: Waited | undefined;
+    const reply =
+      durable === undefined
+        ? await this.#run('get', () => this.#get(keys.entry))
+        : await this.#run('get', () =>
+            durable
+              .send('get', [keys.entry], keys.fence, (r) => !Buffer.isBuffer(r) || r[1] !== STATE_UNACKNOWLEDGED)
+              .then((answer) => ((waited = answer), answer.reply)),
+          );
     if (reply === null) return undefined;
-    if (Buffer.isBuffer(reply)) return decodeEntry(reply, keys.entry);
+    if (Buffer.isBuffer(reply)) {
+      const stored = decodeEntry(reply, keys.entry);
+      if (reply[1] === STATE_UNACKNOWLEDGED && durable !== undefined) this.#acknowledged(keys.entry, reply, waited!);
+      return stored;
+    }
     if (Array.isArray(reply)) return decodeEntryV1(reply as Buffer[], keys.entry).entry;
     throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
   }
@@ -515,7 +577,7 @@ export class ValkeyStore extends IdempotencyStore {
    * mapping failures to typed store errors.
    */
   #run<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(new IdempotencyStoreError(`the ValkeyStore is closed (${operation})`));
+    if (this.#closed) return Promise.reject(new StoreClosedError(this.kind, operation));
     this.#batch.hold(this.#deadlines.written);
     let sent: Promise<T>;
     try {

@@ -64,6 +64,10 @@ describeValkey('HTTP with ValkeyStore durability (replicas: 1), a primary with o
     let client: Redis;
     let store: ValkeyStore;
     let t: TestApp;
+    /** Another instance of the app on the same Valkey (its own client and store). */
+    let other: TestApp;
+    let otherClient: Redis;
+    let otherStore: ValkeyStore;
     const events: IdempotencyEvent[] = [];
 
     beforeAll(async () => {
@@ -79,12 +83,27 @@ describeValkey('HTTP with ValkeyStore durability (replicas: 1), a primary with o
         store,
         module: IdempotencyModule.forRoot({ store, leaseMs: LEASE_MS, onEvent: (e) => events.push(e) }),
       });
+      otherClient = new Redis({ host: '127.0.0.1', port: primary.port, lazyConnect: true });
+      await otherClient.connect();
+      otherStore = new ValkeyStore(otherClient, {
+        prefix: store.prefix,
+        durability: { replicas: 1, timeoutMs: WAIT_MS },
+        commandTimeoutMs: 3_000,
+        onWarning: () => undefined,
+      });
+      other = await startApp(platform, {
+        store: otherStore,
+        module: IdempotencyModule.forRoot({ store: otherStore, leaseMs: LEASE_MS }),
+      });
     });
 
     afterAll(async () => {
       await t?.close();
+      await other?.close();
       await store?.close();
+      await otherStore?.close();
       client?.disconnect();
+      otherClient?.disconnect();
     });
 
     afterEach(async () => {
@@ -138,11 +157,18 @@ describeValkey('HTTP with ValkeyStore durability (replicas: 1), a primary with o
       // Every completion attempt while the lease lasted was applied on the primary, not acknowledged.
       expect((deferred?.error as Error).cause).toBeInstanceOf(StoreDurabilityError);
       expect((deferred?.error as Error).cause).toMatchObject({ operation: 'complete', asked: 1, acked: 0 });
-      // The primary holds the result: a retry replays it, and the handler does not run again.
+      // The primary holds the result, unacknowledged: no success is sent for it (issue 17, defect
+      // 4). This process holds it unstored, so its own retry is in flight; another instance's
+      // replay waits for the acknowledgements in vain: 503. The handler does not run again.
       const during = await post('/items/gated', key);
-      expect(during.status).toBe(201);
-      expect(during.headers['idempotent-replayed']).toBe('true');
+      expectProblem(during, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+      const elsewhere = await other.client.post('/items/gated', {
+        headers: { 'idempotency-key': key },
+        body: { amount: 1 },
+      });
+      expectProblem(elsewhere, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
       expect(t.executions.count(key)).toBe(1);
+      expect(other.executions.count(key)).toBe(0);
       expect(events.some((e) => e.type === 'completion-recovered')).toBe(false);
 
       replica.resume();
@@ -152,7 +178,14 @@ describeValkey('HTTP with ValkeyStore durability (replicas: 1), a primary with o
       expect(replay.status).toBe(201);
       expect(replay.headers['idempotent-replayed']).toBe('true');
       expect(replay.json()).toEqual({ n: 1 });
+      const replayElsewhere = await other.client.post('/items/gated', {
+        headers: { 'idempotency-key': key },
+        body: { amount: 1 },
+      });
+      expect(replayElsewhere.status).toBe(201);
+      expect(replayElsewhere.body.equals(replay.body)).toBe(true);
       expect(t.executions.count(key)).toBe(1);
+      expect(other.executions.count(key)).toBe(0);
     }, 40_000);
   });
 });

@@ -45,6 +45,21 @@ function claimed(result: InsertResult): Extract<InsertResult, { kind: 'claimed' 
 }
 
 /** What `promise` rejected with (fails the test if it resolved). */
+/** Polls `check` until it holds (or fails after `ms`). */
+async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+/** Waits until the completed entry of `key` is marked acknowledged (state `c`, not `u`). */
+function eventuallyAcknowledged(admin: Redis | Cluster, store: ValkeyStore, key: IdempotencyKey): Promise<void> {
+  const entry = keysOf(store.prefix, key).entry;
+  return eventually(async () => (await admin.getBuffer(entry))?.toString('latin1', 0, 2) === '\x02c');
+}
+
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(
     (value) => {
@@ -133,7 +148,8 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
   });
 
   it('claims and completions are on the replica when they return; replays and the rest work as before', async () => {
-    const store = new ValkeyStore(await connect(), { ...DURABLE, prefix: freshPrefix('dur') });
+    const client = await connect();
+    const store = new ValkeyStore(client, { ...DURABLE, prefix: freshPrefix('dur') });
     for (let i = 0; i < 3; i++) {
       const key = IdempotencyKey.default();
       const keys = keysOf(store.prefix, key);
@@ -141,7 +157,9 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
       expect((await onReplica.getBuffer(keys.entry))?.toString('latin1', 0, 2)).toBe('\x02p');
       const done = claim.entry.complete(response('{"ok":1}'));
       expect(await store.complete(key, done, claim.fencingToken, LONG)).toBe(FencedOutcome.Applied);
-      expect((await onReplica.getBuffer(keys.entry))?.toString('latin1', 0, 2)).toBe('\x02c');
+      // On the replica, completed: as written (`u`), or already marked acknowledged (`c`).
+      expect(['\x02u', '\x02c']).toContain((await onReplica.getBuffer(keys.entry))?.toString('latin1', 0, 2));
+      await eventuallyAcknowledged(admin, store, key);
       const replay = await store.tryInsert(key, processing(1, LONG));
       expect(replay.kind === 'exists' && replay.entry.isCompleted()).toBe(true);
       // Repeated by its holder: Applied again, and acknowledged again.
@@ -153,6 +171,9 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
     expect(await store.touch(key, claim.fencingToken, LONG)).toBe(FencedOutcome.Applied);
     expect(await store.remove(key, claim.fencingToken)).toBe(FencedOutcome.Applied);
     expect(await store.get(key)).toBeUndefined();
+    // Behind every command sent on the connection: no acknowledgement mark of this test is left
+    // to land in the next one's command counts.
+    await client.ping();
   });
 
   it('the WAIT rides with the script: one write per operation, 2 round trips per fresh request and 1 per replay', async () => {
@@ -161,6 +182,7 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
     const warm = IdempotencyKey.default();
     const w = claimed(await store.tryInsert(warm, processing(1)));
     await store.complete(warm, w.entry.complete(response()), w.fencingToken, LONG);
+    await eventuallyAcknowledged(admin, store, warm);
 
     // /proc/self/io counts the whole process's writes, so a stray one elsewhere (a log line) can
     // land inside a measurement: the fewest of three rounds, each on a fresh key, is the store's.
@@ -179,9 +201,16 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
         () => store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG),
         1,
       );
-      expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, incrby: 1, wait: 1 });
+      // The completion, written as not yet acknowledged, is marked acknowledged behind it (the
+      // ack script, not awaited by the caller).
+      await eventuallyAcknowledged(admin, store, key);
+      expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 2, incrby: 1, wait: 1 });
       before = await commandStats(admin);
       const replayWrites = await fewestWrites(() => store.tryInsert(key, processing(1)), 1);
+      // The replay answers without waiting for its WAIT (sent in the same write), which the server
+      // counts once it has answered: after the acknowledgement mark of the completion reached the
+      // replica.
+      await eventually(async () => (sent(statsDelta(before, await commandStats(admin))).wait ?? 0) >= 1);
       expect(sent(statsDelta(before, await commandStats(admin)))).toEqual({ evalsha: 1, wait: 1 });
       if (claimWrites !== undefined) writes.push([claimWrites, completeWrites!, replayWrites!]);
     }
@@ -226,16 +255,39 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
     const error = await rejection(store.complete(key, done, claim.fencingToken, LONG));
     expect(error).toBeInstanceOf(StoreDurabilityError);
     expect(error).toMatchObject({ operation: 'complete', asked: 1, acked: 0 });
-    // The primary has it (a retry there would replay it), the replica not yet.
-    expect((await store.get(key))?.isCompleted()).toBe(true);
+    // The primary has it, marked not yet acknowledged (`u`); the replica does not. No replay (nor a
+    // read) answers with it until the replicas acknowledge it (issue 17, defect 4).
+    expect((await admin.getBuffer(keys.entry))?.toString('latin1', 0, 2)).toBe('\x02u');
+    const replay = await rejection(store.tryInsert(key, processing(1, LONG)));
+    expect(replay).toBeInstanceOf(StoreDurabilityError);
+    expect(replay).toMatchObject({ operation: 'replay', asked: 1, acked: 0 });
+    expect(await rejection(store.get(key))).toBeInstanceOf(StoreDurabilityError);
 
     replica.resume();
     await waitForReplica(primary.port, replica.port);
     expect(await store.complete(key, done, claim.fencingToken, LONG)).toBe(FencedOutcome.Applied);
+    await eventuallyAcknowledged(admin, store, key);
     expect((await onReplica.getBuffer(keys.entry))?.toString('latin1', 0, 2)).toBe('\x02c');
   });
 
-  it('a replay answers without waiting for the replicas', async () => {
+  it('a replay of a completion not acknowledged yet waits for the replicas; acknowledged, it is marked so and answers', async () => {
+    const store = new ValkeyStore(await connect(), { ...DURABLE, prefix: freshPrefix('durua') });
+    const key = IdempotencyKey.default();
+    const keys = keysOf(store.prefix, key);
+    const claim = claimed(await store.tryInsert(key, processing(1, LONG)));
+    replica.pause();
+    await rejection(store.complete(key, claim.entry.complete(response('{"paid":1}')), claim.fencingToken, LONG));
+    // Another instance's store (no shared state in the process) refuses to replay it, then replays.
+    const other = new ValkeyStore(await connect(), { ...DURABLE, prefix: store.prefix });
+    expect(await rejection(other.tryInsert(key, processing(1, LONG)))).toBeInstanceOf(StoreDurabilityError);
+    replica.resume();
+    await waitForReplica(primary.port, replica.port);
+    const replay = await other.tryInsert(key, processing(1, LONG));
+    expect(replay.kind === 'exists' && replay.entry.isCompleted()).toBe(true);
+    await eventually(async () => (await admin.getBuffer(keys.entry))?.toString('latin1', 0, 2) === '\x02c');
+  });
+
+  it('a replay of an acknowledged completion answers without waiting for the replicas', async () => {
     const client = await connect();
     const store = new ValkeyStore(client, {
       durability: { replicas: 1, timeoutMs: 4_000 },
@@ -245,6 +297,8 @@ describeValkey('ValkeyStore durability, a primary with one replica', () => {
     const key = IdempotencyKey.default();
     const claim = claimed(await store.tryInsert(key, processing(1, LONG)));
     await store.complete(key, claim.entry.complete(response()), claim.fencingToken, LONG);
+    const entryKey = keysOf(store.prefix, key).entry;
+    await eventually(async () => (await admin.getBuffer(entryKey))?.toString('latin1', 0, 2) === '\x02c');
     replica.pause();
     // A write the replica will not acknowledge, on the store's connection: a WAIT now blocks.
     await client.set(`${store.prefix}other`, 'x');
@@ -475,6 +529,7 @@ describeValkey('ValkeyStore durability on a cluster: 3 primaries with a replica 
       );
     }
 
+    for (const key of keys) await eventuallyAcknowledged(client, store, key);
     const [shard] = await cluster.shards();
     const owner = `${shard.primary.host}:${shard.primary.port}`;
     const ownerOf = async (key: IdempotencyKey): Promise<string> => {
@@ -496,7 +551,7 @@ describeValkey('ValkeyStore durability on a cluster: 3 primaries with a replica 
         ),
       );
       expect(outcomes).toEqual(owners.map((o) => (o === owner ? 'durability' : 'claimed')));
-      // Replays on the paused replica's primary still answer.
+      // Replays of acknowledged completions on the paused replica's primary still answer.
       const replays = await Promise.all(keys.map((key) => store.tryInsert(key, processing(1, LONG))));
       expect(replays.every((r) => r.kind === 'exists' && r.entry.isCompleted())).toBe(true);
     } finally {

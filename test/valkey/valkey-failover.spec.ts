@@ -80,18 +80,59 @@ describeValkey('failover to a replica', () => {
       .fingerprint('POST /charges', '{}')
       .executeOrReplay(TTL_MS, charge(runs));
     expect(first.kind).toBe('executed');
+    // Acknowledged by the replica, and marked so (state c, not u) on it too.
+    const onReplica = await connect(replica.port);
+    const entryKey = keysOf(options.prefix!, key).entry;
+    while ((await onReplica.getBuffer(entryKey))?.toString('latin1', 0, 2) !== '\x02c') await sleep(5);
+    disconnect(onReplica);
 
     disconnect(onPrimary);
     await primary.kill();
     await promote(replica);
     const after = new ValkeyStore(await connect(replica.port), options);
-    // The promoted server has no replica of its own: a replay needs none.
+    // The promoted server has no replica of its own: a replay of an acknowledged result needs none.
     const retry = await after
       .claim(key, LEASE_MS)
       .fingerprint('POST /charges', '{}')
       .executeOrReplay(TTL_MS, charge(runs));
     expect(retry.kind).toBe('replayed');
     expect(retry.kind === 'replayed' && Buffer.from(retry.response.body).toString()).toBe('{"charge":1}');
+    expect(runs.n).toBe(1);
+  });
+
+  it('with durability: a failover before the acknowledged mark reached the replica refuses the replay (503) until a replica acknowledges it; never a second run', async () => {
+    const { primary, replica } = await pair();
+    const options: ValkeyStoreOptions = {
+      durability: { replicas: 1, timeoutMs: 300 },
+      commandTimeoutMs: 2_000,
+      prefix: freshPrefix('fou'),
+      onWarning: () => undefined,
+    };
+    const key = IdempotencyKey.default();
+    const entryKey = keysOf(options.prefix!, key).entry;
+    const runs = { n: 0 };
+    const onPrimary = await connect(primary.port);
+    const store = new ValkeyStore(onPrimary, options);
+    await store.claim(key, LEASE_MS).fingerprint('POST /charges', '{}').executeOrReplay(TTL_MS, charge(runs));
+    // The promoted replica holds the completion as written, not yet marked acknowledged (as when the
+    // primary dies between the acknowledgement and the mark reaching the replica).
+    const onReplica = await connect(replica.port);
+    disconnect(onPrimary);
+    await primary.kill();
+    await promote(replica);
+    await onReplica.setrange(entryKey, 1, 'u');
+    const after = new ValkeyStore(await connect(replica.port), options);
+    const retry = () =>
+      after.claim(key, LEASE_MS).fingerprint('POST /charges', '{}').executeOrReplay(TTL_MS, charge(runs));
+    // No replica acknowledges it: no success is sent for it.
+    await expect(retry()).rejects.toMatchObject({ name: 'StoreDurabilityError', operation: 'replay' });
+    // A replica joins the promoted server: the replay is acknowledged, marked, and answered.
+    const joined = await startReplica(replica);
+    servers.push(joined);
+    const replayed = await retry();
+    expect(replayed.kind).toBe('replayed');
+    expect(replayed.kind === 'replayed' && Buffer.from(replayed.response.body).toString()).toBe('{"charge":1}');
+    while ((await onReplica.getBuffer(entryKey))?.toString('latin1', 0, 2) !== '\x02c') await sleep(5);
     expect(runs.n).toBe(1);
   });
 

@@ -3,6 +3,8 @@
  * previous version of the store left, for rolling upgrades) and corrupt format 2 data.
  */
 import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   CachedResponse,
   FencedOutcome,
@@ -17,6 +19,7 @@ import { describeValkey, startStandalone, type StandaloneServer } from '../suppo
 import { fp, formatTwoEntry, freshPrefix, keysOf, processing, response } from './helpers';
 
 const LONG = 60_000;
+const readScript = (name: string) => readFileSync(join(__dirname, '../../lib/stores/lua', `${name}.lua`), 'utf8');
 const NONCE = 'AbCdEfGhIjKlMnOpQrStUv';
 const FP = '0123456789abcdef0123456789abcdef';
 
@@ -116,6 +119,40 @@ describeValkey('ValkeyStore entry format', () => {
       expect(Buffer.from(stored.response.body).equals(body)).toBe(true); // the bytes themselves, not base64
       expect(stored.response.metadata).toEqual(metadata);
       expect(stored.response.statusCode).toBe(202);
+    });
+
+    it('state u (completed, not yet acknowledged, written by durable stores): read as completed by every script; the ack script marks it c, only for its own claim', async () => {
+      const prefix = freshPrefix('f2u');
+      const store = new ValkeyStore(client, { prefix });
+      const key = IdempotencyKey.default();
+      const { entry } = keysOf(prefix, key);
+      const c = claimed(await store.tryInsert(key, processing(0xabcn, 30_000)));
+      const done = c.entry.complete(response('{"u":1}'));
+      expect(await store.complete(key, done, c.fencingToken, 90_000)).toBe(FencedOutcome.Applied);
+      // As a durable store writes it: the same bytes with state u.
+      const written = (await client.getBuffer(entry))!;
+      await client.setrange(entry, 1, 'u');
+      const stored = await store.get(key);
+      expect(stored?.isCompleted() && Buffer.from(stored.response.body).toString()).toBe('{"u":1}');
+      const replay = await store.tryInsert(key, processing(0xabcn, 30_000));
+      expect(replay.kind === 'exists' && replay.entry.isCompleted()).toBe(true);
+      expect(await store.touch(key, c.fencingToken, LONG)).toBe(FencedOutcome.KeyExpired);
+      const other = new FencingToken(c.fencingToken.value, 'zzzzzzzzzzzzzzzzzzzzzz');
+      expect(await store.complete(key, done, other, LONG)).toBe(FencedOutcome.FencingMismatch);
+      expect(await store.complete(key, done, c.fencingToken, LONG)).toBe(FencedOutcome.Applied);
+      expect(await store.remove(key, other)).toBe(FencedOutcome.FencingMismatch);
+      // Nothing above changed it, but for the state byte.
+      expect((await client.getBuffer(entry))!.subarray(2).equals(written.subarray(2))).toBe(true);
+      const ack = (id: string) => client.eval(readScript('ack'), 1, entry, `\x02u${id}`) as Promise<number>;
+      const id = written.toString('latin1', 2, 40);
+      expect(await ack(`${id.slice(0, -1)}x`)).toBe(1);
+      expect((await client.getBuffer(entry))!.toString('latin1', 0, 2)).toBe('\x02u');
+      expect(await ack(id)).toBe(0);
+      expect((await client.getBuffer(entry))!.equals(written)).toBe(true);
+      expect(await ack(id)).toBe(1); // already c: nothing to do
+      await client.setrange(entry, 1, 'u');
+      expect(await store.remove(key, c.fencingToken)).toBe(FencedOutcome.Applied);
+      expect(await client.exists(entry)).toBe(0);
     });
 
     it('stores a body given as text as its UTF-8 bytes (non-ASCII, astral, a lone surrogate)', async () => {

@@ -34,9 +34,9 @@ function sameBucketAs(key: string): string {
 }
 
 describe('ValkeyStore scripts', () => {
-  it('ships five Lua scripts, each starting with a #!lua shebang; only touch and remove may run out of memory', () => {
+  it('ships six Lua scripts, each starting with a #!lua shebang; only touch, remove and ack may run out of memory', () => {
     const scripts = valkeyScripts();
-    expect(Object.keys(scripts).sort()).toEqual(['claim', 'complete', 'get', 'remove', 'touch']);
+    expect(Object.keys(scripts).sort()).toEqual(['ack', 'claim', 'complete', 'get', 'remove', 'touch']);
     for (const source of Object.values(scripts)) expect(source).toMatch(/^#!lua( flags=[a-z-]+(,[a-z-]+)*)?\n/);
     expect(Object.fromEntries(Object.entries(scripts).map(([op, source]) => [op, source.split('\n')[0]]))).toEqual({
       claim: '#!lua',
@@ -44,6 +44,7 @@ describe('ValkeyStore scripts', () => {
       touch: '#!lua flags=allow-oom',
       remove: '#!lua flags=allow-oom',
       get: '#!lua flags=no-writes',
+      ack: '#!lua flags=allow-oom',
     });
   });
 

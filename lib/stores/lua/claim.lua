@@ -9,11 +9,17 @@
 -- stored entry; the caller turns that back into the same claim.
 -- A processing entry (84 bytes, state `p`) found here is marked `w`: its caller may wait for the
 -- key (waitMs), so the complete and remove scripts announce its end. Entries nobody asked for
--- while in flight end without a message.
+-- while in flight end without a message. A completed entry not yet acknowledged (state `u`, see
+-- ack.lua) bumps the fencing counter by 0, for the WAIT behind the script.
 local e = redis.pcall('GET', KEYS[1])
 if type(e) == 'string' then
-  if #e == 84 and string.byte(e, 2) == 112 then
+  local s = string.byte(e, 2)
+  if #e == 84 and s == 112 then
     redis.call('SETRANGE', KEYS[1], 1, 'w')
+  elseif s == 117 then
+    -- Completed, not yet acknowledged (durability): a write, so the WAIT sent behind this script
+    -- counts the acknowledgements of what follows the completion in the replication stream.
+    redis.call('INCRBY', KEYS[2], 0)
   end
   return e
 end

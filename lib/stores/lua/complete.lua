@@ -2,7 +2,8 @@
 -- nestjs-idempotent ValkeyStore: complete (entry format 2, see valkey-codec.ts).
 -- KEYS[1] entry.
 -- ARGV[1] header bytes 0-71 of the processing entry this completion expects (format, state `p`,
--- claim id, fingerprint), ARGV[2] the completed entry, ARGV[3] ttl in ms.
+-- claim id, fingerprint), ARGV[2] the completed entry (state `c`, or `u` with durability), ARGV[3]
+-- ttl in ms.
 -- Returns 0 applied, 1 fencing mismatch, 2 key expired, 3 fingerprint mismatch.
 -- An applied completion of an entry a claim found in flight (state `w`, see claim.lua) is
 -- announced on the shard channel named like the entry (same slot), to the requests waiting for
@@ -36,7 +37,7 @@ if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 2
 end
 local s = string.byte(h, 2)
-if #h < 72 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119) then
+if #h < 72 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119 and s ~= 117) then
   return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
 end
 if string.sub(h, 3, 40) ~= id then
@@ -49,5 +50,6 @@ if s == 119 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   redis.call('SPUBLISH', KEYS[1], 'c')
 end
--- Else completed by this claim already (a repeated completion): the first response stays.
+-- Else completed by this claim already (`c`, or `u` not yet acknowledged; a repeated
+-- completion): the first response stays.
 return 0

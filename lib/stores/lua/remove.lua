@@ -32,8 +32,13 @@ if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 2
 end
 local s = string.byte(h, 2)
-if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119) then
+if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119 and s ~= 117) then
   return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
+end
+if s == 117 and string.sub(h, 3) == id then
+  -- Completed, not yet acknowledged (durability): nobody waits on a completed entry.
+  redis.call('DEL', KEYS[1])
+  return 0
 end
 if s == 119 and string.sub(h, 3) == id then
   redis.call('DEL', KEYS[1])

@@ -34,7 +34,7 @@ if h == '' and redis.call('EXISTS', KEYS[1]) == 0 then
   return 2
 end
 local s = string.byte(h, 2)
-if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119) then
+if #h < 40 or string.byte(h, 1) ~= 2 or (s ~= 112 and s ~= 99 and s ~= 119 and s ~= 117) then
   return redis.error_reply('IDEMCORRUPT not an idempotency entry of format 2')
 end
 if string.sub(h, 3) ~= id then
