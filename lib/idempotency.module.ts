@@ -17,6 +17,7 @@ import type {
 import { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 import { IdempotencyService } from './service/idempotency.service';
 import { IdempotencyStore } from './core/idempotency-store';
+import { MemoryStore } from './stores/memory.store';
 
 function sharedProviders(): Provider[] {
   return [
@@ -41,13 +42,22 @@ const DEFERRED_SHUTDOWN_WAIT_MS = 5_000;
 const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator, IdempotencyService];
 
 /**
+ * How many running applications use each store the module closes: it is closed when the last of
+ * them shuts down, so applications sharing one (a `MemoryStore` made once in an `AppModule`
+ * that tests create again and again, or run side by side) do not close it under each other.
+ */
+const users = new WeakMap<IdempotencyStore, number>();
+
+/**
  * Configures the store and the module-wide options of `@Idempotent()`, and provides
  * `IdempotencyStore` for injection. Global unless `isGlobal: false`.
  *
  * Store ownership: a store handed to `forRoot` belongs to the caller and is left open at
  * shutdown, except a `MemoryStore`, whose entries live and die with the application; a store
  * returned by a `forRootAsync` factory was made for the module. Closed stores are closed after
- * the HTTP server has stopped. `closeStoreOnShutdown` overrides either default.
+ * the HTTP server has stopped, by the last running application that uses them (a closed
+ * `MemoryStore` starts again, empty, with the next application). `closeStoreOnShutdown`
+ * overrides either default.
  */
 @Module({})
 export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
@@ -88,6 +98,12 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
   }
 
   onModuleInit(): void {
+    const store = this.state.store;
+    if (this.state.closeStoreOnShutdown) {
+      users.set(store, (users.get(store) ?? 0) + 1);
+      // A MemoryStore an earlier application closed starts again, empty.
+      if (store instanceof MemoryStore) store.reopen();
+    }
     // Before the first request: lets the interceptor answer by itself without Nest replying again.
     installReplyGuard(this.adapterHost.httpAdapter);
     const controllers = new Set<{ name: string; prototype: object }>();
@@ -117,6 +133,9 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
       );
     }
     if (!this.state.closeStoreOnShutdown) return;
+    const left = (users.get(store) ?? 1) - 1;
+    users.set(store, left);
+    if (left > 0) return; // another running application still uses it
     try {
       await this.state.store.close();
     } catch (error) {

@@ -29,8 +29,10 @@ export {
   IdempotencyError,
   IdempotencyKeyError,
   IdempotencyStoreError,
+  IdempotencyValueTooLargeError,
   StoreDecodeError,
   StoreDurabilityError,
+  StoreClosedError,
   StoreFullError,
   StoreTimeoutError,
 } from './core/errors';

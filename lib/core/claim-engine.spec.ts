@@ -5,12 +5,14 @@
 import { FencedOutcome } from './fenced-outcome';
 import { CachedResponse } from './cached-response';
 import {
+  type Claimed,
   type ClaimDecision,
   type ClaimRequest,
   claimKey,
   claimKeyNow,
   type ClaimedWork,
   type EngineEvent,
+  failedAfterInFlight,
   runClaimed,
   type RunOutcome,
   runClaimedNow,
@@ -20,7 +22,7 @@ import { StoreDurabilityError, StoreFullError, StoreTimeoutError } from './error
 import { DefaultFingerprintStrategy } from './fingerprint-strategy';
 import { IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
-import type { ClaimedResult, InsertResult } from './insert-result';
+import type { InsertResult } from './insert-result';
 import { LeaseLostError } from './lease';
 import { MemoryStore } from '../stores/memory.store';
 import { FaultyStore } from '../testing/faulty-store';
@@ -61,7 +63,7 @@ describe('claim engine', () => {
     ttlMs: TTL,
   });
 
-  async function claimed(req: ClaimRequest): Promise<ClaimedResult> {
+  async function claimed(req: ClaimRequest): Promise<Claimed> {
     const decision = await claimKey(req);
     if (decision.kind !== 'claimed') throw new Error(`expected a claim, got ${decision.kind}`);
     return decision;
@@ -334,6 +336,102 @@ describe('claim engine', () => {
       expect((await inner.get(req.key))?.isProcessing()).toBe(true);
     });
 
+    describe('a pause between the claim and the work (issue 17, defect 7)', () => {
+      it('a claim that lost a third of its lease is renewed before the work starts', async () => {
+        const req = request();
+        const claim = await claimed(req);
+        await jest.advanceTimersByTimeAsync(LEASE / 2);
+        const touches = store.calls.touch;
+        const runs = work('after a pause');
+        const outcome = await settle(runClaimed(req, claim, runs.spec));
+        expect(outcome).toMatchObject({ kind: 'executed', value: 'after a pause' });
+        expect(store.calls.touch).toBe(touches + 1);
+        expect(runs.counter.runs).toBe(1);
+      });
+
+      it('the lease passed and another claim took the key: the work never starts; the answer is in-flight', async () => {
+        const req = request();
+        const claim = await claimed(req);
+        await jest.advanceTimersByTimeAsync(LEASE + 1);
+        const taker = await claimed(req); // the store let the key go: another request claims it
+        const runs = work('stale');
+        const outcome = await settle(runClaimed(req, claim, runs.spec));
+        expect(outcome).toEqual({ kind: 'in-flight' });
+        expect(runs.counter.runs).toBe(0);
+        expect((await inner.get(req.key))?.isProcessing()).toBe(true);
+        expect(taker.fencingToken.isNewerThan(claim.fencingToken)).toBe(true);
+      });
+
+      it('the lease passed with nobody on the key: the key is claimed again and the work runs once under the new claim', async () => {
+        const req = request();
+        const claim = await claimed(req);
+        await jest.advanceTimersByTimeAsync(LEASE + 1);
+        const runs = work('reclaimed');
+        const outcome = await settle(runClaimed(req, claim, runs.spec));
+        expect(outcome).toMatchObject({ kind: 'executed', value: 'reclaimed' });
+        if (outcome.kind !== 'executed') throw new Error('unreachable');
+        expect(outcome.fencingToken.isNewerThan(claim.fencingToken)).toBe(true);
+        expect(runs.counter.runs).toBe(1);
+      });
+
+      it('the store cannot be reached to renew it: the work never starts, and the error never lets it run unguarded', async () => {
+        const req = request();
+        const claim = await claimed(req);
+        await jest.advanceTimersByTimeAsync(LEASE / 2);
+        store.failNext('touch');
+        const runs = work('never');
+        const error = await settle(runClaimed(req, claim, runs.spec)).catch((e: unknown) => e);
+        expect(failedAfterInFlight(error)).toBe(true);
+        expect(runs.counter.runs).toBe(0);
+      });
+    });
+
+    it('a result held unstored past its lease: a claim of its key in this process stores it first, never runs the work again (issue 17, defect 3)', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      // The store goes away right after the work ends, for longer than the lease.
+      const down = Number.POSITIVE_INFINITY;
+      const runs = work('held', 0, {
+        run: async () => {
+          runs.counter.runs++;
+          for (const op of ['complete', 'touch', 'tryInsert', 'get'] as const) store.failNext(op, undefined, down);
+          return 'held';
+        },
+      });
+      expect((await settle(runClaimed(req, claim, runs.spec))).kind).toBe('deferred');
+      await jest.advanceTimersByTimeAsync(3 * LEASE); // the run's claim has expired in the store
+      expect(await inner.get(req.key)).toBeUndefined();
+      // The store answers again; the background completion is asleep in its back-off. A claim
+      // of the key now must not take the expired key and run the work a second time.
+      store.heal();
+      const decision = await claimKey(req);
+      expect(decision.kind === 'replayed' && bodyOf(decision.response)).toBe('held');
+      expect(runs.counter.runs).toBe(1);
+      // A different request under the key is refused, as the store will refuse it.
+      expect(await claimKey(request(OTHER_FP))).toEqual({ kind: 'fingerprint-mismatch' });
+    });
+
+    it('a result held unstored: while the store still refuses it, claims of its key in this process answer in-flight', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      const runs = work('held', 0, {
+        run: async () => {
+          runs.counter.runs++;
+          for (const op of ['complete', 'touch', 'tryInsert', 'get'] as const) store.failNext(op, undefined, Infinity);
+          return 'held';
+        },
+      });
+      expect((await settle(runClaimed(req, claim, runs.spec))).kind).toBe('deferred');
+      await jest.advanceTimersByTimeAsync(3 * LEASE);
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      expect(runs.counter.runs).toBe(1);
+      // Once the store takes it, the result is stored and replayed.
+      store.heal();
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('held');
+      expect(runs.counter.runs).toBe(1);
+    });
+
     it('key-expired: the lease ran out with nobody on the key; the result is stored under a new claim', async () => {
       const req = request();
       const claim = await claimed(req);
@@ -471,14 +569,14 @@ describe('claim engine', () => {
 
     it('work that answers later, or throws, is awaited as usual', async () => {
       const req = direct();
-      const claim = claimKeyNow(req) as ClaimedResult;
+      const claim = claimKeyNow(req) as Claimed;
       const later = runClaimedNow(req, claim, work('later', 10).spec);
       expect(later).toBeInstanceOf(Promise);
       expect(await settle(later as Promise<unknown>)).toMatchObject({ kind: 'executed', value: 'later' });
 
       const other = direct(FP, new IdempotencyKey('thrown'));
       const error = new Error('boom');
-      const thrown = runClaimedNow(other, claimKeyNow(other) as ClaimedResult, {
+      const thrown = runClaimedNow(other, claimKeyNow(other) as Claimed, {
         ...syncWork('x'),
         run: () => {
           throw error;
@@ -509,7 +607,7 @@ describe('claim engine', () => {
       const preq = { ...direct(), store: patched };
       const claim = await claimKeyNow(preq);
       expect(claim.kind).toBe('claimed');
-      const outcome = runClaimedNow(preq, claim as ClaimedResult, syncWork('x'));
+      const outcome = runClaimedNow(preq, claim as Claimed, syncWork('x'));
       expect(outcome).toBeInstanceOf(Promise);
       await settle(outcome as Promise<unknown>);
       await counting.close();
@@ -532,7 +630,7 @@ describe('claim engine', () => {
       const completing = new Completing();
       const req = { ...direct(), store: completing };
       const claim = await claimKeyNow(req);
-      const outcome = runClaimedNow(req, claim as ClaimedResult, syncWork('x'));
+      const outcome = runClaimedNow(req, claim as Claimed, syncWork('x'));
       expect(outcome).toBeInstanceOf(Promise);
       expect((await settle(outcome as Promise<RunOutcomeOf>)).kind).toBe('executed');
       expect(seen).toEqual(['complete']);
@@ -542,13 +640,13 @@ describe('claim engine', () => {
     it('sync work starts no lease timer; work that goes on keeps its lease alive, and stops it', async () => {
       const req = direct();
       const timers = jest.getTimerCount();
-      const claim = claimKeyNow(req) as ClaimedResult;
+      const claim = claimKeyNow(req) as Claimed;
       runClaimedNow(req, claim, syncWork('x'));
       expect(jest.getTimerCount()).toBe(timers);
 
       const other = direct(FP, new IdempotencyKey('later'));
       let finish: (value: string) => void = () => undefined;
-      const running = runClaimedNow(other, claimKeyNow(other) as ClaimedResult, {
+      const running = runClaimedNow(other, claimKeyNow(other) as Claimed, {
         ...syncWork('x'),
         run: () => new Promise<string>((resolve) => (finish = resolve)),
       }) as Promise<RunOutcomeOf>;
@@ -682,7 +780,7 @@ describe('claim engine', () => {
         };
         const decision = claimKeyNow(req);
         expect(decision instanceof Promise).toBe(awaited);
-        const claim = (await decision) as ClaimedResult;
+        const claim = (await decision) as Claimed;
         await c.before?.(memory, req);
         let runs = 0;
         const spec: ClaimedWork<string> = {
@@ -720,7 +818,7 @@ describe('claim engine', () => {
           leaseMs: LEASE,
           ttlMs: TTL,
         };
-        const claim = claimKeyNow(req) as ClaimedResult;
+        const claim = claimKeyNow(req) as Claimed;
         const cached = runClaimedNow(req, claim, {
           run: throwing,
           capture: (value) => response(value),
@@ -765,7 +863,7 @@ describe('claim engine', () => {
             leaseMs: LEASE,
             ttlMs: TTL,
           };
-          const claim = (await claimKey(req)) as ClaimedResult;
+          const claim = (await claimKey(req)) as Claimed;
           const waiting = claimKey({ ...req, waitMs: 5_000 });
           await jest.advanceTimersByTimeAsync(10);
           const outcome = runClaimedNow(req, claim, { run: () => 'done', capture: (value) => response(value) });

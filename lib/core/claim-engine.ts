@@ -1,13 +1,14 @@
 import { CachedResponse } from './cached-response';
-import { StoreDurabilityError, StoreTimeoutError } from './errors';
+import { IdempotencyStoreError, StoreClosedError, StoreDurabilityError, StoreTimeoutError } from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { Fingerprint } from './fingerprint';
 import { AnyEntry, assertEntryParts, CompletedEntry, IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
 import { ClaimedResult, InsertResult } from './insert-result';
-import { completeBefore, Lease, LeaseLostError, sleep } from './lease';
+import { CompletionFailedError, Lease, LeaseLostError, monotonicNow } from './lease';
 import { immediateOperations, type StoreOperations } from './store-operations';
+import { holdUnstoredResult, type UnstoredResult, unstoredResultOf } from './unstored-results';
 
 /*
  * The claim protocol, in one place. Every entry point (the HTTP route wrapper, `executeOrReplay`,
@@ -15,9 +16,14 @@ import { immediateOperations, type StoreOperations } from './store-operations';
  * and turns the outcome into its own kind of answer. The rules it keeps:
  *
  * - The work runs only under a claim; a key that exists answers with what it holds.
+ * - A lease counts from when its claim (or renewal) was sent, by the monotonic clock; the work
+ *   never starts on a claim that has lost a third of its lease (a process paused between claim and
+ *   work): the claim is renewed first, or the key claimed again.
  * - Once the work has run, the key is never released and never runs again within `ttlMs`: its
  *   result is stored now, stored late (re-claimed after the lease ran out unclaimed), or kept
  *   trying in the background while the key is held (a store that refuses the completion).
+ * - While this process holds a result its store has not taken, claims of that key in this process
+ *   ask for it to be stored first, and answer in-flight until it is (`unstored-results.ts`).
  * - A holder whose lease was taken over answers with what the key holds now.
  * - The work throwing releases the key, unless `cacheError` turns the error into a response to
  *   store, which then follows the same rules as a value.
@@ -42,6 +48,14 @@ export interface ClaimRequest {
   readonly waitSignal?: () => AbortSignal | undefined;
 }
 
+/**
+ * The key is claimed: the work may run under `fencingToken`, whose lease started (by the monotonic
+ * clock, `monotonicNow()`) at `leaseStart`, when the claim was sent.
+ */
+export interface Claimed extends ClaimedResult {
+  readonly leaseStart: number;
+}
+
 /** The key is held by someone else, or done: what to tell the caller instead of running. */
 export type ClaimRefusal =
   /** A stored response for the same request. */
@@ -52,7 +66,7 @@ export type ClaimRefusal =
   | { readonly kind: 'fingerprint-mismatch' };
 
 /** What `claimKey` decided. */
-export type ClaimDecision = ClaimedResult | ClaimRefusal;
+export type ClaimDecision = Claimed | ClaimRefusal;
 
 /** Something that happened on the way, worth a log line or an event (never the final answer). */
 export type EngineEvent =
@@ -132,6 +146,28 @@ export function refusalFor(entry: AnyEntry, fingerprint: Fingerprint): ClaimRefu
   return IN_FLIGHT;
 }
 
+/** Errors thrown after the claim had seen its key in flight: they never let a request run unguarded. */
+const seenInFlight = new WeakSet<object>();
+
+/**
+ * Whether a claim failed (`error`, thrown by `claimKey`) after it had seen its key in flight, or
+ * while it held a claim of the key: such a request must never run unguarded (`failOpen`), since
+ * another run of it may be going on.
+ * @internal
+ */
+export function failedAfterInFlight(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && seenInFlight.has(error);
+}
+
+function markInFlight(error: unknown): unknown {
+  const marked =
+    typeof error === 'object' && error !== null
+      ? error
+      : new IdempotencyStoreError(`the store failed: ${String(error)}`, { cause: error });
+  seenInFlight.add(marked);
+  return marked;
+}
+
 /**
  * Claims the key, or says why not. Store failures are thrown (nothing ran).
  *
@@ -170,14 +206,19 @@ export function claimKeyNow(request: ClaimRequest): ClaimDecision | Promise<Clai
  */
 async function waitForKey(request: ClaimRequest, inFlight: ClaimDecision): Promise<ClaimDecision> {
   let decision = inFlight;
-  const deadline = Date.now() + request.waitMs!;
+  const deadline = monotonicNow() + request.waitMs!;
   const signal = request.waitSignal?.();
-  while (decision.kind === 'in-flight') {
-    const left = deadline - Date.now();
-    if (left <= 0 || signal?.aborted) return decision;
-    await request.store.waitForChange(request.key, Math.min(left, RECHECK_MS), signal);
-    if (signal?.aborted) return decision;
-    decision = await claimOnce(request);
+  try {
+    while (decision.kind === 'in-flight') {
+      const left = deadline - monotonicNow();
+      if (left <= 0 || signal?.aborted) return decision;
+      await request.store.waitForChange(request.key, Math.min(left, RECHECK_MS), signal);
+      if (signal?.aborted) return decision;
+      decision = await claimOnce(request);
+    }
+  } catch (error) {
+    // The key was in flight when last seen: the first run may still be going on.
+    throw markInFlight(error);
   }
   return decision;
 }
@@ -187,6 +228,9 @@ const RECHECK_MS = 1_000;
 
 function claimOnce(request: ClaimRequest): ClaimDecision | Promise<ClaimDecision> {
   const { store, key, fingerprint, leaseMs } = request;
+  const unstored = unstoredResultOf(store, key);
+  if (unstored !== undefined) return claimAfter(request, unstored);
+  const leaseStart = monotonicNow();
   const now = immediateOperations(store);
   if (now !== undefined) {
     // What making the processing entry would check; the store makes it only for a claim.
@@ -197,17 +241,30 @@ function claimOnce(request: ClaimRequest): ClaimDecision | Promise<ClaimDecision
     } catch (error) {
       return readInstead(request, error);
     }
-    if (result !== undefined) return decisionOf(result, fingerprint);
+    if (result !== undefined) return decisionOf(result, fingerprint, leaseStart);
   }
   return store.tryInsert(key, new IdempotencyEntry(fingerprint, leaseMs)).then(
-    (result) => decisionOf(result, fingerprint),
+    (result) => decisionOf(result, fingerprint, leaseStart),
     (error: unknown) => readInstead(request, error),
   );
 }
 
+/**
+ * A claim of a key whose result this process holds unstored: the result is stored first (now, not
+ * at the next back-off), then the store answers; while it cannot be, in-flight. Never a claim of
+ * the store, where the run's own claim may have expired and the work would run again.
+ */
+async function claimAfter(request: ClaimRequest, unstored: UnstoredResult): Promise<ClaimDecision> {
+  if (!unstored.fingerprint.equals(request.fingerprint)) return FINGERPRINT_MISMATCH;
+  if (!(await unstored.store())) return IN_FLIGHT;
+  return claimOnce(request);
+}
+
 /** The claim, or what a request with `fingerprint` is answered from the entry the key holds. */
-function decisionOf(result: InsertResult, fingerprint: Fingerprint): ClaimDecision {
-  return result.kind === 'claimed' ? result : refusalFor(result.entry, fingerprint);
+function decisionOf(result: InsertResult, fingerprint: Fingerprint, leaseStart: number): ClaimDecision {
+  return result.kind === 'claimed'
+    ? { kind: 'claimed', fencingToken: result.fencingToken, entry: result.entry, leaseStart }
+    : refusalFor(result.entry, fingerprint);
 }
 
 /** A claim the store refused: what the key holds, if the store can still be read; else the error. */
@@ -223,12 +280,12 @@ async function readInstead(request: ClaimRequest, error: unknown): Promise<Claim
   return refusalFor(entry, request.fingerprint);
 }
 
-/** Runs `work` under the claim `claimed` holds and stores what it produced. Never throws. */
-export function runClaimed<T>(
-  request: ClaimRequest,
-  claimed: ClaimedResult,
-  work: ClaimedWork<T>,
-): Promise<RunOutcome<T>> {
+/**
+ * Runs `work` under the claim `claimed` holds and stores what it produced. Throws only when the
+ * work did not run: a store that cannot be reached to renew a claim that lost a third of its
+ * lease before the work started (such an error never lets the request run unguarded).
+ */
+export function runClaimed<T>(request: ClaimRequest, claimed: Claimed, work: ClaimedWork<T>): Promise<RunOutcome<T>> {
   try {
     return promised(runClaimedNow(request, claimed, work));
   } catch (error) {
@@ -243,16 +300,20 @@ export function runClaimed<T>(
  */
 export function runClaimedNow<T>(
   request: ClaimRequest,
-  claimed: ClaimedResult,
+  claimed: Claimed,
   work: ClaimedWork<T>,
 ): RunOutcome<T> | Promise<RunOutcome<T>> {
   const { store, key } = request;
+  // Claimed a moment ago, nearly always. Not so after a pause (a stopped process, a long GC, an
+  // overloaded loop) between the claim and now: renew the claim first, or claim the key again.
+  if (monotonicNow() - claimed.leaseStart > request.leaseMs / 3) return renewFirst(request, claimed, work);
   const fencingToken = claimed.fencingToken;
   const lease = new Lease(
     store,
     key,
     fencingToken,
     request.leaseMs,
+    claimed.leaseStart,
     work.notify === undefined ? undefined : (error) => work.notify!({ type: 'lease-lost', fencingToken, error }),
   );
   let result: T | PromiseLike<T>;
@@ -270,10 +331,34 @@ export function runClaimedNow<T>(
   );
 }
 
+/**
+ * The claim lost a third of its lease before the work started: renews it (the work then starts
+ * under the renewed lease), or, when the store no longer holds it (expired, perhaps taken over),
+ * claims the key again and answers what that gives. The work never starts on a claim whose lease
+ * may have passed.
+ */
+async function renewFirst<T>(request: ClaimRequest, claimed: Claimed, work: ClaimedWork<T>): Promise<RunOutcome<T>> {
+  const leaseStart = monotonicNow();
+  let renewed: FencedOutcome;
+  try {
+    renewed = await request.store.touch(request.key, claimed.fencingToken, request.leaseMs);
+  } catch (error) {
+    throw markInFlight(error);
+  }
+  if (renewed === FencedOutcome.Applied) return runClaimedNow(request, { ...claimed, leaseStart }, work);
+  let again: ClaimDecision;
+  try {
+    again = await claimOnce(request);
+  } catch (error) {
+    throw markInFlight(error);
+  }
+  return again.kind === 'claimed' ? runClaimedNow(request, again, work) : again;
+}
+
 /** The work gave `value`: stores what `capture` makes of it. */
 function workDone<T>(
   request: ClaimRequest,
-  claimed: ClaimedResult,
+  claimed: Claimed,
   lease: Lease,
   work: ClaimedWork<T>,
   value: T,
@@ -301,7 +386,7 @@ function workDone<T>(
 /** The work threw `error`: stores what `cacheError` makes of it, or releases the key. */
 function workFailed<T>(
   request: ClaimRequest,
-  claimed: ClaimedResult,
+  claimed: Claimed,
   lease: Lease,
   work: ClaimedWork<T>,
   error: unknown,
@@ -363,11 +448,12 @@ interface Held {
 /**
  * Stores `response` for the claim: with the claim's token while its lease lasts; after the lease
  * ran out unclaimed, under a new claim; else answers with what the key holds now. When the store
- * keeps failing, the key is held and the result stored in the background.
+ * keeps failing, the key is held and the result stored in the background. Answered at once when
+ * the store can answer at once (the in-process store).
  */
 function storeResult(
   request: ClaimRequest,
-  claimed: ClaimedResult,
+  claimed: Claimed,
   lease: Lease,
   response: CachedResponse,
   listener: Listener,
@@ -376,83 +462,119 @@ function storeResult(
   // even when the store keeps renewing leases but refuses completions.
   lease.stop();
   const held: Held = { fencingToken: claimed.fencingToken, completed: claimed.entry.complete(response) };
-  // The first attempt at once when the store can answer at once (the in-process store).
-  return then(completeHeld(request, response, held, lease.expiresAt, listener), (outcome) =>
-    typeof outcome === 'object' ? outcome : completed(request, held, outcome, response, listener),
-  );
-}
-
-/** What the completion's `outcome` means: stored, or the claim is gone and the result stored otherwise. */
-function completed(
-  request: ClaimRequest,
-  held: Held,
-  outcome: FencedOutcome,
-  response: CachedResponse,
-  listener: Listener,
-): Stored | Promise<Stored | Deferred | ClaimRefusal> {
-  if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
-  listener.notify?.({
-    type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
-    fencingToken: held.fencingToken,
-  });
-  return storeUnderNewClaim(request, response, listener);
-}
-
-/**
- * The run's claim is gone (expired, or taken over). Claims the key again and stores `response`
- * when nobody holds it; answers with what the key holds otherwise.
- */
-async function storeUnderNewClaim(
-  request: ClaimRequest,
-  response: CachedResponse,
-  listener: Listener,
-): Promise<Stored | Deferred | ClaimRefusal> {
-  // A claim that expires between the claim and the completion is tried again, a few times.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let held: Held;
+  const { store, key, ttlMs } = request;
+  const now = immediateOperations(store);
+  let first: FencedOutcome | { readonly error: unknown } | undefined;
+  if (now !== undefined) {
     try {
-      const again = await request.store.tryInsert(
-        request.key,
-        new IdempotencyEntry(request.fingerprint, request.leaseMs),
-      );
-      if (again.kind === 'exists') return refusalFor(again.entry, request.fingerprint);
-      held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
+      first = now.complete(key, held.completed, held.fencingToken, ttlMs);
     } catch (error) {
-      return defer(request, response, undefined, error, listener);
+      first = { error };
     }
-    const outcome = await completeHeld(request, response, held, Date.now() + request.leaseMs, listener);
-    if (typeof outcome === 'object') return outcome;
-    if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
+    if (first === FencedOutcome.Applied) return { kind: 'stored', fencingToken: held.fencingToken };
   }
-  return IN_FLIGHT;
+  return storeLater(request, response, held, lease.expiresAt, listener, first);
 }
 
 /**
- * Stores the completion of the claim `held` holds, retrying with its token until `deadline`;
- * when the store keeps failing, the key is held and the completion deferred to the background.
- * The first attempt is answered without a promise when the store can answer at once.
+ * {@link storeResult} once it cannot answer at once. From its first step until the result is
+ * stored, or the key is found to be another claim's, the result is held by this process
+ * (`holdUnstoredResult`): claims of the key here wait for it instead of claiming a key whose lease
+ * may have run out meanwhile. A deferred result stays held by its background completion.
  */
-function completeHeld(
+async function storeLater(
   request: ClaimRequest,
   response: CachedResponse,
   held: Held,
   deadline: number,
   listener: Listener,
-): FencedOutcome | Deferred | Promise<FencedOutcome | Deferred> {
-  const { store, key, ttlMs } = request;
-  let firstAttempt: { readonly error: unknown } | undefined;
-  const now = immediateOperations(store);
-  if (now !== undefined) {
+  first: FencedOutcome | { readonly error: unknown } | undefined,
+): Promise<Stored | Deferred | ClaimRefusal> {
+  const unstored = holdUnstoredResult(request.store, request.key, request.fingerprint);
+  let current = held;
+  let stillHeld = false;
+  try {
+    let outcome: FencedOutcome;
     try {
-      const outcome = now.complete(key, held.completed, held.fencingToken, ttlMs);
-      if (outcome !== undefined) return outcome;
+      outcome =
+        typeof first === 'string'
+          ? first
+          : await completeBefore(request, current, deadline, unstored, first === undefined ? undefined : first.error);
     } catch (error) {
-      firstAttempt = { error };
+      stillHeld = true;
+      return defer(request, response, current, error, listener, unstored);
+    }
+    if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: current.fencingToken };
+    listener.notify?.({
+      type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
+      fencingToken: current.fencingToken,
+    });
+    // The run's claim is gone (expired, or taken over): claim the key again and store the result
+    // when nobody holds it; answer with what the key holds otherwise. A claim that expires between
+    // the claim and the completion is tried again, a few times.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const leaseStart = monotonicNow();
+      try {
+        const again = await request.store.tryInsert(
+          request.key,
+          new IdempotencyEntry(request.fingerprint, request.leaseMs),
+        );
+        if (again.kind === 'exists') return refusalFor(again.entry, request.fingerprint);
+        current = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
+      } catch (error) {
+        stillHeld = true;
+        return defer(request, response, undefined, error, listener, unstored);
+      }
+      try {
+        outcome = await completeBefore(request, current, leaseStart + request.leaseMs, unstored);
+      } catch (error) {
+        stillHeld = true;
+        return defer(request, response, current, error, listener, unstored);
+      }
+      if (outcome === FencedOutcome.Applied) return { kind: 'stored', fencingToken: current.fencingToken };
+    }
+    return IN_FLIGHT;
+  } finally {
+    if (!stillHeld) unstored.end();
+  }
+}
+
+/**
+ * Stores the completion of the claim `held` holds, retrying with its token until `deadline` (by
+ * `monotonicNow()`): a store error after the work ran must not release the key or lose the
+ * response. Re-sending is safe: a completion that landed but whose answer was lost answers
+ * `Applied` again. A claim of the key in this process cuts the pause between attempts short.
+ * `firstError`: the caller already tried once, and that failed.
+ * @throws CompletionFailedError when every attempt failed before the deadline, or at once when the
+ *   store is closed (it refuses every operation from then on).
+ */
+async function completeBefore(
+  request: ClaimRequest,
+  held: Held,
+  deadline: number,
+  unstored: UnstoredResult,
+  firstError?: unknown,
+): Promise<FencedOutcome> {
+  const { store, key, ttlMs } = request;
+  let delay = 20;
+  let failed: { readonly error: unknown } | undefined = firstError === undefined ? undefined : { error: firstError };
+  for (;;) {
+    if (failed !== undefined) {
+      unstored.failedAttempt();
+      if (failed.error instanceof StoreClosedError || monotonicNow() + delay >= deadline) {
+        throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
+          cause: failed.error,
+        });
+      }
+      await unstored.pause(delay, true);
+      delay = Math.min(delay * 2, 1000);
+    }
+    try {
+      return await store.complete(key, held.completed, held.fencingToken, ttlMs);
+    } catch (error) {
+      failed = { error };
     }
   }
-  return completeBefore(store, key, held.completed, held.fencingToken, ttlMs, deadline, firstAttempt).catch(
-    (error: unknown) => defer(request, response, held, error, listener),
-  );
 }
 
 /** `value`'s promise: itself, or an already settled one. */
@@ -475,6 +597,7 @@ const deferredTasks = new Map<Promise<void>, Control>();
 /** Lets a shutdown stop one background completion. */
 interface Control {
   readonly store: StoreOperations;
+  readonly unstored: UnstoredResult;
   aborted: boolean;
 }
 
@@ -487,20 +610,25 @@ function defer(
   held: Held | undefined,
   error: unknown,
   listener: Listener,
+  unstored: UnstoredResult,
 ): Deferred {
   if (held !== undefined) listener.notify?.({ type: 'completion-deferred', fencingToken: held.fencingToken, error });
-  const control: Control = { store: request.store, aborted: false };
+  const control: Control = { store: request.store, unstored, aborted: false };
   const task = completeLater(request, response, held, control, listener).catch(() => undefined);
   deferredTasks.set(task, control);
-  void task.finally(() => deferredTasks.delete(task));
+  void task.finally(() => {
+    deferredTasks.delete(task);
+    unstored.end();
+  });
   return { kind: 'deferred', response, error };
 }
 
 /**
  * Keeps trying to store `response` until it is stored, the key is found to hold another answer,
- * the replay window passes, or the store's deferred completions are abandoned (shutdown). The
- * first step extends the processing lease to the whole replay window (`touch`, which a Valkey
- * server out of memory still accepts), so no retry runs the work again meanwhile.
+ * the replay window passes, the store is closed, or the store's deferred completions are
+ * abandoned (shutdown). The first step extends the processing lease to the whole replay window
+ * (`touch`, which a Valkey server out of memory still accepts), so no retry runs the work again
+ * meanwhile. A claim of the key in this process cuts the pause between two attempts short.
  */
 async function completeLater(
   request: ClaimRequest,
@@ -510,12 +638,13 @@ async function completeLater(
   listener: Listener,
 ): Promise<void> {
   const { store, key, ttlMs } = request;
-  const deadline = Date.now() + ttlMs;
+  const { unstored } = control;
+  const deadline = monotonicNow() + ttlMs;
   let holding = false;
   let delay = 50;
   let lastError: unknown;
   let reclaims = 0;
-  while (Date.now() < deadline && !control.aborted) {
+  while (monotonicNow() < deadline && !control.aborted) {
     try {
       if (held === undefined) {
         if (reclaims++ >= 5) break;
@@ -547,7 +676,12 @@ async function completeLater(
       held = undefined;
     } catch (error) {
       lastError = error;
-      await sleep(delay);
+      if (error instanceof StoreClosedError) {
+        listener.notify?.({ type: 'completion-abandoned', reason: 'the store was closed', error });
+        return;
+      }
+      unstored.failedAttempt();
+      await unstored.pause(delay, false);
       delay = Math.min(delay * 2, MAX_BACKOFF_MS);
     }
   }
@@ -598,6 +732,8 @@ export async function settleDeferredCompletions(
   for (const [task, control] of tasks) {
     if (!deferredTasks.has(task)) continue;
     control.aborted = true;
+    // Wakes its pause, so it ends now rather than at its next attempt.
+    control.unstored.end();
     abandoned++;
   }
   return abandoned;

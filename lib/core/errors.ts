@@ -43,8 +43,45 @@ export class IdempotencyConflictError extends IdempotencyError {
   }
 }
 
+/**
+ * The value of the first run was larger than `maxResponseBytes`, so only a marker was stored: the
+ * work ran once and does not run again within the replay window, and its value cannot be
+ * replayed. `IdempotencyService.run` throws it for later calls with the key (the first call got
+ * its value); `type` is `IDEMPOTENCY_PROBLEM_TYPES.responseTooLarge`.
+ */
+export class IdempotencyValueTooLargeError extends IdempotencyError {
+  readonly type = IDEMPOTENCY_PROBLEM_TYPES.responseTooLarge;
+
+  constructor(
+    /** The size of the value's JSON, in bytes (UTF-8). */
+    readonly bytes: number,
+    /** `maxResponseBytes` when it was stored. */
+    readonly limit: number,
+  ) {
+    super(
+      `the first run's value was too large to store for replay (${bytes} bytes, over maxResponseBytes ${limit}); ` +
+        'it ran, and does not run again for this key',
+    );
+  }
+}
+
 /** A store could not perform an operation (unreachable, timed out, refused). */
 export class IdempotencyStoreError extends IdempotencyError {}
+
+/**
+ * The store was closed (the application shut down, or `close()` was called): it refuses every
+ * operation from then on, so nothing claims a key whose earlier claim it can no longer see.
+ */
+export class StoreClosedError extends IdempotencyStoreError {
+  constructor(
+    /** Which store, e.g. `memory` or `valkey`. */
+    readonly store: string,
+    /** The operation refused. */
+    readonly operation: string,
+  ) {
+    super(`the ${store} store is closed (${operation})`);
+  }
+}
 
 /** A bounded store is full of live entries and refuses new claims. */
 export class StoreFullError extends IdempotencyStoreError {

@@ -2,8 +2,14 @@ import { IdempotencyError } from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { IdempotencyKey } from './idempotency-key';
-import { CompletedEntry } from './idempotency-entry';
 import type { StoreOperations } from './store-operations';
+
+/**
+ * The monotonic clock leases are counted by, in ms: wall-clock steps (NTP, a VM resumed) neither
+ * lengthen nor shorten a lease.
+ * @internal
+ */
+export const monotonicNow = (): number => performance.now();
 
 /** The claim's lease ended before the work finished: another claim may now hold the key. */
 export class LeaseLostError extends IdempotencyError {
@@ -34,7 +40,8 @@ export const sleep = (ms: number, keepAlive = false) =>
 /**
  * A held claim: once `keepAlive()` is called, renews the lease with `touch` every third of
  * `leaseMs` until stopped, and aborts `signal` when the lease is lost (refused renewal, or no
- * renewal before it ran out).
+ * renewal before it ran out). The lease counts from when its claim (or its last renewal) was
+ * sent, by the monotonic clock: never longer than the store's own count, which starts later.
  * @internal
  */
 export class Lease {
@@ -51,9 +58,11 @@ export class Lease {
     private readonly key: IdempotencyKey,
     readonly fencingToken: FencingToken,
     private readonly leaseMs: number,
+    /** When the claim was sent, by `monotonicNow()`. */
+    leaseStart: number,
     private readonly onLost?: (error: LeaseLostError) => void,
   ) {
-    this.#expiresAt = Date.now() + leaseMs;
+    this.#expiresAt = leaseStart + leaseMs;
   }
 
   /**
@@ -75,7 +84,7 @@ export class Lease {
     return this.#controller.signal;
   }
 
-  /** When the lease ends unless renewed, in `Date.now()` ms. */
+  /** When the lease ends unless renewed, by `monotonicNow()`. */
   get expiresAt(): number {
     return this.#expiresAt;
   }
@@ -92,7 +101,7 @@ export class Lease {
   async #renew(): Promise<void> {
     if (this.#stopped || this.#touching) return;
     this.#touching = true;
-    const sentAt = Date.now();
+    const sentAt = monotonicNow();
     try {
       const outcome = await this.store.touch(this.key, this.fencingToken, this.leaseMs);
       if (this.#stopped) return;
@@ -100,7 +109,7 @@ export class Lease {
       else this.#lose(new LeaseLostError(outcome));
     } catch {
       // Renewal failed this time; the lease is lost only once it has run out unrenewed.
-      if (!this.#stopped && Date.now() >= this.#expiresAt) this.#lose(new LeaseLostError('unreachable'));
+      if (!this.#stopped && monotonicNow() >= this.#expiresAt) this.#lose(new LeaseLostError('unreachable'));
     } finally {
       this.#touching = false;
     }
@@ -112,42 +121,5 @@ export class Lease {
     this.#lostWith = error;
     this.#controller?.abort(error);
     this.onLost?.(error);
-  }
-}
-
-/**
- * Stores a completion, retrying with the same token until `deadline` (in `Date.now()` ms): a store
- * error after the work ran must not release the key or lose the response. Re-sending is safe: a
- * completion that landed but whose answer was lost answers `Applied` again.
- * @throws CompletionFailedError when every attempt failed before the deadline.
- * @internal
- */
-export async function completeBefore(
-  store: StoreOperations,
-  key: IdempotencyKey,
-  entry: CompletedEntry,
-  fencingToken: FencingToken,
-  ttlMs: number,
-  deadline: number,
-  firstAttempt?: { readonly error: unknown },
-): Promise<FencedOutcome> {
-  let delay = 20;
-  // `firstAttempt`: the caller already tried once (without a promise), and it failed with `error`.
-  let failed = firstAttempt;
-  for (;;) {
-    if (failed !== undefined) {
-      if (Date.now() + delay >= deadline) {
-        throw new CompletionFailedError('the idempotent result could not be stored before the lease ran out', {
-          cause: failed.error,
-        });
-      }
-      await sleep(delay, true);
-      delay = Math.min(delay * 2, 1000);
-    }
-    try {
-      return await store.complete(key, entry, fencingToken, ttlMs);
-    } catch (error) {
-      failed = { error };
-    }
   }
 }

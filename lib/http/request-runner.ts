@@ -2,19 +2,20 @@ import { CallHandler, Logger, StreamableFile } from '@nestjs/common';
 import { EmptyError, isObservable, lastValueFrom, type Observable } from 'rxjs';
 import type { CachedResponse } from '../core/cached-response';
 import {
+  type Claimed,
   type ClaimDecision,
   type ClaimedWork,
   type ClaimRefusal,
   type ClaimRequest,
   claimKeyNow,
   type EngineEvent,
+  failedAfterInFlight,
   type RunOutcome,
   runClaimedNow,
 } from '../core/claim-engine';
 import type { FencingToken } from '../core/fencing-token';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyKey } from '../core/idempotency-key';
-import type { ClaimedResult } from '../core/insert-result';
 import type { Lease } from '../core/lease';
 import type { StoreOperations } from '../core/store-operations';
 import { messageOf } from '../core/errors';
@@ -123,9 +124,12 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
     const payload = platform.toPayload(target, serialized);
     this.payload = payload;
     // Too large to store: only a 413 marker is, so retries get 413 and the handler does not run again.
-    return payloadBytes(payload) > route.options.maxResponseBytes
-      ? route.tooLarge
-      : captureResponse(platform, target, payload, route.replayHeaders);
+    const bytes = payloadBytes(payload);
+    if (bytes > route.options.maxResponseBytes) {
+      runner.warnOversized(route, bytes);
+      return route.tooLarge;
+    }
+    return captureResponse(platform, target, payload, route.replayHeaders);
   }
 
   unstorable(value: unknown, error: unknown): CachedResponse {
@@ -269,10 +273,28 @@ export class RequestRunner {
     return this.#decided(request, decision);
   }
 
-  #storeFailed(request: GuardedRequest, next: CallHandler, error: unknown): Promise<unknown> | undefined {
+  /** The store failed before the handler ran; `next` runs it unguarded under `failOpen`, when allowed. */
+  /**
+   * Says (once per route) that a response was over `maxResponseBytes`: its client got it in full,
+   * but only a 413 marker is stored, so retries of its key get 413 and the handler does not run again.
+   */
+  warnOversized(route: Route, bytes: number): void {
+    if (this.#warnedOversized.has(route)) return;
+    this.#warnedOversized.add(route);
+    this.logger.warn(
+      `${route.name} answered ${bytes} bytes, over maxResponseBytes (${route.options.maxResponseBytes}): the ` +
+        'client got the response, but only a 413 problem is stored for its key, so retries get 413 and the ' +
+        'handler does not run again. Raise maxResponseBytes, or answer less.',
+    );
+  }
+
+  readonly #warnedOversized = new WeakSet<Route>();
+
+  #storeFailed(request: GuardedRequest, next: CallHandler | undefined, error: unknown): Promise<unknown> | undefined {
     const { route } = request;
     const options = route.options;
-    if (options.failOpen) {
+    // Never unguarded once the key was seen in flight: the first run may still be going on.
+    if (options.failOpen && next !== undefined && !failedAfterInFlight(error)) {
       this.#report('fail-open', request, undefined, undefined, error);
       return lastValueFrom(next.handle());
     }
@@ -287,11 +309,20 @@ export class RequestRunner {
       return undefined;
     }
     const outcome = runClaimedNow(request, decision, request);
-    if (outcome instanceof Promise) return outcome.then((o) => this.#finish(request, decision, o));
+    if (outcome instanceof Promise) {
+      return outcome.then(
+        (o) => this.#finish(request, decision, o),
+        // The claim could not be renewed before the handler ran: it did not run.
+        (error: unknown) => {
+          this.#storeFailed(request, undefined, error);
+          return undefined;
+        },
+      );
+    }
     return this.#finish(request, decision, outcome);
   }
 
-  #finish(request: GuardedRequest, claimed: ClaimedResult, outcome: RunOutcome<unknown>): undefined {
+  #finish(request: GuardedRequest, claimed: Claimed, outcome: RunOutcome<unknown>): undefined {
     const { route, res } = request;
     const platform = this.platform;
     if (request.watching) stopWatchingReplies(res as object);

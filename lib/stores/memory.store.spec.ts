@@ -160,7 +160,35 @@ describe('MemoryStore bounds in bytes', () => {
     expect(await store.get(completed[0])).toBeUndefined();
     expect((await store.get(completed[11]))?.isCompleted()).toBe(true);
     expect(store.bytes).toBeLessThanOrEqual(20_000);
-    expect(warnings.some((w) => /evicted the \d+ oldest completed entries/.test(w))).toBe(true);
+    expect(warnings.some((w) => /evicted the \d+ entries completed longest ago/.test(w))).toBe(true);
+    await store.close();
+  });
+
+  it("whenFull: 'evict-completed' evicts by completion age: a slow request claimed first and completed last is kept (issue 17, defect 6)", async () => {
+    const store = new MemoryStore({ maxBytes: 20_000, whenFull: 'evict-completed', onWarning: () => undefined });
+    // The slow one is claimed first and completed last, after 7 others were claimed and completed.
+    const slowKey = new IdempotencyKey('slow');
+    const slow = await store.tryInsert(slowKey, entry());
+    if (slow.kind !== 'claimed') throw new Error('expected a claim');
+    const quick: IdempotencyKey[] = [];
+    for (let i = 0; i < 7; i++) {
+      const key = new IdempotencyKey(`quick-${i}`);
+      const claim = await store.tryInsert(key, entry());
+      if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      await store.complete(key, claim.entry.complete(body(2_000)), claim.fencingToken, 60_000);
+      quick.push(key);
+    }
+    await store.complete(slowKey, slow.entry.complete(body(2_000)), slow.fencingToken, 60_000);
+    // Fill past the bound: eviction makes room from the entries completed longest ago.
+    for (let i = 0; i < 4; i++) {
+      const key = new IdempotencyKey(`more-${i}`);
+      const claim = await store.tryInsert(key, entry());
+      if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      await store.complete(key, claim.entry.complete(body(2_000)), claim.fencingToken, 60_000);
+    }
+    expect(await store.get(quick[0])).toBeUndefined();
+    expect((await store.get(slowKey))?.isCompleted()).toBe(true);
+    expect(store.bytes).toBeLessThanOrEqual(20_000);
     await store.close();
   });
 

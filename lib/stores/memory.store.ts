@@ -1,7 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { bodySize, bodyText, CachedResponse, trustedResponse } from '../core/cached-response';
 import { assertDuration, assertPositiveInteger } from '../core/duration';
-import { StoreFullError } from '../core/errors';
+import { StoreClosedError, StoreFullError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
@@ -25,8 +25,9 @@ export interface MemoryStoreOptions {
   /**
    * Most memory the entries may take, in bytes (an estimate: keys, bodies, metadata and a fixed
    * overhead per entry). When full (after dropping expired entries), new claims fail with
-   * `StoreFullError` (the HTTP layer answers 503), unless `whenFull` says to evict. The bound is
-   * checked when claiming: the completion of a claim already made is always stored.
+   * `StoreFullError` (the HTTP layer answers 503), unless `whenFull` says to evict. The bound holds
+   * for completions too: a response that does not fit is refused (its key stays held, and the
+   * completion is retried in the background until it fits or the replay window ends).
    * @default a quarter of the V8 heap limit
    */
   maxBytes?: number;
@@ -37,8 +38,8 @@ export interface MemoryStoreOptions {
   maxEntries?: number;
   /**
    * What a full store does with a new claim. `'refuse'`: `StoreFullError`; live entries are never
-   * dropped, since that could allow a second run. `'evict-completed'`: drops the oldest
-   * *completed* entries (never one still processing) to make room. This weakens the guarantee: a
+   * dropped, since that could allow a second run. `'evict-completed'`: drops the
+   * entries completed longest ago (never one still processing) to make room. This weakens the guarantee: a
    * retry of an evicted key runs its handler again. Choose it only where availability matters
    * more than at-most-once.
    * @default 'refuse'
@@ -108,6 +109,11 @@ class Slot {
 export class MemoryStore extends IdempotencyStore {
   readonly kind = 'memory';
   readonly #slots = new Map<string, Slot>();
+  /**
+   * With `whenFull: 'evict-completed'`, the completed entries in the order they completed (a Map
+   * keeps insertion order): eviction drops those completed longest ago, not those claimed first.
+   */
+  readonly #completedOrder = new Map<string, Slot>();
   // Fencing counters per key bucket, as the Valkey store keeps them: bounded state, same tokens.
   // A plain array of small integers, so each slot holds its token inline, not as a boxed number.
   readonly #counters: number[] = new Array<number>(BUCKETS).fill(0);
@@ -121,6 +127,8 @@ export class MemoryStore extends IdempotencyStore {
   #nextFullSweep = 0;
   #bytes = 0;
   #highWater = false;
+  #closed = false;
+  readonly #sweepMs: number;
   /** Requests waiting for a key in flight to end (`waitForChange`), by key. */
   readonly #waiters = new Map<string, Set<() => void>>();
 
@@ -142,6 +150,7 @@ export class MemoryStore extends IdempotencyStore {
     this.#now = options.now ?? Date.now;
     this.#onWarning = options.onWarning;
     const sweepMs = assertDuration('sweepIntervalMs', options.sweepIntervalMs ?? 60_000);
+    this.#sweepMs = sweepMs;
     // Every operation runs to its end at once: the claim engine may take the answers without
     // awaiting a promise for each.
     offerImmediateOperations(
@@ -186,6 +195,7 @@ export class MemoryStore extends IdempotencyStore {
 
   /** `tryInsert`, without a promise; `entry` is made when the claim succeeds, unless given. */
   #claim(key: IdempotencyKey, fingerprint: Fingerprint, ttl: number, entry?: ProcessingEntry): InsertResult {
+    if (this.#closed) throw new StoreClosedError(this.kind, 'tryInsert');
     const id = key.toString();
     const now = this.#now();
     const live = this.#live(id, now);
@@ -207,30 +217,34 @@ export class MemoryStore extends IdempotencyStore {
   #complete(key: IdempotencyKey, entry: CompletedEntry, fencingToken: FencingToken, ttlMs: number): FencedOutcome {
     assertDuration('ttlMs', ttlMs);
     assertEntryState(entry, 'completed', 'complete');
+    if (this.#closed) throw new StoreClosedError(this.kind, 'complete');
     const id = key.toString();
     const slot = this.#live(id, this.#now());
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
     if (!slot.fingerprint.equals(entry.fingerprint)) return FencedOutcome.FingerprintMismatch;
     if (slot.response !== undefined) return FencedOutcome.Applied;
+    // Metadata is counted with each entry, even where responses share one object: never less than
+    // the entries hold, whichever of them is evicted first.
+    const added = responseBytes(entry.response);
+    // The bound holds for completions too: with eviction on, entries completed longest ago make
+    // room; else (or when that is not enough) the completion is refused, and the claim stays
+    // processing (its caller keeps the key held and tries again as room frees up).
+    if (this.#bytes + added > this.#maxBytes) this.#roomForCompletion(added);
     // The store's own copy when the caller could still change it (bytes it may reuse).
     const response = copyOf(entry.response);
     slot.response = response;
     slot.ttl = ttlMs;
     slot.expiresAt = this.#now() + ttlMs;
+    if (this.#evict) this.#completedOrder.set(id, slot);
     this.#wake(id);
-    // Metadata is counted with each entry, even where responses share one object: never less than
-    // the entries hold, whichever of them is evicted first.
-    const added = responseBytes(response);
     slot.bytes += added;
     this.#grow(added);
-    // A completion is never refused for want of room (the work already ran); with eviction on,
-    // older completed entries make room for it instead.
-    if (this.#evict && this.#bytes > this.#maxBytes) this.#evictCompleted(0);
     return FencedOutcome.Applied;
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
+    this.#assertOpen('remove');
     const id = key.toString();
     const slot = this.#live(id, this.#now());
     if (slot === undefined) return FencedOutcome.KeyExpired;
@@ -241,6 +255,7 @@ export class MemoryStore extends IdempotencyStore {
 
   async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
+    this.#assertOpen('touch');
     const now = this.#now();
     const slot = this.#live(key.toString(), now);
     if (slot === undefined) return FencedOutcome.KeyExpired;
@@ -252,12 +267,14 @@ export class MemoryStore extends IdempotencyStore {
   }
 
   async purge(key: IdempotencyKey): Promise<void> {
+    this.#assertOpen('purge');
     const id = key.toString();
     const slot = this.#slots.get(id);
     if (slot !== undefined) this.#delete(id, slot);
   }
 
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
+    this.#assertOpen('get');
     const slot = this.#live(key.toString(), this.#now());
     return slot === undefined ? undefined : entryOf(slot);
   }
@@ -268,7 +285,7 @@ export class MemoryStore extends IdempotencyStore {
    */
   override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
+      if (signal?.aborted || this.#closed) return resolve();
       const id = key.toString();
       let waiting = this.#waiters.get(id);
       if (waiting === undefined) {
@@ -283,8 +300,8 @@ export class MemoryStore extends IdempotencyStore {
         if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
         resolve();
       };
+      // Not unref'd: a wait its caller awaits keeps the process alive (a job waiting for a key).
       const timer = setTimeout(done, Math.max(0, timeoutMs));
-      timer.unref();
       signal?.addEventListener('abort', done, { once: true });
       set.add(done);
     });
@@ -296,13 +313,34 @@ export class MemoryStore extends IdempotencyStore {
     for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#delete(id, slot);
   }
 
-  /** Stops the sweep timer and drops all entries. */
+  /**
+   * Stops the sweep timer, drops all entries, and refuses every operation from then on
+   * (`StoreClosedError`): a claim on an emptied store would run again work whose claim it dropped.
+   * Requests waiting for a key (`waitForChange`) are woken; their next claim is refused.
+   */
   override async close(): Promise<void> {
+    this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#slots.clear();
+    this.#completedOrder.clear();
     this.#bytes = 0;
     for (const set of [...this.#waiters.values()]) for (const wake of [...set]) wake();
+  }
+
+  /**
+   * Opens a closed store again, empty: for the module, when a new application starts on a store an
+   * earlier one closed (an `AppModule` created again, as e2e tests do).
+   * @internal
+   */
+  reopen(): void {
+    if (!this.#closed) return;
+    this.#closed = false;
+    this.#timer = sweepWeakly(new WeakRef<MemoryStore>(this), this.#sweepMs);
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) throw new StoreClosedError(this.kind, operation);
   }
 
   /**
@@ -337,19 +375,36 @@ export class MemoryStore extends IdempotencyStore {
     throw new StoreFullError(message, { maxEntries: this.#maxEntries, maxBytes: this.#maxBytes });
   }
 
-  /** Drops the oldest completed entries until `bytes` more fit below 90% of the bounds. */
+  /** Makes room for `bytes` more of a response, or throws StoreFullError. */
+  #roomForCompletion(bytes: number): void {
+    const now = this.#now();
+    if (now >= this.#nextFullSweep) {
+      this.sweep();
+      this.#nextFullSweep = now + FULL_SWEEP_MS;
+    }
+    if (this.#evict && this.#bytes + bytes > this.#maxBytes) this.#evictCompleted(bytes);
+    if (this.#bytes + bytes <= this.#maxBytes) return;
+    this.#count('refused', 1);
+    const message =
+      `MemoryStore is full (~${this.#bytes} of ${this.#maxBytes} bytes in ${this.#slots.size} live entries): a ` +
+      `response of ~${bytes} bytes is refused; its key stays held until it fits or the replay window ends. ` +
+      'Raise maxBytes, lower maxResponseBytes, shorten ttlMs, or use ValkeyStore';
+    this.#warn(message);
+    throw new StoreFullError(message, { maxEntries: this.#maxEntries, maxBytes: this.#maxBytes });
+  }
+
+  /** Drops the entries completed longest ago until `bytes` more fit below 90% of the bounds. */
   #evictCompleted(bytes: number): void {
     let evicted = 0;
-    for (const [id, slot] of this.#slots) {
+    for (const [id, slot] of this.#completedOrder) {
       if (this.#fits(bytes, EVICT_TO)) break;
-      if (slot.response === undefined) continue;
       this.#delete(id, slot);
       evicted++;
     }
     if (evicted === 0) return;
     this.#count('evicted', evicted);
     this.#warn(
-      `MemoryStore is full: evicted the ${evicted} oldest completed entries (whenFull: 'evict-completed'); ` +
+      `MemoryStore is full: evicted the ${evicted} entries completed longest ago (whenFull: 'evict-completed'); ` +
         'retries of those keys run their handlers again',
     );
   }
@@ -375,6 +430,7 @@ export class MemoryStore extends IdempotencyStore {
 
   #delete(id: string, slot: Slot): void {
     this.#slots.delete(id);
+    if (this.#evict) this.#completedOrder.delete(id);
     this.#bytes -= slot.bytes;
     this.#wake(id);
     if (

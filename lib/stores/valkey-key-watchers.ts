@@ -68,8 +68,8 @@ export class KeyWatchers {
         resolve();
       };
       watch.wakes.add(wake);
+      // Not unref'd: a wait its caller awaits keeps the process alive (a job waiting for a key).
       const timer = setTimeout(wake, Math.max(0, timeoutMs));
-      timer.unref();
       signal?.addEventListener('abort', wake, { once: true });
       // Joined before the subscription was confirmed: claim once more when it is (a completion may
       // have landed in between). A failed subscription leaves the waiter to its timer.

@@ -136,8 +136,8 @@ describe('docs/stores.md: idempotency.store.capacity_events counts MemoryStore w
       expect(delta(before, await capacityCounts())).toEqual({ 'high-water': 1, refused: 0, evicted: 2 });
       expect(logger.warnings).toHaveLength(3);
       expect(logger.warnings.slice(1)).toEqual([
-        expect.stringMatching(/evicted the 1 oldest completed entries/),
-        expect.stringMatching(/evicted the 1 oldest completed entries/),
+        expect.stringMatching(/evicted the 1 entries completed longest ago/),
+        expect.stringMatching(/evicted the 1 entries completed longest ago/),
       ]);
       expect(store.size).toBe(5);
       // The guarantee is weakened, as documented: the oldest key was evicted, its retry runs again.

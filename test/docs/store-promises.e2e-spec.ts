@@ -114,19 +114,21 @@ describe('docs/stores.md: MemoryStore bounds', () => {
     await store.close();
   });
 
-  it('maxBytes is checked when claiming: a completion is always stored, even past the bound', async () => {
+  it('maxBytes is checked on every claim and every completion: a response that does not fit is refused, its key stays held', async () => {
     const store = new MemoryStore({ maxBytes: 4_000, onWarning: () => undefined });
     const key = new IdempotencyKey('big');
     const claimed = await claim(store, 'big');
-    const outcome = await store.complete(
-      key,
-      claimed.entry.complete(new CachedResponse({ statusCode: 200, body: 'x'.repeat(10_000) })),
-      claimed.fencingToken,
-      60_000,
-    );
-    expect(outcome.toString()).toMatch(/applied/i);
-    expect((await store.get(key))?.isCompleted()).toBe(true);
-    await expect(claim(store, 'next')).rejects.toBeInstanceOf(StoreFullError);
+    await expect(
+      store.complete(
+        key,
+        claimed.entry.complete(new CachedResponse({ statusCode: 200, body: 'x'.repeat(10_000) })),
+        claimed.fencingToken,
+        60_000,
+      ),
+    ).rejects.toBeInstanceOf(StoreFullError);
+    expect((await store.get(key))?.isProcessing()).toBe(true);
+    expect(store.bytes).toBeLessThanOrEqual(4_000);
+    await claim(store, 'next'); // the bound was never passed: claims go on
     await store.close();
   });
 });
