@@ -11,6 +11,7 @@ import { callToken } from '../http/call-token';
 import { readKeyHeader } from '../http/key-header';
 import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
 import { graphqlProblem } from './graphql-error';
+import { resultOptions } from './graphql-types';
 import { clientGoneSignal, graphqlRequestOf } from './graphql-http';
 import { isRootMutationField, type ResolveInfoShape, resolveInfoOf } from './graphql-resolver';
 
@@ -111,7 +112,8 @@ export class GraphqlEntry {
           fingerprint,
           label: `GRAPHQL ${operation}`,
           name: handler.name,
-          stores: 'json-with-dates',
+          stores: 'json',
+          json: resultOptions((info as { schema?: unknown }).schema),
           claimFor: handler.wantsClaim ? callToken(context) : undefined,
           waitSignal: options.waitMs > 0 ? () => clientGoneSignal(graphqlContext, req) : undefined,
         },

@@ -14,6 +14,8 @@ export const IDEMPOTENCY_GRAPHQL_ERROR_CODES = Object.freeze({
   inFlight: 'IDEMPOTENCY_IN_FLIGHT',
   /** The key was used for a different mutation or different arguments (422). */
   keyReused: 'IDEMPOTENCY_KEY_REUSED',
+  /** The first run's result was too large to store for replay (413); it ran, and is not run again. */
+  responseTooLarge: 'IDEMPOTENCY_RESPONSE_TOO_LARGE',
   /** The store could not be reached, or the result could not be recorded yet (503). */
   storeUnavailable: 'IDEMPOTENCY_STORE_UNAVAILABLE',
   /** The resolver's result cannot be stored as JSON (500); it ran, and is not run again. */
@@ -27,6 +29,7 @@ const CODE_OF_TYPE: Readonly<Record<string, string>> = Object.freeze({
   [IDEMPOTENCY_PROBLEM_TYPES.keyInvalid]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.keyInvalid,
   [IDEMPOTENCY_PROBLEM_TYPES.inFlight]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.inFlight,
   [IDEMPOTENCY_PROBLEM_TYPES.keyReused]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.keyReused,
+  [IDEMPOTENCY_PROBLEM_TYPES.responseTooLarge]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.responseTooLarge,
   [IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.storeUnavailable,
   [IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.unsupportedResult,
   [IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.scopeInvalid,

@@ -62,5 +62,10 @@ export function refusalProblem(reason: ValueRefusal, what: string, detail?: stri
       return Problems.completionFailed();
     case 'unsupported-result':
       return Problems.unsupportedResult(detail ?? 'The result cannot be stored for replay as JSON.');
+    case 'response-too-large':
+      return {
+        ...Problems.responseTooLarge(),
+        detail: `The ${what.split(' ')[0]} with this idempotency key was processed, but its result was too large to be stored for replay.`,
+      };
   }
 }

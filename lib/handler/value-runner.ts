@@ -1,11 +1,27 @@
 import type { Logger } from '@nestjs/common';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { CachedResponse } from '../core/cached-response';
-import { type ClaimRefusal, type ClaimRequest, claimKey, runClaimed } from '../core/claim-engine';
+import {
+  type ClaimRefusal,
+  type ClaimRequest,
+  claimKey,
+  failedAfterInFlight,
+  runClaimed,
+  type RunOutcome,
+} from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import type { IdempotencyKey } from '../core/idempotency-key';
-import { jsonValueOf, jsonValueResponse, unstorableValueResponse } from '../core/json-value';
+import {
+  boundedValueResponse,
+  type JsonReviveOptions,
+  jsonValueOf,
+  jsonValueResponse,
+  type JsonValueOptions,
+  unstorableValueResponse,
+} from '../core/json-value';
+import { bodySize } from '../core/cached-response';
+import { IdempotencyValueTooLargeError } from '../core/errors';
 import type { StoreOperations } from '../core/store-operations';
 import { setClaim } from '../http/idempotency-claim.decorator';
 import { messageOf } from '../core/errors';
@@ -26,11 +42,13 @@ export interface ValueCall {
   readonly label: string;
   /** `Class.method()`, for logs. */
   readonly name: string;
+  /** What is stored: the handler's value as JSON (message handlers, resolvers), or only that it ran (events). */
+  readonly stores: 'json' | 'nothing';
   /**
-   * What is stored: the handler's value as JSON (message handlers), the same with `Date`s coming
-   * back as `Date`s (resolvers: GraphQL scalars serialise them), or only that it ran (events).
+   * How the value is stored as JSON and comes back: resolvers keep `Date`s (GraphQL scalars
+   * serialise them) and the GraphQL types of objects (unions and interfaces resolve by them).
    */
-  readonly stores: 'json' | 'json-with-dates' | 'nothing';
+  readonly json?: JsonValueOptions & JsonReviveOptions;
   /**
    * What a first run answers: the handler's value as it returned it (`as-returned`: message
    * handlers, resolvers), or its JSON round trip, as replays answer it (`as-stored`: services, so
@@ -42,11 +60,19 @@ export interface ValueCall {
   readonly claimFor: object | undefined;
   /** Stops a wait (`waitMs`) early: the caller went away. */
   readonly waitSignal?: () => AbortSignal | undefined;
+  /**
+   * Whether a call whose key is in flight in another instance (not in this runner) waits for
+   * that run to end, however long it runs, rather than refusing in-flight after `waitMs`: for
+   * message handlers, whose transport may deliver one request to several replicas at once. A key
+   * in flight in this runner is a retry: `waitMs` applies.
+   * @default false
+   */
+  readonly waitsForOtherInstances?: boolean;
 }
 
 /** Why a call was answered with a problem instead of a value. */
 export type ValueRefusal =
-  'in-flight' | 'key-reused' | 'store-unavailable' | 'completion-failed' | 'unsupported-result';
+  'in-flight' | 'key-reused' | 'store-unavailable' | 'completion-failed' | 'unsupported-result' | 'response-too-large';
 
 /** What a guarded call comes to. @internal */
 export type ValueAnswer =
@@ -62,11 +88,6 @@ const NONE = { defaultValue: undefined } as const;
 const REFUSED_IN_FLIGHT: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'in-flight' });
 const REFUSED_KEY_REUSED: ValueAnswer = Object.freeze({ kind: 'refused', reason: 'key-reused' });
 const DONE = jsonValueResponse(undefined);
-const CAPTURE: Record<ValueCall['stores'], (value: unknown) => CachedResponse> = {
-  json: (value) => jsonValueResponse(value),
-  'json-with-dates': (value) => jsonValueResponse(value, { keepDates: true }),
-  nothing: () => DONE,
-};
 
 /**
  * Runs one guarded call of a message handler or resolver through the claim engine and turns each
@@ -99,20 +120,26 @@ export class ValueRunner {
     options: ResolvedIdempotencyOptions,
     trace: RequestTrace | undefined,
   ): Promise<ValueAnswer> {
+    const id = call.key.toString();
     const claim: ClaimRequest = {
       store: this.store,
       key: call.key,
       fingerprint: call.fingerprint,
       leaseMs: options.leaseMs,
       ttlMs: options.ttlMs,
-      waitMs: options.waitMs,
+      // In flight elsewhere: as long as the other run's lease is kept, up to the replay window.
+      waitMs:
+        call.waitsForOtherInstances === true && !this.#running.has(id)
+          ? Math.max(options.waitMs, options.ttlMs)
+          : options.waitMs,
       waitSignal: call.waitSignal,
     };
     let decision;
     try {
       decision = await claimKey(claim);
     } catch (error) {
-      if (options.failOpen) {
+      // Never unguarded once the key was seen in flight: the first run may still be going on.
+      if (options.failOpen && !failedAfterInFlight(error)) {
         this.#report('fail-open', call, trace, { error });
         return { kind: 'value', value: await valueOf(() => handler(undefined)), replayed: false };
       }
@@ -121,27 +148,47 @@ export class ValueRunner {
     }
     if (decision.kind !== 'claimed') return this.#refused(call, decision, trace);
 
-    const outcome = await runClaimed(claim, decision, {
-      run: (lease) => {
-        const claimed: IdempotencyClaim = {
-          key: call.clientKey,
-          storeKey: call.key,
-          fencingToken: lease.fencingToken,
-          get signal() {
-            return lease.signal;
-          },
-        };
-        if (call.claimFor !== undefined) setClaim(call.claimFor, claimed);
-        return valueOf(() => handler(claimed));
-      },
-      capture: CAPTURE[call.stores],
-      unstorable: (_value, error) => unstorableValueResponse(error),
-      notify: (event) =>
-        reportEngineEvent(
-          { reporter: this.reporter, logger: this.logger, label: call.label, name: call.name, key: call.key, trace },
-          event,
-        ),
-    });
+    const capture = call.stores === 'nothing' ? () => DONE : (value: unknown) => jsonValueResponse(value, call.json);
+    // What the handler's value came to, when it was too large to store (only a marker is).
+    let oversized: CachedResponse | undefined;
+    let outcome: RunOutcome<unknown>;
+    this.#running.set(id, (this.#running.get(id) ?? 0) + 1);
+    try {
+      outcome = await runClaimed(claim, decision, {
+        run: (lease) => {
+          const claimed: IdempotencyClaim = {
+            key: call.clientKey,
+            storeKey: call.key,
+            fencingToken: lease.fencingToken,
+            get signal() {
+              return lease.signal;
+            },
+          };
+          if (call.claimFor !== undefined) setClaim(call.claimFor, claimed);
+          return valueOf(() => handler(claimed));
+        },
+        capture: (value) => {
+          const response = capture(value);
+          const stored = boundedValueResponse(response, options.maxResponseBytes);
+          if (stored !== response) oversized = response;
+          return stored;
+        },
+        unstorable: (_value, error) => unstorableValueResponse(error),
+        notify: (event) =>
+          reportEngineEvent(
+            { reporter: this.reporter, logger: this.logger, label: call.label, name: call.name, key: call.key, trace },
+            event,
+          ),
+      });
+    } catch (error) {
+      // The claim could not be renewed before the handler ran: it did not run.
+      this.#report('store-error', call, trace, { error, statusCode: 503 });
+      return { kind: 'refused', reason: 'store-unavailable', error };
+    } finally {
+      const left = this.#running.get(id)! - 1;
+      if (left === 0) this.#running.delete(id);
+      else this.#running.set(id, left);
+    }
     switch (outcome.kind) {
       case 'executed':
         this.#report('executed', call, trace, { fencingToken: outcome.fencingToken });
@@ -150,9 +197,11 @@ export class ValueRunner {
           this.logger.error(detail);
           return { kind: 'refused', reason: 'unsupported-result', detail, error: outcome.unstorable };
         }
+        if (oversized !== undefined) this.#warnOversized(call, bodySize(oversized), options.maxResponseBytes);
         return {
           kind: 'value',
-          value: call.firstValue === 'as-stored' ? jsonValueOf(outcome.response) : outcome.value,
+          value:
+            call.firstValue === 'as-stored' ? jsonValueOf(oversized ?? outcome.response, call.json) : outcome.value,
           replayed: false,
         };
       case 'released':
@@ -174,8 +223,11 @@ export class ValueRunner {
         this.#report('replayed', call, trace);
         if (call.stores === 'nothing') return { kind: 'value', value: undefined, replayed: true };
         try {
-          return { kind: 'value', value: jsonValueOf(refusal.response), replayed: true };
+          return { kind: 'value', value: jsonValueOf(refusal.response, call.json), replayed: true };
         } catch (error) {
+          if (error instanceof IdempotencyValueTooLargeError) {
+            return { kind: 'refused', reason: 'response-too-large', detail: error.message, error };
+          }
           if (!(error instanceof TypeError)) throw error;
           return { kind: 'refused', reason: 'unsupported-result', detail: error.message, error };
         }
@@ -188,6 +240,24 @@ export class ValueRunner {
         return REFUSED_KEY_REUSED;
     }
   }
+
+  /**
+   * Says (once per handler) that a value was over `maxResponseBytes`: its caller got it, but only
+   * a marker is stored, so later calls with the key are refused (413) and never run it again.
+   */
+  #warnOversized(call: ValueCall, bytes: number, limit: number): void {
+    if (this.#warnedOversized.has(call.name)) return;
+    this.#warnedOversized.add(call.name);
+    this.logger.warn(
+      `${call.name} returned a value of ${bytes} bytes as JSON, over maxResponseBytes (${limit}): its caller ` +
+        'got it, but only a marker is stored, so later calls with its key are refused (413, response-too-large) ' +
+        'and it does not run again. Raise maxResponseBytes, or return less.',
+    );
+  }
+
+  readonly #warnedOversized = new Set<string>();
+  /** The store keys of the calls this runner is running under a claim, with how many. */
+  readonly #running = new Map<string, number>();
 
   #report(
     type: IdempotencyOutcome,

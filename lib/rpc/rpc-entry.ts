@@ -1,6 +1,7 @@
 import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
 import { canonicalJson, fingerprintJson } from '../core/canonical-json';
 import { IdempotencyKey } from '../core/idempotency-key';
+import { storeKeyFor } from '../core/store-key';
 import { callKeyOf, refusalProblem } from '../handler/handler-problems';
 import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
 import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
@@ -16,6 +17,12 @@ interface RpcHandler extends HandlerBase {
   /** The declared pattern(s) as text: part of the fingerprint, and the label. */
   readonly pattern: string;
   readonly label: string;
+  /**
+   * For event handlers, the scope their keys are stored under: the handler itself, since every
+   * handler of a pattern receives each event (shipping and email on `orders.placed`) and each is
+   * its own operation. A message has one handler, which answers it.
+   */
+  readonly operation: string | undefined;
 }
 
 const REUSED = 'message (pattern or data)';
@@ -50,7 +57,13 @@ export class RpcEntry {
       if (kind === undefined) return null;
       const patterns = rpcPatterns(handler);
       const pattern = patterns.map(patternText).join(' | ');
-      return { ...base, kind, pattern, label: `${kind === 'event' ? 'EVENT' : 'MESSAGE'} ${pattern}` };
+      return {
+        ...base,
+        kind,
+        pattern,
+        label: `${kind === 'event' ? 'EVENT' : 'MESSAGE'} ${pattern}`,
+        operation: kind === 'event' ? `nestjs-idempotent event handler\n${base.name}` : undefined,
+      };
     });
   }
 
@@ -74,12 +87,16 @@ export class RpcEntry {
         {
           options,
           clientKey,
-          key: clientKey,
+          key: storeKeyFor(clientKey, handler.operation),
           fingerprint,
           label: handler.label,
           name: handler.name,
           stores: handler.kind === 'message' ? 'json' : 'nothing',
           claimFor: handler.wantsClaim ? callToken(context) : undefined,
+          // A transport may deliver one request to every replica (Nest's Redis transport does):
+          // a replica that finds the key in flight elsewhere waits for that run's answer instead
+          // of refusing a request that is not a retry.
+          waitsForOtherInstances: handler.kind === 'message',
         },
         () => next.handle(),
       )
@@ -99,6 +116,7 @@ export class RpcEntry {
           return undefined;
         case 'completion-failed':
         case 'unsupported-result':
+        case 'response-too-large':
           return undefined; // the handler ran; logged by the runner
         case 'store-unavailable':
           break; // not handled: thrown, so a transport that redelivers can

@@ -92,7 +92,9 @@ export class IdempotencyService {
    * @throws IdempotencyKeyError for a malformed key; IdempotencyStoreError when the store cannot
    *   be reached (nothing ran); CompletionFailedError when the value could not be stored yet (the
    *   key stays held and the store is retried in the background); TypeError when the value
-   *   cannot be stored as JSON (the key is kept: later calls throw it too).
+   *   cannot be stored as JSON (the key is kept: later calls throw it too);
+   *   IdempotencyValueTooLargeError for later calls when the first run's value was over
+   *   `maxResponseBytes` (the first call got it; only a marker is stored).
    */
   async run<T>(
     key: string | IdempotencyKey,
@@ -145,6 +147,8 @@ export class IdempotencyService {
         );
       case 'unsupported-result':
         throw answer.error instanceof TypeError ? answer.error : new TypeError(answer.detail);
+      case 'response-too-large':
+        throw answer.error;
     }
   }
 }
