@@ -75,6 +75,18 @@ describePostgres('postgres test harness', () => {
     await server.stop(); // idempotent
   }, 60_000);
 
+  it("never takes another server on its port for its own (another test run's, picking the same free port)", async () => {
+    const theirs = await startPostgres();
+    try {
+      await expect(startPostgres({ port: theirs.port })).rejects.toThrow(
+        /taken by another server|could not bind|already in use/i,
+      );
+      expect((await theirs.pool().query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await theirs.stop();
+    }
+  }, 60_000);
+
   it('runs two servers side by side on their own ports', async () => {
     const [a, b] = await Promise.all([startPostgres(), startPostgres()]);
     try {

@@ -31,6 +31,8 @@ const SUPERUSER = 'postgres';
 export interface PostgresOptions {
   /** Extra server settings (`-c name=value`), e.g. `{ max_connections: '50' }`. */
   settings?: Record<string, string>;
+  /** A fixed port (default: a free one, another one tried if it is taken meanwhile). */
+  port?: number;
 }
 
 export interface PostgresServer {
@@ -282,6 +284,14 @@ function readTail(file: string, max = 8_000): string {
 
 class AddressInUseError extends Error {}
 
+function sameDir(a: string, b: string): boolean {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
 const connectionString = (port: number, database = 'postgres') => `postgres://${SUPERUSER}@${HOST}:${port}/${database}`;
 
 /** A temp dir the server's user owns: the data dir goes in it (initdb makes it 0700). */
@@ -357,10 +367,20 @@ async function launch(
     probe.on('error', () => undefined);
     try {
       await probe.connect();
-      await probe.query('SELECT 1');
+      // The port was free when picked, but another test process (another worktree's run) can
+      // pick it too: then the server answering is theirs, and ours exits unable to bind. Only a
+      // server on our own data directory counts as started.
+      const { rows } = await probe.query<{ dir: string }>("SELECT current_setting('data_directory') AS dir");
       await probe.end();
-      return child;
+      if (sameDir(rows[0].dir, dataDir)) return child;
+      if (isAlive(child)) {
+        child.kill('SIGKILL');
+        await waitForExit(child, STOP_KILL_AFTER_MS);
+      }
+      fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
+      throw new AddressInUseError(`postgres on ${HOST}:${port}: the port is taken by another server (${rows[0].dir})`);
     } catch (e) {
+      if (e instanceof AddressInUseError) throw e;
       lastError = (e as Error).message; // ECONNREFUSED, "the database system is starting up"
       await probe.end().catch(() => undefined);
     }
@@ -421,12 +441,12 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   try {
     initdb(bins.initdb, dataDir, user);
     for (let attempt = 1; child === undefined; attempt++) {
-      port = await getFreePort();
+      port = options.port ?? (await getFreePort());
       try {
         child = await launch(bins.postgres, dir, dataDir, port, user, options.settings ?? {});
       } catch (e) {
         // Port grabbed between probing and binding: try another one.
-        if (!(e instanceof AddressInUseError) || attempt >= 3) throw e;
+        if (!(e instanceof AddressInUseError) || options.port !== undefined || attempt >= 3) throw e;
       }
     }
   } catch (e) {
@@ -445,6 +465,13 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     pool(config: PoolConfig = {}) {
       if (stopping !== undefined) throw new Error('this PostgreSQL was stopped');
       const pool = new Pool({ connectionString: connectionString(port), ...config });
+      // pool.end() resolves once its clients are told to end, not once their connections are
+      // closed: the shutdown that stop() then starts can reach a client still closing, whose
+      // "terminating connection due to administrator command" the pool emits as an 'error'
+      // (unhandled: it would crash the test process). Expected while stopping; loud otherwise.
+      pool.on('error', (error) => {
+        if (stopping === undefined) throw error;
+      });
       pools.add(pool);
       return pool;
     },
