@@ -1,4 +1,3 @@
-import type { Span } from '@opentelemetry/api';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { AnyEntry, CompletedEntry, ProcessingEntry } from '../core/idempotency-entry';
@@ -7,6 +6,7 @@ import { InsertResult } from '../core/insert-result';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { immediateOperations, offerImmediateOperations } from '../core/store-operations';
 import { keyHash } from './key-hash';
+import type { OtelSpan } from './otel-api';
 import { Instruments, TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
 type Operation = 'claim' | 'complete' | 'remove' | 'touch' | 'purge' | 'get';
@@ -117,7 +117,7 @@ export class InstrumentedStore extends IdempotencyStore {
   }
 }
 
-function finish(t: Instruments, span: Span, store: string, operation: Operation, outcome: string, started: number) {
+function finish(t: Instruments, span: OtelSpan, store: string, operation: Operation, outcome: string, started: number) {
   span.setAttribute(A.outcome, outcome);
   span.end();
   t.storeDuration.record(performance.now() - started, {

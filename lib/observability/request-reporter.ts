@@ -1,8 +1,8 @@
 import { messageOf } from '../core/errors';
-import type { Context, Span } from '@opentelemetry/api';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './idempotency-event';
 import { keyHash } from './key-hash';
+import type { OtelContext, OtelSpan } from './otel-api';
 import { TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
 /** Where the reporter writes what it cannot hand to `onEvent`. @internal */
@@ -20,8 +20,8 @@ export interface OutcomeDetails {
 
 /** The telemetry of one idempotent request: its span and the context store spans nest under. @internal */
 export interface RequestTrace {
-  readonly span: Span;
-  readonly context: Context;
+  readonly span: OtelSpan;
+  readonly context: OtelContext;
 }
 
 // Outcomes that need an operator's attention are warnings; normal traffic is not logged (it goes

@@ -1,4 +1,4 @@
-import type * as OtelApi from '@opentelemetry/api';
+import type { OtelApi, OtelCounter, OtelHistogram, OtelTracer } from './otel-api';
 
 /** Span and metric names (see the README's "Observability"). */
 export const TELEMETRY_NAMES = {
@@ -21,7 +21,7 @@ export const TELEMETRY_ATTRIBUTES = {
   capacityEvent: 'idempotency.capacity_event',
 } as const;
 
-type Api = typeof OtelApi;
+type Api = OtelApi;
 let api: Api | null | undefined;
 
 /**
@@ -44,10 +44,10 @@ export function otel(): Api | null {
 /** @internal */
 export interface Instruments {
   api: Api;
-  tracer: OtelApi.Tracer;
-  requests: OtelApi.Counter;
-  storeDuration: OtelApi.Histogram;
-  capacity: OtelApi.Counter;
+  tracer: OtelTracer;
+  requests: OtelCounter;
+  storeDuration: OtelHistogram;
+  capacity: OtelCounter;
 }
 
 let instruments: Instruments | undefined;

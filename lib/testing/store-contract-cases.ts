@@ -395,12 +395,13 @@ const expiryCases: ContractCase[] = [
     name: 'keeps a completed entry ttlMs from completion, then lets it expire',
     async run({ store, ms, sleep }) {
       const key = IdempotencyKey.default();
-      const c = await claim(store, key, FP_A, ms(150));
-      await sleep(50);
-      await store.complete(key, c.entry.complete(response()), c.fencingToken, ms(400));
+      // Each wait is a bound on one side only, with a wide margin on the other: a loaded machine
+      // only makes sleeps longer, so the check between them must not sit in a narrow window.
+      const c = await claim(store, key, FP_A, ms(100));
+      await store.complete(key, c.entry.complete(response()), c.fencingToken, ms(700));
       await sleep(200); // past the original lease
       await completed(store, key, 'past the lease, within ttlMs of completion');
-      await sleep(300);
+      await sleep(600);
       await missing(store, key, 'past ttlMs after completion');
       check.equal(
         (await store.tryInsert(key, new IdempotencyEntry(FP_A, LONG))).kind,
@@ -485,12 +486,14 @@ const touchCases: ContractCase[] = [
     name: 'extends a live processing lease',
     async run({ store, ms, sleep }) {
       const key = IdempotencyKey.default();
+      // Touched well within the first lease, checked past it and well within the extension: a
+      // loaded machine only makes sleeps longer, so neither check sits in a narrow window.
       const c = await claim(store, key, FP_A, ms(150));
-      await sleep(80);
-      check.equal(await store.touch(key, c.fencingToken, ms(400)), FencedOutcome.Applied, 'the holder’s touch');
+      await sleep(10);
+      check.equal(await store.touch(key, c.fencingToken, ms(1000)), FencedOutcome.Applied, 'the holder’s touch');
       await sleep(200); // past the first lease
       const entry = await processing(store, key, 'past the first lease, within the extension');
-      check.equal(entry.ttl, ms(400), 'the entry’s ttl (the extended lease)');
+      check.equal(entry.ttl, ms(1000), 'the entry’s ttl (the extended lease)');
       const outcome = await store.complete(key, c.entry.complete(response()), c.fencingToken, LONG);
       check.equal(outcome, FencedOutcome.Applied, 'completing within the extended lease');
     },

@@ -13,13 +13,22 @@ import {
 } from '@nestjs/microservices';
 import { randomUUID } from 'node:crypto';
 import { lastValueFrom } from 'rxjs';
-import { IDEMPOTENCY_PROBLEM_TYPES, IdempotencyModule, Idempotent, MemoryStore } from '../../lib';
+import {
+  IDEMPOTENCY_PROBLEM_TYPES,
+  type IdempotencyEvent,
+  IdempotencyModule,
+  Idempotent,
+  MemoryStore,
+} from '../../lib';
 import { AtMostOnceLedger, FaultyStore } from '../../lib/testing';
+import { eventually } from '../support/eventually';
 import { getFreePort } from '../support/valkey-server';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const ledger = new AtMostOnceLedger();
 const eventFailures = new Map<string, number>();
+/** What the module reported (onEvent): how a test knows an emitted event was handled. */
+const events: IdempotencyEvent[] = [];
 
 @Controller()
 class ProbeController {
@@ -48,7 +57,7 @@ class ProbeController {
 
 async function start(store: FaultyStore, extra: Record<string, unknown> = {}) {
   @Module({
-    imports: [IdempotencyModule.forRoot({ store, leaseMs: 300, ...extra })],
+    imports: [IdempotencyModule.forRoot({ store, leaseMs: 300, onEvent: (e) => void events.push(e), ...extra })],
     controllers: [ProbeController],
   })
   class AppModule {}
@@ -130,20 +139,24 @@ describe('message handlers: rows of the docs table without a test', () => {
 
   it('events: the handler throws: the key is released, a redelivery runs again (then duplicates are dropped)', async () => {
     const key = randomUUID();
-    await app.emit('evt', { idempotencyKey: key });
-    await sleep(100);
-    await app.emit('evt', { idempotencyKey: key });
-    await sleep(100);
-    await app.emit('evt', { idempotencyKey: key });
-    await sleep(100);
+    // Each delivery is sent once the previous one was handled (emit does not wait for that).
+    const deliver = async (outcome: IdempotencyEvent['type']) => {
+      const seen = events.length;
+      await app.emit('evt', { idempotencyKey: key });
+      await eventually(() => events.slice(seen).some((e) => e.type === outcome), `a delivery ${outcome}`);
+    };
+    await deliver('released');
+    await deliver('executed');
+    await deliver('replayed');
     expect(ledger.count(`evt:${key}`)).toBe(2);
   });
 
   it('events: the store unreachable when claiming: the handler does not run', async () => {
     const key = randomUUID();
     store.failNext('tryInsert', new Error('down'));
+    const seen = events.length;
     await app.emit('evt', { idempotencyKey: key });
-    await sleep(150);
+    await eventually(() => events.slice(seen).some((e) => e.type === 'store-error'), 'the claim to fail');
     expect(ledger.count(`evt:${key}`)).toBe(0);
   });
 });

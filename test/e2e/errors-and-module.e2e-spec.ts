@@ -38,10 +38,10 @@ import {
   type ProblemDetails,
 } from '../../lib';
 import { FaultyStore } from '../../lib/testing';
+import { eventually } from '../support/eventually';
 import { Executions, type Platform, startApp, type TestApp } from './http-app';
 
 const PLATFORMS: Platform[] = ['express', 'fastify'];
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** An error body shaped like Stripe's (and many APIs'): `{ error: { type, code, message } }`. */
 const stripeShape = (problem: ProblemDetails) => ({
@@ -59,9 +59,9 @@ class OrdersController {
 
   @Post()
   @Idempotent({ required: true })
-  async create(@Headers('idempotency-key') key: string, @Headers('x-ms') ms?: string) {
+  async create(@Headers('idempotency-key') key: string, @Headers('x-hold') hold?: string) {
     const n = this.executions.hit(key);
-    await sleep(Number(ms ?? 0));
+    await this.executions.pause(undefined, hold);
     return { n };
   }
 }
@@ -102,9 +102,10 @@ describe.each(PLATFORMS)('errors the Nest way on %s', (platform) => {
     const key = randomUUID();
     const missing = await t.client.post('/orders');
     const invalid = await t.client.post('/orders', { headers: { 'idempotency-key': 'a:b' } });
-    const slow = t.client.post('/orders', { headers: { 'idempotency-key': key, 'x-ms': '200' }, body: { a: 1 } });
-    await sleep(50);
+    const slow = t.client.post('/orders', { headers: { 'idempotency-key': key, 'x-hold': key }, body: { a: 1 } });
+    await eventually(() => t.executions.count(key) === 1, 'the first handler to start');
     const inFlight = await t.client.post('/orders', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+    t.executions.open(key);
     await slow;
     const reused = await t.client.post('/orders', { headers: { 'idempotency-key': key }, body: { a: 2 } });
     store.failNext('tryInsert', new Error('down'));
@@ -140,9 +141,10 @@ describe.each(PLATFORMS)('errors the Nest way on %s', (platform) => {
     const key = randomUUID();
     const missing = await t.client.post('/orders');
     const invalid = await t.client.post('/orders', { headers: { 'idempotency-key': '' } });
-    const slow = t.client.post('/orders', { headers: { 'idempotency-key': key, 'x-ms': '200' }, body: { a: 1 } });
-    await sleep(50);
+    const slow = t.client.post('/orders', { headers: { 'idempotency-key': key, 'x-hold': key }, body: { a: 1 } });
+    await eventually(() => t.executions.count(key) === 1, 'the first handler to start');
     const inFlight = await t.client.post('/orders', { headers: { 'idempotency-key': key }, body: { a: 1 } });
+    t.executions.open(key);
     const first = await slow;
     const reused = await t.client.post('/orders', { headers: { 'idempotency-key': key }, body: { a: 2 } });
     store.failNext('tryInsert', new Error('down'));

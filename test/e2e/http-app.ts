@@ -75,6 +75,14 @@ export class Executions {
     this.gateOf(label).open();
   }
 
+  /**
+   * A handler's pause: until `open(hold)` when a hold label is given (a request held by the test,
+   * e.g. past its lease, for as long as the test needs), else `ms` milliseconds.
+   */
+  pause(ms: string | undefined, hold: string | undefined): Promise<void> {
+    return hold !== undefined ? this.gate(hold) : sleep(Number(ms ?? 0));
+  }
+
   private gateOf(label: string) {
     let gate = this.gates.get(label);
     if (gate === undefined) {
@@ -149,10 +157,15 @@ export class ItemsController {
 
   @Post('sleep')
   @Idempotent()
-  async sleep(@Query('ms') ms: string, @Headers('idempotency-key') key: string, @Headers('x-ms') headerMs?: string) {
+  async sleep(
+    @Query('ms') ms: string,
+    @Headers('idempotency-key') key: string,
+    @Headers('x-ms') headerMs?: string,
+    @Headers('x-hold') hold?: string,
+  ) {
     const n = this.executions.hit(key);
-    // `x-ms` is not part of the fingerprint: retries of one request can take different times.
-    await sleep(Number(headerMs ?? ms));
+    // `x-ms` and `x-hold` are not part of the fingerprint: retries of one request can take different times.
+    await this.executions.pause(headerMs ?? ms, hold);
     return { n };
   }
 
@@ -185,38 +198,47 @@ export class ItemsController {
     throw new BadRequestException({ message: 'rejected', n });
   }
 
-  /** The first run for a key throws a cached 400 after `x-ms`; later runs answer 201. */
+  /** The first run for a key throws a cached 400 after `x-ms` (or `x-hold`); later runs answer 201. */
   @Post('fail-cached-first')
   @Idempotent({ cacheErrors: [400] })
-  async failCachedFirst(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+  async failCachedFirst(
+    @Headers('idempotency-key') key: string,
+    @Headers('x-ms') ms?: string,
+    @Headers('x-hold') hold?: string,
+  ) {
     const n = this.executions.hit(key);
-    await sleep(Number(ms ?? 0));
+    await this.executions.pause(ms, hold);
     if (n === 1) throw new BadRequestException({ message: 'first run fails', n });
     return { n };
   }
 
-  /** The first run for a key throws (uncached: the key is released) after `x-ms`; later runs answer 201. */
+  /** The first run for a key throws (uncached: the key is released) after `x-ms` (or `x-hold`); later runs answer 201. */
   @Post('fail-first')
   @Idempotent()
-  async failFirst(@Headers('idempotency-key') key: string, @Headers('x-ms') ms: string) {
+  async failFirst(
+    @Headers('idempotency-key') key: string,
+    @Headers('x-ms') ms?: string,
+    @Headers('x-hold') hold?: string,
+  ) {
     const n = this.executions.hit(key);
-    await sleep(Number(ms ?? 0));
+    await this.executions.pause(ms, hold);
     if (n === 1) throw new Error('first run fails');
     return { n };
   }
 
-  /** Sets headers of its own (a cookie among them) before it sleeps `x-ms`. */
+  /** Sets headers of its own (a cookie among them) before it sleeps `x-ms` (or waits for `x-hold`). */
   @Post('sleep-cookie')
   @Idempotent()
   async sleepCookie(
     @Res({ passthrough: true }) res: AnyResponse,
     @Headers('idempotency-key') key: string,
-    @Headers('x-ms') ms: string,
+    @Headers('x-ms') ms?: string,
+    @Headers('x-hold') hold?: string,
   ) {
     const n = this.executions.hit(key);
     res.header('Set-Cookie', `run=${n}`);
     res.header('X-Handler', `run-${n}`);
-    await sleep(Number(ms ?? 0));
+    await this.executions.pause(ms, hold);
     return { n };
   }
 
@@ -511,6 +533,10 @@ export class FaultyStore extends IdempotencyStore {
   failCompletes = 0;
   failTouch = false;
   completes = 0;
+  /** `waitForChange` calls (waiters) not answered yet. */
+  waiting = 0;
+  /** Each answered `waitForChange`: whether it ended before its timeout (woken, or its signal aborted). */
+  readonly waits: { timeoutMs: number; early: boolean }[] = [];
 
   constructor(readonly inner: IdempotencyStore) {
     super();
@@ -553,8 +579,16 @@ export class FaultyStore extends IdempotencyStore {
     return this.inner.get(key);
   }
 
-  override waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return this.inner.waitForChange(key, timeoutMs, signal);
+  override async waitForChange(key: IdempotencyKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    // A timer never fires early, so a wait that ends sooner than timeoutMs was woken.
+    const started = performance.now();
+    this.waiting++;
+    try {
+      await this.inner.waitForChange(key, timeoutMs, signal);
+    } finally {
+      this.waiting--;
+      this.waits.push({ timeoutMs, early: performance.now() - started < timeoutMs - 1 });
+    }
   }
 }
 
@@ -582,15 +616,28 @@ export interface TestAppOptions {
   module?: DynamicModule;
   /** `app.enableCors()`: middleware that sets headers before any handler runs. */
   cors?: boolean;
-  /** A provider whose `beforeApplicationShutdown` waits this long (a drain delay, as before a load balancer lets go). */
-  shutdownDelayMs?: number;
+  /**
+   * A provider whose `beforeApplicationShutdown` waits until the gate opens (a drain delay, as before
+   * a load balancer lets go); `drain.started` resolves when it begins (the module destroy hooks have
+   * run, the server still listens).
+   */
+  drain?: DrainGate;
 }
 
 /** Waits in `beforeApplicationShutdown`, as apps do to let a load balancer stop sending traffic. */
-class DrainDelay implements BeforeApplicationShutdown {
-  constructor(private readonly ms: number) {}
+export class DrainGate implements BeforeApplicationShutdown {
+  #start!: () => void;
+  #open!: () => void;
+  readonly started = new Promise<void>((resolve) => (this.#start = resolve));
+  readonly #opened = new Promise<void>((resolve) => (this.#open = resolve));
+
   async beforeApplicationShutdown(): Promise<void> {
-    await sleep(this.ms);
+    this.#start();
+    await this.#opened;
+  }
+
+  open(): void {
+    this.#open();
   }
 }
 
@@ -618,9 +665,7 @@ export async function startApp(platform: Platform, options: TestAppOptions): Pro
     providers: [
       Executions,
       ...(options.providers ?? []),
-      ...(options.shutdownDelayMs === undefined
-        ? []
-        : [{ provide: DrainDelay, useValue: new DrainDelay(options.shutdownDelayMs) }]),
+      ...(options.drain === undefined ? [] : [{ provide: DrainGate, useValue: options.drain }]),
     ],
   };
   const adapter =

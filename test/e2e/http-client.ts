@@ -17,9 +17,18 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-/** A tiny HTTP/1.1 client over node:http, so tests control raw header lines. */
+/**
+ * A tiny HTTP/1.1 client over node:http, so tests control raw header lines.
+ *
+ * One connection per request (`Connection: close`), never a kept-alive one: a pooled socket the
+ * server has just closed (its keep-alive timeout, 5 s on Express, passed while a test idled; Node's
+ * agent keeps free sockets with no timeout of its own) is picked for the next request before its
+ * FIN is read, and the request dies with `read ECONNRESET`. On a loaded machine such gaps are
+ * common. Retrying would not do: a POST that may have reached the server cannot be resent in
+ * tests that count executions.
+ */
 export class HttpClient {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly agent = new Agent({ keepAlive: false });
 
   constructor(readonly baseUrl: string) {}
 

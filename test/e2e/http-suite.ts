@@ -26,7 +26,8 @@ import {
   ResolvedIdempotencyOptions,
   storeKeyFor,
 } from '../../lib';
-import { FaultyStore, type Platform, startApp, type TestApp, UsersController } from './http-app';
+import { eventually } from '../support/eventually';
+import { DrainGate, FaultyStore, type Platform, startApp, type TestApp, UsersController } from './http-app';
 import { HttpClient, type HttpResponse } from './http-client';
 
 export interface StoreUnderTest {
@@ -38,13 +39,26 @@ const PLATFORMS: Platform[] = ['express', 'fastify'];
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const newKey = () => randomUUID();
 
-/** Resolves once `check` holds, polling every 20 ms; fails after `timeoutMs`. */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
+/**
+ * Sends a request whose handler is held (`x-hold`) and waits until its lease is gone: the handler
+ * started, then the store let the claim expire (the test has made the heartbeat fail). No sleep
+ * guesses when: on a loaded machine the claim, the handler and the expiry can each come late.
+ * `release()` lets the handler go on.
+ */
+async function heldPastLease(
+  app: TestApp,
+  s: FaultyStore,
+  path: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<{ response: Promise<HttpResponse>; release: () => void }> {
+  const key = headers['idempotency-key'];
+  const hold = `hold-${key}-${app.executions.count(key)}`;
+  const runs = app.executions.count(key);
+  const response = app.client.post(path, { headers: { ...headers, 'x-hold': hold }, body });
+  await eventually(() => app.executions.count(key) > runs, 'the held handler to start');
+  await eventually(async () => (await s.get(new IdempotencyKey(key))) === undefined, 'its claim to expire');
+  return { response, release: () => app.executions.open(hold) };
 }
 
 /** Answers 408 when the handler takes longer than `ms`, as a typical global timeout interceptor does. */
@@ -548,14 +562,14 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
 
       it('a holder whose lease was taken over: its completion is refused and its client gets the stored answer', async () => {
         const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
-        s.failTouch = true; // the heartbeat cannot renew: the lease runs out while the handler sleeps
+        s.failTouch = true; // the heartbeat cannot renew: the lease runs out while the handler is held
         const key = newKey();
-        const slow = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '600' } });
-        await sleep(320);
+        const slow = await heldPastLease(app, s, '/items/sleep?ms=0', { 'idempotency-key': key });
         const taker = await app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '20' } });
         expect(taker.status).toBe(201);
         expect(taker.json()).toEqual({ n: 2 });
-        const first = await slow;
+        slow.release();
+        const first = await slow.response;
         expectReplayOf(first, taker);
         expect(app.executions.count(key)).toBe(2);
         expect(app.logger.warnings.join('\n')).toMatch(/refused/);
@@ -565,12 +579,14 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
         s.failTouch = true;
         const key = newKey();
-        const slow = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '500' } });
-        await sleep(320);
+        const slow = await heldPastLease(app, s, '/items/sleep?ms=0', { 'idempotency-key': key });
         s.failTouch = false; // the taker's heartbeat works
-        const taker = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-ms': '500' } });
-        const first = await slow;
+        const taker = app.client.post('/items/sleep?ms=0', { headers: { 'idempotency-key': key, 'x-hold': 'taker' } });
+        await eventually(() => app.executions.count(key) === 2, 'the taker to run');
+        slow.release();
+        const first = await slow.response;
         expectProblem(first, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
+        app.executions.open('taker');
         expect((await taker).status).toBe(201);
       });
 
@@ -621,34 +637,29 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
         s.failTouch = true;
         const key = newKey();
-        const slow = app.client.post('/items/fail-cached-first', {
-          headers: { 'idempotency-key': key, 'x-ms': '600' },
-        });
-        await sleep(320);
+        const slow = await heldPastLease(app, s, '/items/fail-cached-first', { 'idempotency-key': key });
         const taker = await app.client.post('/items/fail-cached-first', {
           headers: { 'idempotency-key': key, 'x-ms': '20' },
         });
         expect(taker.status).toBe(201);
         expect(taker.json()).toEqual({ n: 2 });
-        expectReplayOf(await slow, taker);
+        slow.release();
+        expectReplayOf(await slow.response, taker);
       });
 
       it('a holder whose key was taken over by a different request gets 422, not 409', async () => {
         const { app, store: s } = await startExtra({ moduleOptions: { leaseMs: 200 } });
         s.failTouch = true;
         const key = newKey();
-        const slow = app.client.post('/items/sleep?ms=0', {
-          headers: { 'idempotency-key': key, 'x-ms': '600' },
-          body: { a: 1 },
-        });
-        await sleep(320);
+        const slow = await heldPastLease(app, s, '/items/sleep?ms=0', { 'idempotency-key': key }, { a: 1 });
         s.failTouch = false;
         const other = await app.client.post('/items/sleep?ms=0', {
           headers: { 'idempotency-key': key, 'x-ms': '20' },
           body: { a: 2 },
         });
         expect(other.status).toBe(201);
-        expectProblem(await slow, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        slow.release();
+        expectProblem(await slow.response, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
       });
 
       it("a stale holder answering with the taker's response keeps the headers middleware set (CORS) and drops its handler's own", async () => {
@@ -656,12 +667,12 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         s.failTouch = true;
         const key = newKey();
         const headers = { 'idempotency-key': key, origin: 'https://shop.example' };
-        const slow = app.client.post('/items/sleep-cookie', { headers: { ...headers, 'x-ms': '600' } });
-        await sleep(320);
+        const slow = await heldPastLease(app, s, '/items/sleep-cookie', headers);
         const taker = await app.client.post('/items/sleep-cookie', { headers: { ...headers, 'x-ms': '20' } });
         expect(taker.json()).toEqual({ n: 2 });
         expect(taker.headers['access-control-allow-origin']).toBe('*');
-        const first = await slow;
+        slow.release();
+        const first = await slow.response;
         expectReplayOf(first, taker);
         expect(first.headers['access-control-allow-origin']).toBe('*');
         expect(first.headers['set-cookie']).toBeUndefined();
@@ -689,9 +700,10 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         const fresh = await makeStore();
         extraStores.push(fresh);
         // The module owns the store here, so it closes it, but only once the server has stopped.
+        const drain = new DrainGate();
         const started = await startApp(platform, {
           store: fresh.store,
-          shutdownDelayMs: 500,
+          drain,
           moduleOptions: { closeStoreOnShutdown: true },
         });
         const done = newKey();
@@ -701,7 +713,7 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
         const inFlight = started.client.post('/items/gated', { headers: { 'idempotency-key': held } });
         while (started.executions.count(held) === 0) await sleep(2);
         const closing = started.app.close();
-        await sleep(150); // module destroy hooks have run; the server still listens
+        await drain.started; // module destroy hooks have run; the server still listens until the drain ends
         const other = new HttpClient(started.client.baseUrl);
         try {
           expectReplayOf(await other.post('/items', { headers: { 'idempotency-key': done }, body: { a: 1 } }), first);
@@ -714,7 +726,11 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
           other.close();
           started.executions.open(held);
         }
-        expect((await inFlight).status).toBe(201);
+        try {
+          expect((await inFlight).status).toBe(201);
+        } finally {
+          drain.open();
+        }
         await closing;
         started.client.close();
         expect(started.executions.count(done)).toBe(1);
@@ -762,8 +778,9 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
 
     describe('waitMs: wait for the first request instead of 409', () => {
       let w: TestApp;
+      let ws: FaultyStore;
       beforeAll(async () => {
-        w = (await startExtra({ moduleOptions: { waitMs: 5_000 } })).app;
+        ({ app: w, store: ws } = await startExtra({ moduleOptions: { waitMs: 5_000 } }));
       });
 
       it('20 concurrent duplicates of a 300 ms handler: one run, 19 replays of the same answer', async () => {
@@ -782,14 +799,19 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
 
       it('a waiter is woken by the end of the first request, not by its once-a-second re-check', async () => {
         const key = newKey();
-        const first = w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } });
-        await sleep(50);
-        const started = Date.now();
-        const waited = await w.client.post('/items/sleep?ms=300', { headers: { 'idempotency-key': key } });
-        // About 250 ms when the store tells the waiter; a waiter left to its re-check answers after 1 s.
-        expect(Date.now() - started).toBeLessThan(800);
-        expect(waited.status).toBe(201);
-        expectReplayOf(waited, await first);
+        const hold = `hold-${key}`;
+        const first = w.client.post('/items/sleep', { headers: { 'idempotency-key': key, 'x-hold': hold } });
+        await eventually(() => w.executions.count(key) === 1, 'the first handler to start');
+        const waits = ws.waits.length;
+        const waited = w.client.post('/items/sleep', { headers: { 'idempotency-key': key } });
+        await eventually(() => ws.waiting === 1, 'the duplicate to wait');
+        w.executions.open(hold);
+        expect((await waited).status).toBe(201);
+        expectReplayOf(await waited, await first);
+        // Its waits ended before their re-check timer (a timer never fires early): the store woke it.
+        const itsWaits = ws.waits.slice(waits);
+        expect(itsWaits.length).toBeGreaterThanOrEqual(1);
+        expect(itsWaits).toEqual(itsWaits.map(() => ({ timeoutMs: 1_000, early: true })));
         expect(w.executions.count(key)).toBe(1);
       });
 
@@ -812,42 +834,53 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
       it('still in flight at the bound: 409 with Retry-After, after about waitMs', async () => {
         const { app } = await startExtra({ moduleOptions: { waitMs: 250 } });
         const key = newKey();
-        const first = app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
-        await sleep(50);
+        const hold = `hold-${key}`;
+        const first = app.client.post('/items/sleep', { headers: { 'idempotency-key': key, 'x-hold': hold } });
+        await eventually(() => app.executions.count(key) === 1, 'the first handler to start');
         const started = Date.now();
-        const waited = await app.client.post('/items/sleep?ms=900', { headers: { 'idempotency-key': key } });
+        const waited = await app.client.post('/items/sleep', { headers: { 'idempotency-key': key } });
         expect(Date.now() - started).toBeGreaterThanOrEqual(220);
         expectProblem(waited, 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
         expect(waited.headers['retry-after']).toBe('1');
+        app.executions.open(hold);
         expect((await first).status).toBe(201);
         expect(app.executions.count(key)).toBe(1);
       });
 
       it('a different fingerprint is 422 at once, without waiting', async () => {
         const key = newKey();
-        const first = w.client.post('/items/sleep?ms=600', { headers: { 'idempotency-key': key }, body: { a: 1 } });
-        await sleep(50);
-        const started = Date.now();
-        const other = await w.client.post('/items/sleep?ms=600', {
-          headers: { 'idempotency-key': key },
-          body: { a: 2 },
+        const hold = `hold-${key}`;
+        const first = w.client.post('/items/sleep', {
+          headers: { 'idempotency-key': key, 'x-hold': hold },
+          body: { a: 1 },
         });
-        expect(Date.now() - started).toBeLessThan(400);
+        await eventually(() => w.executions.count(key) === 1, 'the first handler to start');
+        const waits = ws.waits.length;
+        const other = await w.client.post('/items/sleep', { headers: { 'idempotency-key': key }, body: { a: 2 } });
+        // Answered while the first is still held, and without a single wait on the key.
         expectProblem(other, 422, IDEMPOTENCY_PROBLEM_TYPES.keyReused);
+        expect(ws.waits.length).toBe(waits);
+        expect(ws.waiting).toBe(0);
+        w.executions.open(hold);
         await first;
       });
 
       it('a waiter whose client disconnects stops waiting and runs nothing, even when the key frees later', async () => {
         const key = newKey();
-        const headers = { 'idempotency-key': key, 'x-ms': '500' };
-        const first = w.client.post('/items/fail-first', { headers });
-        while (w.executions.count(key) === 0) await sleep(2);
+        const hold = `hold-${key}`;
+        const first = w.client.post('/items/fail-first', { headers: { 'idempotency-key': key, 'x-hold': hold } });
+        await eventually(() => w.executions.count(key) === 1, 'the first handler to start');
         const abort = new AbortController();
-        const gone = w.client.post('/items/fail-first', { headers, signal: abort.signal }).catch((e) => e);
-        await sleep(100);
+        const gone = w.client
+          .post('/items/fail-first', { headers: { 'idempotency-key': key }, signal: abort.signal })
+          .catch((e) => e);
+        await eventually(() => ws.waiting === 1, 'the duplicate to wait');
         abort.abort();
         expect(await gone).toHaveProperty('name', 'AbortError');
+        await eventually(() => ws.waiting === 0, 'the aborted waiter to stop waiting');
+        w.executions.open(hold);
         expect((await first).status).toBe(500); // released: a waiter still waiting would now claim and run
+        // Longer than a waiter's re-check (1 s): one still waiting, woken or not, would have run by now.
         await sleep(1_300);
         expect(w.executions.count(key)).toBe(1);
         w.logger.clear();
@@ -856,21 +889,24 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
 
     describe('lease heartbeat', () => {
       it('a handler running 3x the lease keeps its key: a concurrent retry gets 409, never a second run', async () => {
-        const { app } = await startExtra({ moduleOptions: { leaseMs: 150 } });
+        // A lease long enough that a loaded machine's pauses do not eat it between two renewals.
+        const leaseMs = 400;
+        const { app } = await startExtra({ moduleOptions: { leaseMs } });
         const key = newKey();
         const headers = { 'idempotency-key': key };
-        const first = app.client.post('/items/sleep?ms=450', { headers });
-        for (const wait of [100, 100, 100]) {
-          await sleep(wait);
-          expectProblem(
-            await app.client.post('/items/sleep?ms=450', { headers }),
-            409,
-            IDEMPOTENCY_PROBLEM_TYPES.inFlight,
-          );
+        const hold = `hold-${key}`;
+        const first = app.client.post('/items/sleep', { headers: { ...headers, 'x-hold': hold } });
+        await eventually(() => app.executions.count(key) === 1, 'the handler to start');
+        const held = Date.now();
+        for (let i = 1; i <= 3; i++) {
+          await sleep(leaseMs);
+          expectProblem(await app.client.post('/items/sleep', { headers }), 409, IDEMPOTENCY_PROBLEM_TYPES.inFlight);
         }
+        expect(Date.now() - held).toBeGreaterThanOrEqual(3 * leaseMs);
+        app.executions.open(hold);
         const done = await first;
         expect(done.status).toBe(201);
-        expectReplayOf(await app.client.post('/items/sleep?ms=450', { headers }), done);
+        expectReplayOf(await app.client.post('/items/sleep', { headers }), done);
         expect(app.executions.count(key)).toBe(1);
         expect(app.logger.warnings).toEqual([]);
       });
@@ -887,8 +923,7 @@ export function runHttpSuite(storeName: string, makeStore: () => Promise<StoreUn
           while (t.executions.count(key) === 0) await sleep(2);
           abort.abort();
           expect(await gone).toHaveProperty('name', 'AbortError');
-          await sleep(400);
-          expect((await stored(key))?.isCompleted()).toBe(true);
+          await eventually(async () => (await stored(key))?.isCompleted() === true, 'the result to be stored');
           const retry = await t.client.post(`/items/${route}?ms=250`, { headers });
           expect(retry.status).toBe(201);
           expect(retry.headers['idempotent-replayed']).toBe('true');

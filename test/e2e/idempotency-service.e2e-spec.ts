@@ -24,9 +24,17 @@ import {
   startCluster,
   startStandalone,
 } from '../support/valkey-server';
+import { eventually } from '../support/eventually';
 import { freshPrefix } from '../valkey/helpers';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A promise the test resolves: work held until the test has seen what it waits for. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
 
 interface Fixture {
   store: IdempotencyStore;
@@ -99,15 +107,20 @@ function runServiceSuite(name: string, makeStore: () => Promise<Fixture>): void 
     it('50 concurrent calls with one key without waitMs: one execution, 49 in-flight conflicts', async () => {
       const key = randomUUID();
       const ledger = new AtMostOnceLedger();
-      const settled = await Promise.allSettled(
-        Array.from({ length: 50 }, () =>
-          service.run(key, async () => {
-            ledger.record(key);
-            await sleep(100);
-            return 'done';
-          }),
-        ),
+      const held = gate();
+      const calls = Array.from({ length: 50 }, () =>
+        service.run(key, async () => {
+          ledger.record(key);
+          await held.promise; // until the other 49 have their answer
+          return 'done';
+        }),
       );
+      const all = Promise.allSettled(calls);
+      let refusals = 0;
+      for (const call of calls) call.catch(() => refusals++);
+      await eventually(() => refusals === 49, 'the 49 duplicates to be refused');
+      held.open();
+      const settled = await all;
       expect(ledger.count(key)).toBe(1);
       const refused = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
       expect(refused).toHaveLength(49);
@@ -162,27 +175,34 @@ function runServiceSuite(name: string, makeStore: () => Promise<Fixture>): void 
 
     it('still in flight when waitMs runs out: in-flight conflict', async () => {
       const key = randomUUID();
-      const first = service.run(key, () => sleep(1_500).then(() => 'slow'));
-      await sleep(50);
-      const started = Date.now();
+      const held = gate();
+      let started = false;
+      const first = service.run(key, () => ((started = true), held.promise.then(() => 'slow')));
+      await eventually(() => started, 'the first run to start');
+      const waitedFrom = Date.now();
       await expect(service.run(key, () => 'never', { waitMs: 300 })).rejects.toMatchObject({ reason: 'in-flight' });
-      expect(Date.now() - started).toBeGreaterThanOrEqual(280);
+      expect(Date.now() - waitedFrom).toBeGreaterThanOrEqual(280);
+      held.open();
       expect((await first).value).toBe('slow');
     });
 
     it('an aborted signal stops waiting at once', async () => {
       const key = randomUUID();
-      const first = service.run(key, () => sleep(800).then(() => 'slow'));
-      await sleep(50);
+      const held = gate();
+      let started = false;
+      const first = service.run(key, () => ((started = true), held.promise.then(() => 'slow')));
+      await eventually(() => started, 'the first run to start');
       const abort = new AbortController();
-      setTimeout(() => abort.abort(), 100);
-      const started = Date.now();
       let ran = false;
-      await expect(
-        service.run(key, () => (ran = true), { waitMs: 10_000, signal: abort.signal }),
-      ).rejects.toMatchObject({ reason: 'in-flight' });
-      expect(Date.now() - started).toBeLessThan(700);
+      const waiting = service.run(key, () => (ran = true), { waitMs: 10_000, signal: abort.signal });
+      await sleep(100); // let it wait a little (aborting before it waits must end it at once too)
+      const abortedAt = Date.now();
+      abort.abort();
+      await expect(waiting).rejects.toMatchObject({ reason: 'in-flight' });
+      // The first still runs: without the abort it would wait up to 10 s.
+      expect(Date.now() - abortedAt).toBeLessThan(5_000);
       expect(ran).toBe(false);
+      held.open();
       await first;
     });
 

@@ -24,6 +24,7 @@ import {
   Idempotent,
   MemoryStore,
 } from '../../lib';
+import { eventually } from '../support/eventually';
 import { Executions, FaultyStore, ItemsController, Platform, startApp, TestApp } from './http-app';
 
 class TestMetricReader extends MetricReader {
@@ -179,7 +180,7 @@ describe.each<Platform>(['express', 'fastify'])('observability on %s', (platform
     await post(key, { a: 3 });
     const gated = `events-gated-${platform}`;
     const first = t.client.request('POST', '/items/gated', { headers: { 'idempotency-key': gated } });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await eventually(() => t.executions.count(gated) === 1, 'the first handler to start');
     expect((await t.client.request('POST', '/items/gated', { headers: { 'idempotency-key': gated } })).status).toBe(
       409,
     );

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { AppModule, createStore } from '../../sample/app.module';
 import { PaymentsService } from '../../sample/payments/payments.service';
 import { describeValkey, startStandalone, StandaloneServer } from '../support/valkey-server';
-import { IdempotencyStore, MemoryStore, ValkeyStore } from '../../lib';
+import { IdempotencyKey, IdempotencyStore, MemoryStore, ValkeyStore } from '../../lib';
+import { eventually } from '../support/eventually';
 
 async function boot(): Promise<{ app: INestApplication; url: string }> {
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
@@ -18,7 +19,8 @@ function runCurlSession(storeKind: 'memory' | 'valkey') {
   let app: INestApplication;
   let url: string;
   beforeAll(async () => {
-    process.env.CHARGE_DELAY_MS = '300';
+    // Long enough that the duplicate surely arrives while the first charge runs, on a loaded machine too.
+    process.env.CHARGE_DELAY_MS = '1500';
     ({ app, url } = await boot());
   });
   afterAll(async () => {
@@ -38,7 +40,11 @@ function runCurlSession(storeKind: 'memory' | 'valkey') {
     const key = randomUUID();
     const body = { amount: 4200, currency: 'EUR' };
     const first = pay(key, body);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const store = app.get(IdempotencyStore);
+    await eventually(
+      async () => (await store.get(new IdempotencyKey(key)))?.isProcessing() === true,
+      'the first charge to hold its key',
+    );
     const duplicate = await pay(key, body);
     expect(duplicate.status).toBe(409);
     expect(duplicate.headers.get('retry-after')).toBe('1');

@@ -386,7 +386,8 @@ describeValkey('several app instances sharing one Valkey', () => {
       expectProblem(refused, 503, IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);
       expect(refused.headers['retry-after']).toMatch(/^\d+$/);
       expect(elapsed).toBeGreaterThanOrEqual(250);
-      expect(elapsed).toBeLessThan(1_500);
+      // Bounded by the command limit (300 ms), not by the 10 s lease: generous for a loaded machine.
+      expect(elapsed).toBeLessThan(3_000);
       expect(runs.count(key)).toBe(0);
       instance.app.logger.clear();
 
@@ -399,7 +400,7 @@ describeValkey('several app instances sharing one Valkey', () => {
       for (;;) {
         retry = await instance.app.client.post('/orders', { headers, body });
         if (retry.status !== 409) break;
-        expect(Date.now() - resumedAt).toBeLessThan(leaseMs / 4);
+        expect(Date.now() - resumedAt).toBeLessThan(leaseMs / 2);
         expect(runs.count(key)).toBe(0);
         await sleep(50);
       }

@@ -1,10 +1,14 @@
 /**
  * The example store of docs/custom-stores.md (test/kit/postgres-store.ts, the same code) on a real
- * Postgres: PGlite, in a worker thread (Jest's sandbox refuses PGlite's dynamic import()).
+ * Postgres: PGlite, in a worker thread (Jest's sandbox refuses PGlite's dynamic import()), and on a
+ * real PostgreSQL server through a node-postgres Pool, where concurrent claims run on several
+ * connections at once (the READ COMMITTED races the page reasons about; PGlite has one connection).
  */
+import type { Pool } from 'pg';
 import { Fingerprint, IdempotencyEntry, IdempotencyKey } from '../../lib';
 import { storeContract } from '../../lib/testing';
 import { Postgres } from '../support/pglite';
+import { describePostgres, type PostgresServer, startPostgres } from '../support/postgres-server';
 import { PostgresStore } from './postgres-store';
 
 // One Postgres for the file (it takes seconds to start); every store gets tables of its own.
@@ -78,4 +82,29 @@ describe('PostgresStore, beyond the contract', () => {
     }
     expect(new PostgresStore(db).kind).toBe('postgres');
   });
+});
+
+describePostgres('PostgresStore (docs/custom-stores.md) on PostgreSQL through a pg Pool', () => {
+  let server: PostgresServer;
+  let pool: Pool;
+  let tables = 0;
+
+  beforeAll(async () => {
+    server = await startPostgres();
+    pool = server.pool({ max: 10 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  storeContract(
+    async () => {
+      const tablePrefix = `pool_${++tables}`;
+      const store = new PostgresStore(pool, { tablePrefix });
+      await store.createTables();
+      return { store, close: () => pool.query(`DROP TABLE ${tablePrefix}_entries, ${tablePrefix}_counters`) };
+    },
+    { describe, it, name: 'PostgresStore (docs/custom-stores.md) on PostgreSQL, pg Pool of 10' },
+  );
 });

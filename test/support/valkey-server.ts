@@ -450,9 +450,20 @@ async function launch(spec: LaunchSpec): Promise<TrackedProcess> {
     if (spawnError || !isAlive(child)) break;
     try {
       const reply = await sendCommand(spec.port, ['PING'], 500);
-      if (reply === 'PONG') return tracked;
+      if (reply === 'PONG') {
+        // The port was free when picked, but another test process (another worktree's run) can
+        // pick it too: then the server answering is theirs, and ours exits with "Address already
+        // in use". Only our own process counts as started.
+        const owner = parseInfo(await sendCommand(spec.port, ['INFO', 'server'], 1_000)).process_id;
+        if (owner === String(child.pid)) return tracked;
+        await tracked.stop();
+        throw new AddressInUseError(
+          `${spec.kind}-server on ${HOST}:${spec.port}: the port is taken by another process's server (pid ${owner})`,
+        );
+      }
       lastError = `PING replied ${reply}`;
     } catch (e) {
+      if (e instanceof AddressInUseError) throw e;
       lastError = (e as Error).message; // e.g. ECONNREFUSED, LOADING
     }
     await sleep(50);

@@ -101,7 +101,7 @@ describeValkey('ValkeyStore faults', () => {
           expect([name, error]).toEqual([name, expect.any(StoreTimeoutError)]);
           expect(error).toBeInstanceOf(IdempotencyStoreError);
           expect(elapsed).toBeGreaterThanOrEqual(290);
-          expect(elapsed).toBeLessThan(1_000);
+          expect(elapsed).toBeLessThan(3_000); // an error within the time limit, not a hang (generous: a loaded machine)
         }
       } finally {
         paused.resume();
@@ -138,7 +138,7 @@ describeValkey('ValkeyStore faults', () => {
         await sleep(50);
         const started = Date.now();
         await expect(store.tryInsert(key, processing(1))).rejects.toBeInstanceOf(IdempotencyStoreError);
-        expect(Date.now() - started).toBeLessThan(1_000);
+        expect(Date.now() - started).toBeLessThan(3_000); // not a hang (generous: a loaded machine)
         await crashing.restart(); // no AOF: an empty server again
         let up = false;
         for (let i = 0; i < 50 && !up; i++)
@@ -459,7 +459,7 @@ describeValkey('ValkeyStore faults', () => {
         const elapsed = Date.now() - started;
         for (const result of results) expect(result).toBeInstanceOf(StoreTimeoutError);
         expect(elapsed).toBeGreaterThanOrEqual(195);
-        expect(elapsed).toBeLessThan(1_000);
+        expect(elapsed).toBeLessThan(3_000); // an error within the time limit, not a hang (generous: a loaded machine)
         // One timer for the earliest deadline, re-armed at most once more: not one per command.
         expect(setTimeoutSpy.mock.calls.length).toBeLessThanOrEqual(2);
       } finally {

@@ -1,11 +1,12 @@
 // A consumer of the packed package: it touches every export of `nestjs-idempotent` and
 // `nestjs-idempotent/testing`, and is compiled with strict, skipLibCheck: false, under
-// moduleResolution node16 and bundler (test/package/check.sh). test/package/public-api.spec.ts
-// checks that every export is named here.
+// moduleResolution node10, node16 and bundler (test/package/check.sh), also in a project that has
+// only the required peers installed: so it imports no optional peer (usage-ioredis.ts does, for
+// the projects that install ioredis). test/package/public-api.spec.ts checks that every export is
+// named here.
 import 'reflect-metadata';
 import { ArgumentsHost, Body, Catch, Controller, ExceptionFilter, Injectable, Module, Post } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
-import { Redis } from 'ioredis';
 import {
   type AnyEntry,
   CachedResponse,
@@ -147,9 +148,9 @@ const errors: Error[] = [
 // Stores and the builder.
 const memoryOptions: MemoryStoreOptions = { maxBytes: 64 * 1024 * 1024, whenFull: 'refuse' };
 const memory: IdempotencyStore = new MemoryStore(memoryOptions);
-const client = new Redis({ lazyConnect: true });
-client.on('error', () => undefined);
-const valkeyClient: ValkeyClient = client;
+// An ioredis `Redis` or `Cluster` (usage-ioredis.ts passes real ones); declared here, as a project
+// without ioredis has no such value.
+declare const valkeyClient: ValkeyClient;
 const valkeyOptions: ValkeyStoreOptions = { prefix: 'idem:', commandTimeoutMs: 500 };
 const valkey = new ValkeyStore(valkeyClient, valkeyOptions);
 const durability: ValkeyDurabilityOptions = { replicas: 1, aof: false, timeoutMs: 200 };
