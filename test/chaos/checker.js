@@ -375,7 +375,36 @@ function check({ scenario, ops, history, ledger, nemesis }) {
     mismatched,
     mismatchedExcused,
   };
+  anomalies.push(...harnessNotes(ledger, nemesis, scenario));
   return { scenario: scenario.name, counts, violations, anomalies };
+}
+
+/**
+ * Things a reader should know when judging the verdict, none a violation by itself: app processes
+ * that exited without being asked (a crash excuses duplicates, so say so), drains that had to be
+ * killed, and event-loop stalls of half a lease or more that no SIGSTOP explains (a machine too
+ * slow for the lease can lose leases without any fault).
+ */
+function harnessNotes(ledger, nemesis, scenario) {
+  const notes = [];
+  for (const e of nemesis) {
+    if (e.kind === 'app-exit' && !e.expected) {
+      notes.push(`app ${e.instance} pid ${e.pid} exited unasked (code ${e.code}, signal ${e.signal})`);
+    }
+    if (e.kind === 'app-kill' && e.reason === 'drain-timeout') {
+      notes.push(`app ${e.instance} pid ${e.pid} did not finish its graceful shutdown in time and was killed`);
+    }
+  }
+  const pauses = nemesis.filter((e) => e.kind === 'app-pause');
+  for (const r of ledger) {
+    if (r.type !== 'stall' || r.to - r.from < scenario.leaseMs / 2) continue;
+    const stopped = pauses.some(
+      (p) => p.instance === r.instance && p.pid === r.pid && p.start <= r.to && (p.end ?? Infinity) >= r.from,
+    );
+    if (!stopped)
+      notes.push(`app ${r.instance} pid ${r.pid}: event loop stalled ${r.to - r.from} ms without a SIGSTOP`);
+  }
+  return notes;
 }
 
 module.exports = { check, windowsFor, evidenceOf, executionsOf, WINDOWS };

@@ -312,6 +312,25 @@ describe('chaos checker', () => {
     expect(kinds(run({ ledger: execution('a'), history: [refused] }))).toEqual(['unexpected-execution']);
   });
 
+  it('notes unasked exits and stalls no SIGSTOP explains, without calling them violations', () => {
+    const result = run({
+      ledger: [
+        ...execution('a', { storedAt: 110 }),
+        { type: 'stall', from: 1_000, to: 2_500, instance: 'e1', pid: 1, time: 2_500 },
+        { type: 'stall', from: 5_000, to: 8_000, instance: 'e1', pid: 1, time: 8_000 },
+      ],
+      nemesis: [
+        { kind: 'app-exit', instance: 'e2', pid: 2, time: 300, code: 1, signal: null, expected: null },
+        { kind: 'app-pause', instance: 'e1', pid: 1, start: 5_050, end: 7_990 },
+      ],
+    });
+    expect(result.violations).toEqual([]);
+    expect(result.anomalies).toEqual([
+      'app e2 pid 2 exited unasked (code 1, signal null)',
+      'app e1 pid 1: event loop stalled 1500 ms without a SIGSTOP',
+    ]);
+  });
+
   it('counts indeterminate attempts and executions no client heard of, which are not violations', () => {
     const result = run({
       ledger: execution('a', { storedAt: 110 }),
