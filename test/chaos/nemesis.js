@@ -13,7 +13,8 @@
 //   proxy-delay           the proxy delays each chunk by 20-250 ms for 1-3 s (slow, not down)
 //   proxy-delay-outage    each chunk delayed past the store's command time limit, for longer than
 //                         the lease (the store is unreachable)
-//   proxy-drop            for 1-2.5 s, a chunk is lost with its connection with probability 0.1-0.5
+//   proxy-drop            for a time shorter than the lease, a chunk is lost with its connection
+//                         with probability 0.1-0.5 (a fault the library must ride out)
 //   proxy-drop-outage     every chunk is lost with its connection, for longer than the lease
 //   proxy-blackhole       nothing passes (sockets stay open) for longer than the lease
 //   failover-demote       promote the replica, point the proxy at it, the old primary replicates it
@@ -28,9 +29,20 @@ const { setTimeout: sleep } = require('node:timers/promises');
  * @property {import('./valkey').ValkeyPair | undefined} pair
  * @property {import('./proxy').ChaosProxy | undefined} proxy
  * @property {import('./events').EventLog} log
+ * @property {import('./fleet').Fleet} fleet
  * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: { pastLeaseMs: number[] } }} profile
  * @property {{ durability?: object }} scenario
  */
+
+/**
+ * The app instance to hit: the one with the most requests in flight (ties broken by the seed), so
+ * that a kill or a stop lands on executions under way rather than on an idle process.
+ */
+function target(ctx, rng) {
+  const candidates = ctx.apps.instances.filter((i) => i.up);
+  const most = Math.max(...candidates.map((i) => ctx.fleet.waitingOn(i.id)));
+  return rng.pick(candidates.filter((i) => ctx.fleet.waitingOn(i.id) === most));
+}
 
 /** How long an outage lasts: past the lease by a seeded margin. */
 function pastLease(ctx, rng) {
@@ -39,8 +51,6 @@ function pastLease(ctx, rng) {
 }
 
 async function pauseApp(ctx, rng, slowLink) {
-  const instance = rng.pick(ctx.apps.instances);
-  if (!instance.up) return;
   let endDelay;
   if (slowLink) {
     const delayMs = rng.int(100, 300);
@@ -49,6 +59,7 @@ async function pauseApp(ctx, rng, slowLink) {
     // Let claims pile up in the slow link before the stop.
     await sleep(rng.int(200, 600));
   }
+  const instance = target(ctx, rng);
   const ms = pastLease(ctx, rng);
   const end = ctx.log.begin('app-pause', { instance: instance.id, pid: instance.pid, plannedMs: ms });
   instance.pause();
@@ -106,13 +117,13 @@ async function failover(ctx, rng, mode) {
 /** @type {Record<string, (ctx: NemesisContext, rng: import('./random').Random) => Promise<void>>} */
 const ACTIONS = {
   'app-kill': async (ctx, rng) => {
-    const instance = rng.pick(ctx.apps.instances);
+    const instance = target(ctx, rng);
     await instance.kill();
     await sleep(rng.int(0, 500));
     await instance.start();
   },
   'app-graceful': async (ctx, rng) => {
-    const instance = rng.pick(ctx.apps.instances);
+    const instance = target(ctx, rng);
     await instance.terminate();
     await instance.start();
   },
@@ -158,7 +169,7 @@ const ACTIONS = {
       ctx,
       'proxy-drop',
       { rate },
-      rng.int(1_000, 2_500),
+      rng.int(500, ctx.profile.leaseMs - 300),
       () => ctx.proxy.setDrop(rate),
       () => ctx.proxy.setDrop(0),
     );

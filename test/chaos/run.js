@@ -166,7 +166,7 @@ async function runScenario(name, options, runDir) {
     const loadDeadline = t0 + profile.loadMs;
     let nemesisDone = false;
     fleet = new Fleet({ rng: rng.fork('fleet'), instances: () => apps.instances, limits: profile.fleet });
-    const ctx = { apps, pair, proxy, log: events, profile, scenario: def };
+    const ctx = { apps, pair, proxy, fleet, log: events, profile, scenario: def };
     const nemesis = runNemesis(ctx, rng.fork('nemesis'), def.nemeses, loadDeadline).finally(() => {
       nemesisDone = true;
     });
@@ -228,6 +228,7 @@ async function main() {
     log(`chaos: ${name}: ${SCENARIOS[name].describe}`);
     const result = await runScenario(name, options, runDir);
     results.push(result);
+    log(`chaos: ${name}: ${((result.durationMs ?? 0) / 1_000).toFixed(1)} s, ${result.faults ?? 0} fault(s)`);
     console.log(scenarioReport(result));
   }
   procs.removeDir(runDir);
