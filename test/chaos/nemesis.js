@@ -10,7 +10,7 @@
 //                         when the process stops: a claim answered while it sleeps, on a lease
 //                         that runs out before it wakes)
 //   valkey-pause          SIGSTOP the Valkey primary for longer than the lease, then SIGCONT
-//   proxy-delay           the proxy delays each chunk by 20-250 ms for 1-3 s (slow, not down)
+//   proxy-delay           the proxy delays each chunk by 20-250 ms for a while (slow, not down)
 //   proxy-delay-outage    each chunk delayed past the store's command time limit, for longer than
 //                         the lease (the store is unreachable)
 //   proxy-drop            for a time shorter than the lease, a chunk is lost with its connection
@@ -30,7 +30,7 @@ const { setTimeout: sleep } = require('node:timers/promises');
  * @property {import('./proxy').ChaosProxy | undefined} proxy
  * @property {import('./events').EventLog} log
  * @property {import('./fleet').Fleet} fleet
- * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: { pastLeaseMs: number[] } }} profile
+ * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: { pastLeaseMs: number[], mildMs: number[] } }} profile
  * @property {{ durability?: object }} scenario
  */
 
@@ -147,7 +147,7 @@ const ACTIONS = {
       ctx,
       'proxy-delay',
       { delayMs },
-      rng.int(1_000, 3_000),
+      rng.int(ctx.profile.nemesis.mildMs[0], ctx.profile.nemesis.mildMs[1]),
       () => ctx.proxy.setDelay(delayMs),
       () => ctx.proxy.setDelay(0),
     );

@@ -67,13 +67,14 @@ const SCENARIOS = {
 
 /**
  * `loadMs`: how long operations keep starting (at least until every nemesis kind ran once).
- * `fleet`: see fleet.js. `nemesis`: gaps between faults, and how far past the lease outages last.
+ * `fleet`: see fleet.js. `nemesis`: the pause before the first fault and between faults, how far
+ * past the lease outages last, and how long the faults that are not outages last.
  */
 const PROFILES = {
   short: {
     leaseMs: 2_000,
     commandTimeoutMs: 1_000,
-    loadMs: 4_000,
+    loadMs: 3_500,
     fleet: {
       workers: 8,
       maxOps: 250,
@@ -84,7 +85,7 @@ const PROFILES = {
       duplicateChance: 0.3,
       verifyMax: 250,
     },
-    nemesis: { firstMs: [300, 800], gapMs: [200, 500], pastLeaseMs: [300, 700] },
+    nemesis: { firstMs: [300, 800], gapMs: [200, 500], pastLeaseMs: [300, 700], mildMs: [500, 1_500] },
   },
   long: {
     leaseMs: 2_000,
@@ -100,7 +101,7 @@ const PROFILES = {
       duplicateChance: 0.3,
       verifyMax: 400,
     },
-    nemesis: { firstMs: [500, 1_500], gapMs: [500, 2_000], pastLeaseMs: [400, 1_500] },
+    nemesis: { firstMs: [500, 1_500], gapMs: [500, 2_000], pastLeaseMs: [400, 1_500], mildMs: [1_000, 3_000] },
   },
 };
 

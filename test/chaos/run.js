@@ -135,6 +135,12 @@ async function runScenario(name, options, runDir) {
   let fleet;
   let t0 = started;
   let faults;
+  // Wall time of each phase, for the log: start-up, load with faults, final reads, shutdown.
+  const phases = {};
+  const phase = (name, since) => {
+    phases[name] = Date.now() - since;
+    return Date.now();
+  };
   try {
     if (def.store === 'valkey') {
       pair = await ValkeyPair.start(dir);
@@ -162,7 +168,7 @@ async function runScenario(name, options, runDir) {
     });
     await apps.startAll();
 
-    t0 = Date.now();
+    t0 = phase('startup', started);
     const loadDeadline = t0 + profile.loadMs;
     let nemesisDone = false;
     fleet = new Fleet({ rng: rng.fork('fleet'), instances: () => apps.instances, limits: profile.fleet });
@@ -177,9 +183,12 @@ async function runScenario(name, options, runDir) {
     if (faultsRun.status === 'rejected') throw faultsRun.reason;
     if (loaded.status === 'rejected') throw loaded.reason;
     faults = faultsRun.value;
+    let mark = phase('load', t0);
     // Every fault has healed: a final read of each answered operation.
     await fleet.verify();
+    mark = phase('verify', mark);
     await apps.stopAll();
+    phase('shutdown', mark);
   } catch (error) {
     return { scenario: name, t0, error: error?.stack ?? String(error), durationMs: Date.now() - started };
   } finally {
@@ -200,7 +209,7 @@ async function runScenario(name, options, runDir) {
   if (result.counts.opsOk === 0) {
     return { ...result, t0, error: 'no operation got a 2xx: the harness did not exercise the library' };
   }
-  return { ...result, t0, faults, durationMs: Date.now() - started };
+  return { ...result, t0, faults, phases, durationMs: Date.now() - started };
 }
 
 async function main() {
@@ -228,7 +237,12 @@ async function main() {
     log(`chaos: ${name}: ${SCENARIOS[name].describe}`);
     const result = await runScenario(name, options, runDir);
     results.push(result);
-    log(`chaos: ${name}: ${((result.durationMs ?? 0) / 1_000).toFixed(1)} s, ${result.faults ?? 0} fault(s)`);
+    const s = (ms) => `${((ms ?? 0) / 1_000).toFixed(1)} s`;
+    const p = result.phases ?? {};
+    log(
+      `chaos: ${name}: ${s(result.durationMs)} (start-up ${s(p.startup)}, load ${s(p.load)}, ` +
+        `final reads ${s(p.verify)}, shutdown ${s(p.shutdown)}), ${result.faults ?? 0} fault(s)`,
+    );
     console.log(scenarioReport(result));
   }
   procs.removeDir(runDir);
