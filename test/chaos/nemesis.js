@@ -5,7 +5,7 @@
 // The kinds (a scenario lists the ones it runs, see profiles.js):
 //   app-kill              SIGKILL an app process, restart it on the same port
 //   app-graceful          SIGTERM an app process, wait for its drain and exit, start it again
-//   app-pause             SIGSTOP an app process for longer than the lease, then SIGCONT
+//   app-pause             SIGSTOP an app process for well over the lease, then SIGCONT
 //   app-pause-slow-link   the same, while the proxy delays every chunk (so claims are in flight
 //                         when the process stops: a claim answered while it sleeps, on a lease
 //                         that runs out before it wakes)
@@ -30,7 +30,7 @@ const { setTimeout: sleep } = require('node:timers/promises');
  * @property {import('./proxy').ChaosProxy | undefined} proxy
  * @property {import('./events').EventLog} log
  * @property {import('./fleet').Fleet} fleet
- * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: { pastLeaseMs: number[], mildMs: number[] } }} profile
+ * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: Record<string, number[]> }} profile
  * @property {{ durability?: object }} scenario
  */
 
@@ -60,7 +60,10 @@ async function pauseApp(ctx, rng, slowLink) {
     await sleep(rng.int(200, 600));
   }
   const instance = target(ctx, rng);
-  const ms = pastLease(ctx, rng);
+  // Longer past the lease than the store outages: room for another instance to take a held key
+  // over, and for a client still waiting on the stopped process to hear what it says on waking.
+  const [min, max] = ctx.profile.nemesis.appPauseMs;
+  const ms = ctx.profile.leaseMs + rng.int(min, max);
   const end = ctx.log.begin('app-pause', { instance: instance.id, pid: instance.pid, plannedMs: ms });
   instance.pause();
   try {

@@ -68,7 +68,8 @@ const SCENARIOS = {
 /**
  * `loadMs`: how long operations keep starting (at least until every nemesis kind ran once).
  * `fleet`: see fleet.js. `nemesis`: the pause before the first fault and between faults, how far
- * past the lease outages last, and how long the faults that are not outages last.
+ * past the lease store outages and app stops last, and how long the faults that are not outages
+ * last.
  */
 const PROFILES = {
   short: {
@@ -80,12 +81,18 @@ const PROFILES = {
       maxOps: 250,
       maxAttempts: 25,
       giveUpMs: 12_000,
-      attemptTimeoutMs: [1_500, 6_000],
+      attemptTimeoutMs: [1_500, 8_000],
       delayMaxMs: 400,
-      duplicateChance: 0.3,
+      duplicateChance: 0.35,
       verifyMax: 250,
     },
-    nemesis: { firstMs: [300, 800], gapMs: [200, 500], pastLeaseMs: [300, 700], mildMs: [500, 1_500] },
+    nemesis: {
+      firstMs: [300, 800],
+      gapMs: [200, 500],
+      pastLeaseMs: [300, 700],
+      appPauseMs: [800, 1_500],
+      mildMs: [500, 1_500],
+    },
   },
   long: {
     leaseMs: 2_000,
@@ -96,12 +103,18 @@ const PROFILES = {
       maxOps: 2_500,
       maxAttempts: 40,
       giveUpMs: 20_000,
-      attemptTimeoutMs: [1_500, 6_000],
+      attemptTimeoutMs: [1_500, 8_000],
       delayMaxMs: 400,
-      duplicateChance: 0.3,
+      duplicateChance: 0.35,
       verifyMax: 400,
     },
-    nemesis: { firstMs: [500, 1_500], gapMs: [500, 2_000], pastLeaseMs: [400, 1_500], mildMs: [1_000, 3_000] },
+    nemesis: {
+      firstMs: [500, 1_500],
+      gapMs: [500, 2_000],
+      pastLeaseMs: [400, 1_500],
+      appPauseMs: [800, 2_500],
+      mildMs: [1_000, 3_000],
+    },
   },
 };
 
