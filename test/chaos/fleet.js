@@ -192,7 +192,8 @@ class Fleet {
       let pause;
       if (answer.error !== undefined) {
         Object.assign(attempt, { outcome: 'info', status: null, replayed: false, body: null, error: answer.error });
-        pause = rng.int(50, 250);
+        // Backs off while the instance stays unreachable (a restart takes a second or more).
+        pause = rng.int(50, 150) * 2 ** Math.min(n - 1, 4);
       } else {
         const status = answer.status;
         const outcome =

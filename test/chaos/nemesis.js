@@ -211,7 +211,7 @@ function shuffled(rng, items) {
 
 /**
  * Runs faults one after another until `loadDeadline`, and at least until each of the scenario's
- * kinds ran once. Resolves with the number of faults run.
+ * kinds ran once (and two faults ran). Resolves with the number of faults run.
  * @param {NemesisContext} ctx
  * @param {import('./random').Random} rng
  */
@@ -219,14 +219,15 @@ async function runNemesis(ctx, rng, kinds, loadDeadline) {
   for (const kind of kinds) if (!ACTIONS[kind]) throw new Error(`unknown nemesis ${kind}`);
   const { firstMs, gapMs } = ctx.profile.nemesis;
   await sleep(rng.int(firstMs[0], firstMs[1]));
+  const least = Math.max(kinds.length, 2);
   let order = [];
   let count = 0;
-  while (count < kinds.length || Date.now() < loadDeadline) {
+  while (count < least || Date.now() < loadDeadline) {
     if (order.length === 0) order = shuffled(rng, kinds);
     const kind = order.shift();
     await ACTIONS[kind](ctx, rng);
     count++;
-    if (count >= kinds.length && Date.now() >= loadDeadline) break;
+    if (count >= least && Date.now() >= loadDeadline) break;
     await sleep(rng.int(gapMs[0], gapMs[1]));
   }
   return count;

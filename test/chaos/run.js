@@ -148,7 +148,7 @@ async function runScenario(name, options, runDir) {
       proxy = await startProxy(pair.primary.port, () => proxyRng.next());
     }
     const slots = [];
-    for (const app of def.apps) slots.push({ ...app, port: await freePort() });
+    for (const app of def.apps.slice(0, profile.maxApps)) slots.push({ ...app, port: await freePort() });
     apps = new Apps({
       dir,
       log: events,
