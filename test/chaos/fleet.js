@@ -115,7 +115,7 @@ class Fleet {
     this.limits = limits;
     /** @type {Attempt[]} */
     this.history = [];
-    /** @type {{ op: number, key: string, body: object, lanes: number, result: string, phase: string }[]} */
+    /** @type {{ op: number, key: string, body: object, lanes: number, result: string }[]} */
     this.ops = [];
     /** Attempts waiting for an answer, per instance id. */
     this.inFlight = new Map();
@@ -166,7 +166,7 @@ class Fleet {
     const id = this.ops.length + 1;
     const body = { op: id, delayMs: rng.int(0, delayMaxMs) };
     const lanes = rng.chance(duplicateChance) ? rng.int(2, 3) : 1;
-    const op = { op: id, key: seededUuid(rng), body, lanes, result: 'pending', phase: 'load' };
+    const op = { op: id, key: seededUuid(rng), body, lanes, result: 'pending' };
     this.ops.push(op);
     const laneRngs = Array.from({ length: lanes }, (_, i) => rng.fork(`op-${id}-lane-${i}`));
     const results = await Promise.all(laneRngs.map((laneRng, i) => this.#lane(laneRng, op, i + 1, 'load')));

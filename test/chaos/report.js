@@ -13,8 +13,8 @@ const short = (id) => (typeof id === 'string' ? id.slice(0, 8) : String(id));
 
 /** The scenario's summary line. */
 function summaryLine(result) {
-  if (result.error) return `chaos ${result.scenario}: HARNESS ERROR: ${result.error.split('\n')[0]}`;
   const c = result.counts;
+  if (c === undefined) return `chaos ${result.scenario}: HARNESS ERROR: ${result.error.split('\n')[0]}`;
   const unexplained = result.violations.filter((v) => v.kind === 'executed-twice').length;
   const parts = WINDOWS.filter((w) => c.windows[w] > 0).map((w) => `${w} ${c.windows[w]}`);
   if (unexplained > 0) parts.push(`unexplained ${unexplained}`);
@@ -24,7 +24,8 @@ function summaryLine(result) {
     `chaos ${result.scenario}: ops ${c.ops}, attempts ${c.attempts}, 2xx ${c.ok}, 409 ${c.status409}, ` +
     `503 ${c.status503}, executions ${c.executions}, duplicates ${c.duplicates}${dup}, ` +
     `mismatched replays ${c.mismatched}${excused}, given up ${c.givenUp}, indeterminate ${c.info}, ` +
-    `executions without 2xx ${c.unanswered}, violations ${result.violations.length}`
+    `executions without 2xx ${c.unanswered}, violations ${result.violations.length}` +
+    (result.error ? ` (HARNESS ERROR: ${result.error.split('\n')[0]})` : '')
   );
 }
 
@@ -84,7 +85,7 @@ function violationLines(t0, v) {
 /** The whole text report of one scenario. */
 function scenarioReport(result) {
   const lines = [summaryLine(result)];
-  if (result.error) lines.push(result.error);
+  if (result.error) lines.push(`  harness error: ${result.error}`);
   for (const v of result.violations ?? []) lines.push(...violationLines(result.t0, v));
   for (const a of result.anomalies ?? []) lines.push(`  note: ${a}`);
   return lines.join('\n');

@@ -137,10 +137,11 @@ async function runScenario(name, options, runDir) {
   let faults;
   // Wall time of each phase, for the log: start-up, load with faults, final reads, shutdown.
   const phases = {};
-  const phase = (name, since) => {
-    phases[name] = Date.now() - since;
+  const phase = (label, since) => {
+    phases[label] = Date.now() - since;
     return Date.now();
   };
+  let harnessError;
   try {
     if (def.store === 'valkey') {
       pair = await ValkeyPair.start(dir);
@@ -190,13 +191,15 @@ async function runScenario(name, options, runDir) {
     await apps.stopAll();
     phase('shutdown', mark);
   } catch (error) {
-    return { scenario: name, t0, error: error?.stack ?? String(error), durationMs: Date.now() - started };
+    harnessError = error?.stack ?? String(error);
   } finally {
     await apps?.stopAll().catch(() => undefined);
     await proxy?.close().catch(() => undefined);
     await pair?.stop().catch(() => undefined);
   }
+  if (fleet === undefined) return { scenario: name, t0, error: harnessError, durationMs: Date.now() - started };
 
+  // Judged even after a harness error: what was recorded up to it still counts.
   const { records, torn } = readLedgers(dir);
   attachKeys(
     records,
@@ -206,10 +209,10 @@ async function runScenario(name, options, runDir) {
   const result = check({ scenario, ops: fleet.ops, history: fleet.history, ledger: records, nemesis: events.events });
   if (torn > 0) result.anomalies.push(`${torn} torn ledger line(s) skipped (a process killed mid-write)`);
   // A scenario in which nothing succeeded proves nothing: that is a harness failure, not a pass.
-  if (result.counts.opsOk === 0) {
-    return { ...result, t0, error: 'no operation got a 2xx: the harness did not exercise the library' };
+  if (harnessError === undefined && result.counts.opsOk === 0) {
+    harnessError = 'no operation got a 2xx: the harness did not exercise the library';
   }
-  return { ...result, t0, faults, phases, durationMs: Date.now() - started };
+  return { ...result, t0, faults, phases, durationMs: Date.now() - started, error: harnessError };
 }
 
 async function main() {
