@@ -1,8 +1,9 @@
 // The delegating stores the chaos apps use. `RecordingStore` forwards every call to the real store
 // and writes a `stored` ledger record whenever a completion is Applied: the ledger then says which
 // executions' results the store accepted, and when. `NoFencingStore` (`--break no-fencing`) sits
-// above it and lies to the library: a completion refused by fencing (another claim took the key
-// over) is reported as Applied. The ledger below it still records the truth.
+// above it and lies to the library: a completion refused because its claim no longer holds the
+// key (another claim took it over, or the lease ran out) is reported as Applied, as a store that
+// checked no token would answer. The ledger below it still records the truth.
 'use strict';
 
 /** The execution id inside a stored response body (the chaos handler's JSON), if there is one. */
@@ -87,7 +88,8 @@ function storeClasses(lib) {
   class NoFencingStore extends DelegatingStore {
     async complete(key, entry, token, ttlMs) {
       const outcome = await this.inner.complete(key, entry, token, ttlMs);
-      return outcome === FencedOutcome.FencingMismatch ? FencedOutcome.Applied : outcome;
+      const claimGone = outcome === FencedOutcome.FencingMismatch || outcome === FencedOutcome.KeyExpired;
+      return claimGone ? FencedOutcome.Applied : outcome;
     }
   }
 

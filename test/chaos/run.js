@@ -39,7 +39,7 @@ const BREAKS = {
     scenarios: ['valkey-kill'],
   },
   'no-fencing': {
-    describe: 'a completion refused by fencing (the key was taken over) is reported to the library as Applied',
+    describe: 'a completion whose claim no longer holds the key (taken over, or expired) is reported as Applied',
     scenarios: ['valkey-pause-app'],
   },
 };
