@@ -50,7 +50,11 @@ describe('claim engine', () => {
   });
 
   afterEach(async () => {
-    await settleDeferredCompletions(0, () => true);
+    // Background completions still holding a result (e.g. behind a taker that never ends) are
+    // abandoned; the clock is fake, so it is moved past the (zero) wait for them.
+    const settled = settleDeferredCompletions(0, () => true);
+    await jest.advanceTimersByTimeAsync(1);
+    await settled;
     jest.useRealTimers();
     await inner.close();
   });
@@ -409,6 +413,30 @@ describe('claim engine', () => {
       expect(runs.counter.runs).toBe(1);
       // A different request under the key is refused, as the store will refuse it.
       expect(await claimKey(request(OTHER_FP))).toEqual({ kind: 'fingerprint-mismatch' });
+    });
+
+    it('a result whose key another claim of the same request holds (one that timed out, released when it lands): held, and stored once that claim goes; never run again', async () => {
+      const req = request();
+      const claim = await claimed(req);
+      let phantom: Claimed | undefined;
+      const runs = work('mine', 0, {
+        run: async () => {
+          runs.counter.runs++;
+          // The run's claim expires, and a claim of the same request lands meanwhile.
+          await inner.purge(req.key);
+          phantom = await claimed(req);
+          return 'mine';
+        },
+      });
+      const outcome = await settle(runClaimed(req, claim, runs.spec));
+      expect(outcome).toEqual({ kind: 'in-flight' });
+      // This process holds the result: its claims of the key are in flight, never a second run.
+      expect(await claimKey(req)).toEqual({ kind: 'in-flight' });
+      await inner.remove(req.key, phantom!.fencingToken); // the late claim is released
+      await jest.advanceTimersByTimeAsync(40_000);
+      const replay = await claimKey(req);
+      expect(replay.kind === 'replayed' && bodyOf(replay.response)).toBe('mine');
+      expect(runs.counter.runs).toBe(1);
     });
 
     it('a result held unstored: while the store still refuses it, claims of its key in this process answer in-flight', async () => {

@@ -519,7 +519,18 @@ async function storeLater(
           request.key,
           new IdempotencyEntry(request.fingerprint, request.leaseMs),
         );
-        if (again.kind === 'exists') return refusalFor(again.entry, request.fingerprint);
+        if (again.kind === 'exists') {
+          const refusal = refusalFor(again.entry, request.fingerprint);
+          // Another claim of this request holds the key: it may never answer (a claim that timed
+          // out and is released when it lands, a holder that dies). Answer in-flight, and keep
+          // holding the result here until the key has an answer, so no claim of it in this process
+          // runs the work again.
+          if (refusal === IN_FLIGHT) {
+            stillHeld = true;
+            defer(request, response, undefined, undefined, listener, unstored);
+          }
+          return refusal;
+        }
         current = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
       } catch (error) {
         stillHeld = true;
@@ -647,12 +658,21 @@ async function completeLater(
   while (monotonicNow() < deadline && !control.aborted) {
     try {
       if (held === undefined) {
-        if (reclaims++ >= 5) break;
+        if (reclaims >= 5) break;
         const again = await store.tryInsert(key, new IdempotencyEntry(request.fingerprint, request.leaseMs));
         if (again.kind === 'exists') {
-          listener.notify?.({ type: 'completion-abandoned', reason: 'another request holds the key now' });
-          return;
+          if (again.entry.isCompleted() || !again.entry.fingerprintMatches(request.fingerprint)) {
+            listener.notify?.({ type: 'completion-abandoned', reason: 'another request holds the key now' });
+            return;
+          }
+          // In flight under another claim of this request (one that timed out and is released
+          // when it lands, or a holder that may die): keep holding the result, and try again.
+          unstored.failedAttempt();
+          await unstored.pause(delay, false);
+          delay = Math.min(delay * 2, MAX_BACKOFF_MS);
+          continue;
         }
+        reclaims++;
         held = { fencingToken: again.fencingToken, completed: again.entry.complete(response) };
         holding = false;
       }
