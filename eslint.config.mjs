@@ -97,7 +97,18 @@ export default tseslint.config(
               message: 'the test kit works under any test runner: take its functions as arguments',
             },
             {
-              group: ['../http/*', '../idempotency.*', '../interfaces/*', '../health/*', '../swagger/*'],
+              group: [
+                '../http/*',
+                '../rpc/*',
+                '../graphql/*',
+                '../calls/*',
+                '../binding/*',
+                '../service/*',
+                '../idempotency.*',
+                '../interfaces/*',
+                '../health/*',
+                '../swagger/*',
+              ],
               message: 'stores, observability and the test kit import only the core (and observability)',
             },
           ],
@@ -105,4 +116,56 @@ export default tseslint.config(
       ],
     },
   },
+  // The layer every entry point shares (the runner, problems, option resolution, the claim
+  // parameter, the call token): nothing of a transport, the dispatcher or the module's wiring.
+  {
+    files: ['lib/calls/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../http/*', '../rpc/*', '../graphql/*', '../service/*', '../binding/*'],
+              message: 'the shared layer imports no transport and not the dispatcher',
+            },
+            {
+              group: ['../idempotency.module', '../idempotency.providers', '../health/*', '../swagger/*'],
+              message: "the shared layer imports nothing of the module's wiring",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  // Transports are siblings: each adapts one kind of call to the shared layer, and none imports
+  // another, the dispatcher or the module's wiring.
+  ...[
+    ['http', ['rpc', 'graphql', 'service']],
+    ['rpc', ['http', 'graphql', 'service']],
+    ['graphql', ['http', 'rpc', 'service']],
+    ['service', ['http', 'rpc', 'graphql']],
+  ].map(([transport, siblings]) => ({
+    files: [`lib/${transport}/**/*.ts`],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: siblings.map((sibling) => `../${sibling}/*`),
+              message: `transports are siblings: ${transport}/ imports no other transport (share through calls/)`,
+            },
+            { group: ['../binding/*'], message: `${transport}/ does not import the dispatcher` },
+            {
+              group: ['../idempotency.module', '../idempotency.providers'],
+              message: `${transport}/ imports nothing of the module's wiring`,
+            },
+          ],
+        },
+      ],
+    },
+  })),
 );

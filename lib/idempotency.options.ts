@@ -1,4 +1,5 @@
 import { assertDuration } from './core/duration';
+import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { DefaultFingerprintStrategy, type FingerprintStrategy } from './core/fingerprint-strategy';
 import {
   DEFAULT_LEASE_MS,
@@ -173,3 +174,18 @@ export function mergeOptions<B extends ResolvedRouteOptions>(base: B, override: 
   merged.headerKey = (merged.headerName as string).toLowerCase();
   return Object.freeze(merged) as B;
 }
+
+/** Options with every default applied, as the engine uses them: the route options and the module-wide ones. */
+export type ResolvedIdempotencyOptions = ResolvedRouteOptions & {
+  /** Module-wide only: the event hook. */
+  readonly onEvent: IdempotencyEventHandler | undefined;
+  /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
+  readonly telemetry: boolean;
+};
+
+/** The module-wide defaults. @internal */
+export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.freeze({
+  ...DEFAULT_ROUTE_OPTIONS,
+  onEvent: undefined,
+  telemetry: true,
+});

@@ -1,6 +1,6 @@
 import { DefaultFingerprintStrategy } from './core/fingerprint-strategy';
 import { Fingerprint } from './core/fingerprint';
-import { Idempotent } from './http/idempotent.decorator';
+import { Idempotent } from './binding/idempotent.decorator';
 import {
   createModuleState,
   DEFAULT_IDEMPOTENCY_OPTIONS,

@@ -1,9 +1,9 @@
 import { Logger, type Provider } from '@nestjs/common';
 import {
-  DEFAULT_ROUTE_OPTIONS,
+  DEFAULT_IDEMPOTENCY_OPTIONS,
   defaultScope,
   mergeOptions,
-  type ResolvedRouteOptions,
+  type ResolvedIdempotencyOptions,
   validateOptions,
 } from './idempotency.options';
 import type {
@@ -12,30 +12,12 @@ import type {
   IdempotencyModuleOptions,
   IdempotencyOptionsFactory,
 } from './interfaces/idempotency-options.interface';
-import { InstrumentedStore } from './observability/instrumented.store';
 import { MemoryStore } from './stores/memory.store';
-import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { useKeyHashSecret } from './observability/key-hash';
-import { otel } from './observability/telemetry';
 import { useModuleDocDefaults } from './swagger/idempotency-swagger';
 import { IdempotencyStore } from './core/idempotency-store';
 
-/** Options with every default applied, as the engine uses them: the route options and the module-wide ones. */
-export type ResolvedIdempotencyOptions = ResolvedRouteOptions & {
-  /** Module-wide only: the event hook. */
-  readonly onEvent: IdempotencyEventHandler | undefined;
-  /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
-  readonly telemetry: boolean;
-};
-
-/** The module-wide defaults. */
-export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.freeze({
-  ...DEFAULT_ROUTE_OPTIONS,
-  onEvent: undefined,
-  telemetry: true,
-});
-
-export { defaultScope, mergeOptions, validateOptions };
+export { DEFAULT_IDEMPOTENCY_OPTIONS, defaultScope, mergeOptions, type ResolvedIdempotencyOptions, validateOptions };
 
 function fail(where: string, message: string): never {
   throw new TypeError(`${where}: ${message}`);
@@ -62,17 +44,6 @@ function moduleState(
   );
   useModuleDocDefaults(options);
   return Object.freeze({ store, options, closeStoreOnShutdown });
-}
-
-/**
- * The store the interceptor works through: wrapped for OpenTelemetry store spans when telemetry
- * is on and `@opentelemetry/api` is installed (the injected `IdempotencyStore` stays the store
- * the app configured).
- * @internal
- */
-export function operationalStore(store: IdempotencyStore, options: ResolvedIdempotencyOptions): IdempotencyStore {
-  const traced = options.telemetry && otel() !== null && !(store instanceof InstrumentedStore);
-  return traced ? new InstrumentedStore(store) : store;
 }
 
 /** @internal */

@@ -52,12 +52,12 @@ export type { ValkeyDurabilityOptions } from './stores/valkey-durability';
 
 // The Nest module, decorators and options
 export { IdempotencyModule } from './idempotency.module';
-export { Idempotent } from './http/idempotent.decorator';
+export { Idempotent } from './binding/idempotent.decorator';
 // The decorator and the claim's interface share the name (a value and a type).
-export { IdempotencyClaim } from './http/idempotency-claim.decorator';
-export { IdempotencyInterceptor } from './http/idempotency.interceptor';
+export { IdempotencyClaim } from './calls/idempotency-claim.decorator';
+export { IdempotencyInterceptor } from './binding/idempotency.interceptor';
 export { defaultScope } from './idempotency.options';
-export type { ResolvedIdempotencyOptions } from './idempotency.providers';
+export type { ResolvedIdempotencyOptions } from './idempotency.options';
 export type {
   CacheErrorsOption,
   FingerprintFunction,
@@ -80,7 +80,7 @@ export {
   IDEMPOTENT_REPLAYED_HEADER,
   PROBLEM_CONTENT_TYPE,
 } from './idempotency.constants';
-export type { ProblemBodyRenderer, ProblemDetails } from './http/problem-details';
+export type { ProblemBodyRenderer, ProblemDetails } from './calls/problem-details';
 export {
   IdempotencyInFlightException,
   IdempotencyKeyInvalidException,

@@ -1,15 +1,16 @@
 import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
+import { type CallAdapter, PASS } from '../calls/call-adapter';
 import { fingerprintJson } from '../core/canonical-json';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { storeKeyFor } from '../core/store-key';
-import { callKeyOf, refusalProblem } from '../handler/handler-problems';
-import { Problems } from '../http/problem-details';
-import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
-import { principalOf, UnusableScopeError, UnusableScopeLog } from '../handler/principal';
-import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
-import { callToken } from '../http/call-token';
-import { readKeyHeader } from '../http/key-header';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { callKeyOf, refusalProblem } from '../calls/handler-problems';
+import { Problems } from '../calls/problem-details';
+import { type HandlerBase, HandlerConfigs } from '../calls/handler-options';
+import { principalOf, UnusableScopeError, UnusableScopeLog } from '../calls/principal';
+import type { ValueAnswer, ValueRunner } from '../calls/value-runner';
+import { callToken } from '../calls/call-token';
+import { readKeyHeader } from '../calls/key-header';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import { graphqlProblem } from './graphql-error';
 import { resultOptions } from './graphql-types';
 import { clientGoneSignal, graphqlRequestOf } from './graphql-http';
@@ -32,7 +33,7 @@ const REUSED = 'mutation (field or arguments)';
  *   `@Idempotent()` does nothing, and one on the method is an error.
  * @internal
  */
-export class GraphqlEntry {
+export class GraphqlEntry implements CallAdapter {
   readonly #handlers: HandlerConfigs<HandlerBase>;
   /**
    * The store keys each HTTP request (or, without one, each GraphQL context value) has used so
@@ -50,19 +51,19 @@ export class GraphqlEntry {
     this.#handlers = new HandlerConfigs(moduleOptions, (base) => base);
   }
 
-  /** Runs the call under idempotency; `undefined` when the resolver should just run. */
-  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
+  /** Runs the call under idempotency; `PASS` when the resolver should just run. */
+  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | typeof PASS {
     const handler = this.#handlers.of(context);
-    if (handler === null) return undefined;
+    if (handler === null) return PASS;
     const info = resolveInfoOf(context.getArgByIndex(3));
     if (info === undefined || !isRootMutationField(info)) {
-      if (!handler.onMethod) return undefined;
+      if (!handler.onMethod) return PASS;
       throw new Error(
         `@Idempotent() guards GraphQL mutations only, but ${handler.name} resolved ` +
           `${info?.parentType?.name ?? '?'}.${info?.fieldName ?? '?'} of a ${info?.operation?.operation ?? 'non-mutation'} operation`,
       );
     }
-    if (this.skip(context)) return undefined;
+    if (this.skip(context)) return PASS;
 
     const args: unknown = context.getArgByIndex(1);
     const graphqlContext: unknown = context.getArgByIndex(2);
@@ -78,7 +79,7 @@ export class GraphqlEntry {
       options.required,
       options.key === undefined ? `the ${options.headerName} header` : 'key option',
     );
-    if (clientKey === undefined) return undefined;
+    if (clientKey === undefined) return PASS;
     if (!(clientKey instanceof IdempotencyKey)) return Promise.reject(graphqlProblem(clientKey));
     // Scoped to the principal of the HTTP request, as for HTTP routes.
     let principal: string | undefined;

@@ -1,5 +1,5 @@
 import { IDEMPOTENCY_PROBLEM_TYPES } from '../core/problem-types';
-import type { ProblemDetails } from '../http/problem-details';
+import type { ProblemDetails } from '../calls/problem-details';
 
 /**
  * The `extensions.code` of the GraphQL errors a guarded mutation answers with, by problem. Clients

@@ -1,4 +1,4 @@
-import { isRawResponse, signalWhenClientGone } from '../http/client-gone';
+import { isRawResponse, signalWhenClientGone } from '../calls/client-gone';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 
 /*

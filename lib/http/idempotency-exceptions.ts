@@ -1,6 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import { IDEMPOTENCY_PROBLEM_TYPES } from '../core/problem-types';
-import type { ProblemDetails } from './problem-details';
+import type { ProblemDetails } from '../calls/problem-details';
 
 /**
  * The HTTP exceptions `@Idempotent()` throws instead of answering itself when `throwProblems` is

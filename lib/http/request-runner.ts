@@ -19,13 +19,13 @@ import type { IdempotencyKey } from '../core/idempotency-key';
 import type { Lease } from '../core/lease';
 import type { StoreOperations } from '../core/store-operations';
 import { messageOf } from '../core/errors';
-import { logDeferred, reportEngineEvent } from '../handler/engine-events';
+import { logDeferred, reportEngineEvent } from '../calls/engine-events';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
-import { signalWhenClientGone } from './client-gone';
+import { signalWhenClientGone } from '../calls/client-gone';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
 import { type HttpPlatform, type Payload, UnsupportedResultError } from './http-platform';
-import { setClaim } from './idempotency-claim.decorator';
-import { Problems, type PreparedProblem } from './problem-details';
+import { setClaim } from '../calls/idempotency-claim.decorator';
+import { Problems, type PreparedProblem } from '../calls/problem-details';
 import { outerReply, stopWatchingReplies, watchReplies } from './reply-guard';
 import { ResponseDraft } from './response-draft';
 import {

@@ -4,7 +4,7 @@ import { bodySize, bodyText, CachedResponse, trustedResponse } from '../core/cac
 import { DEFAULT_REPLAY_HEADERS, IDEMPOTENT_REPLAYED_HEADER } from '../idempotency.constants';
 import type { HttpPlatform, Payload } from './http-platform';
 import { IdempotencyProblemException } from './idempotency-exceptions';
-import type { PreparedProblem } from './problem-details';
+import type { PreparedProblem } from '../calls/problem-details';
 import { markSent } from './reply-guard';
 
 /**

@@ -9,11 +9,11 @@ import {
 } from '@nestjs/common/constants';
 import type { ClassSerializerContextOptions } from '@nestjs/common/serializer/class-serializer.interfaces';
 import { ApplicationConfig, Reflector } from '@nestjs/core';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
-import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
-import { UnusableScopeLog, type UnusableScopeError } from '../handler/principal';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
+import { type HandlerBase, HandlerConfigs } from '../calls/handler-options';
+import { UnusableScopeLog, type UnusableScopeError } from '../calls/principal';
 import type { CachedResponse } from '../core/cached-response';
-import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from './problem-details';
+import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from '../calls/problem-details';
 import { problemResponse, ReplayHeaders, statusOfError } from './response-capture';
 import type { ResponseSnapshot } from './reply-guard';
 import { unsupportedReason } from './route-check';

@@ -1,7 +1,7 @@
 import type { ModuleMetadata, Type } from '@nestjs/common';
 import type { Fingerprint } from '../core/fingerprint';
 import type { FingerprintStrategy } from '../core/fingerprint-strategy';
-import type { ProblemBodyRenderer } from '../http/problem-details';
+import type { ProblemBodyRenderer } from '../calls/problem-details';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
 import type { IdempotencyStore } from '../core/idempotency-store';
 

@@ -1,13 +1,14 @@
 import type { CallHandler, ExecutionContext, Logger } from '@nestjs/common';
+import { type CallAdapter, PASS } from '../calls/call-adapter';
 import { canonicalJson, fingerprintJson } from '../core/canonical-json';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { storeKeyFor } from '../core/store-key';
-import { callKeyOf, refusalProblem } from '../handler/handler-problems';
-import { type HandlerBase, HandlerConfigs } from '../handler/handler-options';
-import type { ValueAnswer, ValueRunner } from '../handler/value-runner';
-import { callToken } from '../http/call-token';
-import type { ProblemDetails } from '../http/problem-details';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { callKeyOf, refusalProblem } from '../calls/handler-problems';
+import { type HandlerBase, HandlerConfigs } from '../calls/handler-options';
+import type { ValueAnswer, ValueRunner } from '../calls/value-runner';
+import { callToken } from '../calls/call-token';
+import type { ProblemDetails } from '../calls/problem-details';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import { type RpcHandlerKind, rpcHandlerKind, rpcPatterns } from './rpc-handler';
 import { rpcProblem } from './rpc-exception';
 
@@ -43,7 +44,7 @@ const DEFAULT_KEY_FIELD = 'idempotencyKey';
  * - The handler throwing: the key is released and the error rethrown.
  * @internal
  */
-export class RpcEntry {
+export class RpcEntry implements CallAdapter {
   readonly #handlers: HandlerConfigs<RpcHandler>;
 
   constructor(
@@ -67,10 +68,10 @@ export class RpcEntry {
     });
   }
 
-  /** Runs the call under idempotency; `undefined` when the handler should just run. */
-  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | undefined {
+  /** Runs the call under idempotency; `PASS` when the handler should just run. */
+  process(context: ExecutionContext, next: CallHandler): Promise<unknown> | typeof PASS {
     const handler = this.#handlers.of(context);
-    if (handler === null || this.skip(context)) return undefined;
+    if (handler === null || this.skip(context)) return PASS;
     const data: unknown = context.getArgByIndex(0);
     const options = handler.options;
     const clientKey = callKeyOf(
@@ -78,7 +79,7 @@ export class RpcEntry {
       options.required,
       options.key === undefined ? 'data.idempotencyKey' : 'key option',
     );
-    if (clientKey === undefined) return undefined;
+    if (clientKey === undefined) return PASS;
     if (!(clientKey instanceof IdempotencyKey)) return this.#refuse(handler, clientKey);
     const body = fingerprintJson(data) ?? '';
     const fingerprint = handler.strategy.compute(`${handler.kind} ${handler.pattern}`, body);

@@ -1,4 +1,4 @@
-import type { ProblemDetails } from '../http/problem-details';
+import type { ProblemDetails } from '../calls/problem-details';
 
 /** The part of `@nestjs/microservices` this library uses. */
 interface Microservices {

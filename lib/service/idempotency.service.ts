@@ -9,9 +9,9 @@ import { CompletionFailedError } from '../core/lease';
 import { storeKeyFor } from '../core/store-key';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
-import { CallEngines } from '../handler/call-engines';
-import type { ValueRunner } from '../handler/value-runner';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
+import { CallEngines } from '../calls/call-engines';
+import type { ValueRunner } from '../calls/value-runner';
 
 /** Options of {@link IdempotencyService.run}. */
 export interface IdempotencyRunOptions {

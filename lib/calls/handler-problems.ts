@@ -1,6 +1,6 @@
 import { IdempotencyKeyError } from '../core/errors';
 import { IdempotencyKey } from '../core/idempotency-key';
-import { Problems, type ProblemDetails } from '../http/problem-details';
+import { Problems, type ProblemDetails } from './problem-details';
 import type { ValueRefusal } from './value-runner';
 
 /*

@@ -1,6 +1,8 @@
 import type { Logger } from '@nestjs/common';
 import { IdempotencyStore } from '../core/idempotency-store';
-import { operationalStore, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
+import { InstrumentedStore } from '../observability/instrumented.store';
+import { otel } from '../observability/telemetry';
 import { RequestReporter } from '../observability/request-reporter';
 import { ValueRunner } from './value-runner';
 
@@ -38,4 +40,15 @@ export class CallEngines {
   get valueRunner(): ValueRunner {
     return (this.#valueRunner ??= new ValueRunner(this.store, this.reporter, this.logger));
   }
+}
+
+/**
+ * The store the entry points work through: wrapped for OpenTelemetry store spans when telemetry
+ * is on and `@opentelemetry/api` is installed (the injected `IdempotencyStore` stays the store
+ * the app configured).
+ * @internal
+ */
+export function operationalStore(store: IdempotencyStore, options: ResolvedIdempotencyOptions): IdempotencyStore {
+  const traced = options.telemetry && otel() !== null && !(store instanceof InstrumentedStore);
+  return traced ? new InstrumentedStore(store) : store;
 }

@@ -1,5 +1,5 @@
 import { IdempotencyError } from '../core/errors';
-import { defaultScope } from '../idempotency.providers';
+import { defaultScope } from '../idempotency.options';
 import type { IdempotencyRequest, ScopeFunction } from '../interfaces/idempotency-options.interface';
 
 /**

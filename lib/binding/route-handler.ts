@@ -3,8 +3,8 @@ import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/com
 import { defer, from, isObservable, mergeMap, Observable, of } from 'rxjs';
 import { isMutationResolver } from '../graphql/graphql-resolver';
 import { addDefaultRpcArguments, rpcHandlerKind } from '../rpc/rpc-handler';
-import { callToken } from './call-token';
-import { claimParameterIndexes, fillClaimArguments } from './idempotency-claim.decorator';
+import { callToken } from '../calls/call-token';
+import { claimParameterIndexes, fillClaimArguments } from '../calls/idempotency-claim.decorator';
 
 /** What the route's hidden parameter resolves to: the request's context and the module's engine. @internal */
 export interface RouteBinding {

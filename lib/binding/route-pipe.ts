@@ -2,7 +2,7 @@ import { ExecutionContext, Inject, Injectable, PipeTransform } from '@nestjs/com
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import { IdempotencyInterceptor } from './idempotency.interceptor';
 import type { RouteBinding } from './route-handler';
 

@@ -1,9 +1,9 @@
 import type { ExecutionContext } from '@nestjs/common';
 import { DefaultFingerprintStrategy, type FingerprintStrategy } from '../core/fingerprint-strategy';
 import { IDEMPOTENT_METADATA } from '../idempotency.constants';
-import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.providers';
+import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.options';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
-import { hasClaimParameter } from '../http/idempotency-claim.decorator';
+import { hasClaimParameter } from './idempotency-claim.decorator';
 
 /** What every message handler or resolver under `@Idempotent()` shares, worked out once. @internal */
 export interface HandlerBase {

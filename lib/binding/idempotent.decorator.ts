@@ -1,7 +1,7 @@
 import { SSE_METADATA } from '@nestjs/common/constants';
 import { IDEMPOTENT_METADATA } from '../idempotency.constants';
 import { documentIdempotentRoute } from '../swagger/idempotency-swagger';
-import { validateOptions } from '../idempotency.providers';
+import { validateOptions } from '../idempotency.options';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
 import { IdempotencyRoutePipe } from './route-pipe';
 import { wrapRouteHandler, wrapRouteHandlers } from './route-handler';

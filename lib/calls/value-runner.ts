@@ -23,10 +23,11 @@ import {
 import { bodySize } from '../core/cached-response';
 import { IdempotencyValueTooLargeError } from '../core/errors';
 import type { StoreOperations } from '../core/store-operations';
-import { setClaim } from '../http/idempotency-claim.decorator';
+import { unstoredResultOf } from '../core/unstored-results';
+import { setClaim } from './idempotency-claim.decorator';
 import { messageOf } from '../core/errors';
 import { logDeferred, reportEngineEvent } from './engine-events';
-import type { ResolvedIdempotencyOptions } from '../idempotency.providers';
+import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import type { OutcomeDetails, RequestReporter, RequestTrace } from '../observability/request-reporter';
 
@@ -128,8 +129,11 @@ export class ValueRunner {
       leaseMs: options.leaseMs,
       ttlMs: options.ttlMs,
       // In flight elsewhere: as long as the other run's lease is kept, up to the replay window.
+      // Running here, or its result held here unstored: a retry.
       waitMs:
-        call.waitsForOtherInstances === true && !this.#running.has(id)
+        call.waitsForOtherInstances === true &&
+        !this.#running.has(id) &&
+        unstoredResultOf(this.store, call.key) === undefined
           ? Math.max(options.waitMs, options.ttlMs)
           : options.waitMs,
       waitSignal: call.waitSignal,
