@@ -1,7 +1,7 @@
 import { DynamicModule, Inject, Logger, Module, OnApplicationShutdown, OnModuleInit, Provider } from '@nestjs/common';
 import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
 import { settleDeferredCompletions } from './core/claim-engine';
-import { findUnsupportedRoutes } from './http/route-check';
+import { findSafeMethodRoutes, findUnsupportedRoutes } from './http/route-check';
 import { installReplyGuard } from './http/reply-guard';
 import {
   createAsyncStateProviders,
@@ -114,6 +114,7 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
     }
     const problems = findUnsupportedRoutes(controllers);
     if (problems.length > 0) throw new Error(problems.join('\n'));
+    for (const warning of findSafeMethodRoutes(controllers)) this.logger.warn(warning);
   }
 
   /**

@@ -71,7 +71,7 @@ export type {
   ScopeFunction,
 } from './interfaces/idempotency-options.interface';
 export { IdempotencyService } from './service/idempotency.service';
-export type { IdempotencyRunOptions, IdempotencyRunResult } from './service/idempotency.service';
+export type { IdempotencyRunOptions, IdempotencyRunResult, Jsonified } from './service/idempotency.service';
 
 // HTTP answers
 export {

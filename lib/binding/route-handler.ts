@@ -2,6 +2,7 @@ import { CallHandler, createParamDecorator, ExecutionContext, Type } from '@nest
 import { METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { defer, from, isObservable, mergeMap, Observable, of } from 'rxjs';
 import { isMutationResolver } from '../graphql/graphql-resolver';
+import { isSafeRoute } from '../http/route-check';
 import { addDefaultRpcArguments, rpcHandlerKind } from '../rpc/rpc-handler';
 import { callToken } from '../calls/call-token';
 import { claimParameterIndexes, fillClaimArguments } from '../calls/idempotency-claim.decorator';
@@ -111,10 +112,12 @@ export function wrapRouteHandlers(controller: { prototype: object }, enginePipe:
   }
 }
 
+/** Whether a class-level `@Idempotent()` guards `handler`: routes but safe ones, message handlers, mutations. */
 function isGuardable(handler: object): boolean {
   return (
     (Reflect.getMetadata(PATH_METADATA, handler) !== undefined &&
-      Reflect.getMetadata(METHOD_METADATA, handler) !== undefined) ||
+      Reflect.getMetadata(METHOD_METADATA, handler) !== undefined &&
+      !isSafeRoute(handler)) ||
     rpcHandlerKind(handler) !== undefined ||
     isMutationResolver(handler)
   );

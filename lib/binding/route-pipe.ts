@@ -1,4 +1,4 @@
-import { ExecutionContext, Inject, Injectable, PipeTransform } from '@nestjs/common';
+import { ExecutionContext, Inject, Injectable, Optional, PipeTransform } from '@nestjs/common';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
@@ -17,12 +17,20 @@ export class IdempotencyRoutePipe implements PipeTransform<ExecutionContext, Rou
   readonly #engine: IdempotencyInterceptor;
 
   constructor(
-    store: IdempotencyStore,
-    @Inject(IDEMPOTENCY_OPTIONS) options: ResolvedIdempotencyOptions,
+    // Optional, so that a missing IdempotencyModule is said plainly, not as a dependency of this pipe.
+    @Optional() @Inject(IdempotencyStore) store: IdempotencyStore | undefined,
+    @Optional() @Inject(IDEMPOTENCY_OPTIONS) options: ResolvedIdempotencyOptions | undefined,
     reflector: Reflector,
     adapterHost: HttpAdapterHost,
     applicationConfig: ApplicationConfig,
   ) {
+    if (store === undefined || store === null || options === undefined) {
+      throw new Error(
+        '@Idempotent() needs IdempotencyModule: add IdempotencyModule.forRoot(store) (or forRootAsync(...)) to the ' +
+          'imports of your root module. It is global, so once is enough (with isGlobal: false, import it in every ' +
+          'module whose controllers, resolvers or message handlers use @Idempotent()).',
+      );
+    }
     this.#engine = new IdempotencyInterceptor(store, options, reflector, adapterHost, applicationConfig);
   }
 

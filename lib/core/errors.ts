@@ -37,7 +37,8 @@ export class IdempotencyConflictError extends IdempotencyError {
     super(
       reason === 'in-flight'
         ? 'a call with this idempotency key is still in progress; retry later'
-        : 'this idempotency key was already used for a different request',
+        : 'this idempotency key was already used for a different request: the request given now differs from ' +
+            'the one stored with the key (for a queue job, pass its data, not the job: its attempt count changes)',
     );
     this.type = reason === 'in-flight' ? IDEMPOTENCY_PROBLEM_TYPES.inFlight : IDEMPOTENCY_PROBLEM_TYPES.keyReused;
   }

@@ -1,4 +1,6 @@
+import { RequestMethod } from '@nestjs/common';
 import {
+  METHOD_METADATA,
   PATH_METADATA,
   REDIRECT_METADATA,
   RENDER_METADATA,
@@ -39,6 +41,24 @@ export function unsupportedReason(controller: object, handler: unknown, methodNa
   return undefined;
 }
 
+const SAFE_METHODS: ReadonlySet<unknown> = new Set([RequestMethod.GET, RequestMethod.HEAD, RequestMethod.OPTIONS]);
+
+/**
+ * Whether `handler` is a route of a safe method (GET, HEAD, OPTIONS): repeating it changes
+ * nothing, so a class-level `@Idempotent()` leaves it alone (only one on the method itself applies).
+ * @internal
+ */
+export function isSafeRoute(handler: unknown): handler is object {
+  return typeof handler === 'function' && SAFE_METHODS.has(Reflect.getMetadata(METHOD_METADATA, handler));
+}
+
+/** Whether `handler` (of `controller`) is a route `@Idempotent()` guards: its own, or its class's but for safe methods. */
+function guardedRoute(controller: object, handler: unknown): handler is object {
+  if (typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) return false;
+  if (Reflect.getMetadata(IDEMPOTENT_METADATA, handler) !== undefined) return true;
+  return Reflect.getMetadata(IDEMPOTENT_METADATA, controller) !== undefined && !isSafeRoute(handler);
+}
+
 /**
  * Every `@Idempotent()` route among `controllers` that cannot be guarded, as messages.
  * @internal
@@ -46,16 +66,36 @@ export function unsupportedReason(controller: object, handler: unknown, methodNa
 export function findUnsupportedRoutes(controllers: Iterable<{ name: string; prototype: object }>): string[] {
   const problems: string[] = [];
   for (const controller of controllers) {
-    const classWide = Reflect.getMetadata(IDEMPOTENT_METADATA, controller) !== undefined;
     for (const name of methodNames(controller.prototype)) {
       const handler = (controller.prototype as Record<string, unknown>)[name];
-      if (typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) continue;
-      if (!classWide && Reflect.getMetadata(IDEMPOTENT_METADATA, handler) === undefined) continue;
+      if (!guardedRoute(controller, handler)) continue;
       const reason = unsupportedReason(controller, handler, name);
       if (reason !== undefined) problems.push(reason);
     }
   }
   return problems;
+}
+
+/**
+ * A warning for every route of a safe method (GET, HEAD, OPTIONS) with `@Idempotent()` on the
+ * method itself: it applies, as asked, but such requests are meant to be safe to repeat.
+ * @internal
+ */
+export function findSafeMethodRoutes(controllers: Iterable<{ name: string; prototype: object }>): string[] {
+  const warnings: string[] = [];
+  for (const controller of controllers) {
+    for (const name of methodNames(controller.prototype)) {
+      const handler = (controller.prototype as Record<string, unknown>)[name];
+      if (!isSafeRoute(handler) || Reflect.getMetadata(IDEMPOTENT_METADATA, handler) === undefined) continue;
+      const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as number];
+      warnings.push(
+        `@Idempotent() on ${controller.name}.${name}(), a ${method} route: it applies, as asked (a ${method} request ` +
+          `with a key runs once and is replayed for ttlMs), but ${method} requests are meant to be safe to repeat. ` +
+          'Keep it only if the route has side effects.',
+      );
+    }
+  }
+  return warnings;
 }
 
 function methodNames(prototype: object | null): Set<string> {

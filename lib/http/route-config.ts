@@ -16,7 +16,7 @@ import type { CachedResponse } from '../core/cached-response';
 import { type PreparedProblem, prepareProblem, type ProblemDetails, Problems } from '../calls/problem-details';
 import { problemResponse, ReplayHeaders, statusOfError } from './response-capture';
 import type { ResponseSnapshot } from './reply-guard';
-import { unsupportedReason } from './route-check';
+import { isSafeRoute, unsupportedReason } from './route-check';
 
 /** A ClassSerializerInterceptor outside the route's handler, and the options it would use there. */
 export interface OuterSerializer {
@@ -74,7 +74,10 @@ export class RouteConfigs {
     private readonly isIdempotencyInterceptor: (interceptor: BoundInterceptor) => boolean,
   ) {
     this.#routes = new HandlerConfigs(moduleOptions, (base, handler, context) =>
-      this.#resolve(base, context, context.getClass(), handler as { name: string }),
+      // A class-level @Idempotent() leaves safe methods (GET, HEAD, OPTIONS) alone.
+      !base.onMethod && isSafeRoute(handler)
+        ? null
+        : this.#resolve(base, context, context.getClass(), handler as { name: string }),
     );
   }
 

@@ -46,9 +46,30 @@ export interface IdempotencyRunOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * What a value becomes through JSON (`JSON.parse(JSON.stringify(value))`), as
+ * {@link IdempotencyService.run} hands it back: a `Date` (anything with `toJSON()`) becomes what
+ * `toJSON()` returns (a `Date` its ISO string), functions are left out, arrays and objects are
+ * turned member by member.
+ */
+export type Jsonified<T> = T extends { toJSON(): infer J }
+  ? Jsonified<J>
+  : T extends string | number | boolean | null | undefined
+    ? T
+    : T extends (...args: never[]) => unknown
+      ? never
+      : T extends readonly (infer E)[]
+        ? Jsonified<E>[]
+        : T extends object
+          ? { [K in keyof T as T[K] extends (...args: never[]) => unknown ? never : K]: Jsonified<T[K]> }
+          : never;
+
 /** What {@link IdempotencyService.run} answers. */
 export interface IdempotencyRunResult<T> {
-  /** The value of `work`, as JSON gives it back (the same on the first run and on replays). */
+  /**
+   * The value of `work`, as JSON gives it back (the same on the first run and on replays): typed
+   * as {@link Jsonified} by `run`, so a `Date` is a `string` to the compiler too.
+   */
   readonly value: T;
   /** Whether the value is the stored one of an earlier run (`work` did not run now). */
   readonly replayed: boolean;
@@ -100,7 +121,7 @@ export class IdempotencyService {
     key: string | IdempotencyKey,
     work: (claim: IdempotencyClaim) => T | Promise<T>,
     options: IdempotencyRunOptions = {},
-  ): Promise<IdempotencyRunResult<Awaited<T>>> {
+  ): Promise<IdempotencyRunResult<Jsonified<Awaited<T>>>> {
     if (typeof work !== 'function') throw new TypeError('IdempotencyService.run: work must be a function');
     const clientKey = key instanceof IdempotencyKey ? key : new IdempotencyKey(key);
     const scope = options.scope;
@@ -133,7 +154,7 @@ export class IdempotencyService {
       },
       (claim) => work(claim!),
     );
-    if (answer.kind === 'value') return { value: answer.value as Awaited<T>, replayed: answer.replayed };
+    if (answer.kind === 'value') return { value: answer.value as Jsonified<Awaited<T>>, replayed: answer.replayed };
     switch (answer.reason) {
       case 'in-flight':
       case 'key-reused':

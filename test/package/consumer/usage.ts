@@ -65,6 +65,7 @@ import {
   type IdempotencyRequest,
   type IdempotencyRunOptions,
   type IdempotencyRunResult,
+  type Jsonified,
   IdempotencyService,
   IdempotencyStore,
   IdempotencyStoreError,
@@ -212,7 +213,11 @@ class PaymentsController {
   @Idempotent(routeOptions)
   async create(@Body() dto: { amount: number }, @IdempotencyClaim() claim: IdempotencyClaim | undefined) {
     const run: IdempotencyRunOptions = { request: dto, waitMs: 100 };
-    const result: IdempotencyRunResult<number> = await this.idempotency.run(claim?.key ?? 'k', () => dto.amount, run);
+    const result: IdempotencyRunResult<Jsonified<number>> = await this.idempotency.run(
+      claim?.key ?? 'k',
+      () => dto.amount,
+      run,
+    );
     const healthOptions: IdempotencyHealthOptions = { timeoutMs: 500 };
     const health: IdempotencyHealthResult = await this.health.isHealthy('idempotency', healthOptions);
     return { result, health, header: IDEMPOTENCY_KEY_HEADER, replayed: IDEMPOTENT_REPLAYED_HEADER };
