@@ -27,20 +27,13 @@ import {
   type ProcessingEntry,
   ValkeyStore,
 } from '../../lib';
+import { eventually } from '../support/eventually';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
 import { freshPrefix, sleep } from '../valkey/helpers';
 import { Executions, type Platform, startApp, type TestApp } from '../e2e/http-app';
 
 const LEASE_MS = 1_500;
 const PLATFORMS: Platform[] = ['express', 'fastify'];
-
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 @Controller('holder')
 class HolderController {
@@ -197,7 +190,7 @@ describeValkey('faults of the claim holder on a real Valkey', () => {
         const key = randomUUID();
         const headers = { 'idempotency-key': key };
         const first = t.client.post('/holder/gated', { headers });
-        await until(() => t.executions.count(key) === 1);
+        await eventually(() => t.executions.count(key) === 1);
         server.pause();
         const pausedAt = Date.now();
         t.executions.open(key); // the handler returns while the store is away

@@ -33,6 +33,7 @@ import {
   ValkeyStore,
 } from '../../lib';
 import { AtMostOnceLedger } from '../../lib/testing';
+import { eventually } from '../support/eventually';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
 import { freshPrefix, sleep } from '../valkey/helpers';
 
@@ -100,14 +101,6 @@ async function startService(store: IdempotencyStore, options: TransportOptions):
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(ServiceModule, { ...options, logger: false });
   await app.listen();
   return app;
-}
-
-async function eventually(check: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(5);
-  }
 }
 
 describe('message handlers over TCP (memory store)', () => {

@@ -18,16 +18,8 @@ import {
 } from '../../lib';
 import { FaultyStore } from '../../lib/testing';
 import { Executions, type Platform, startApp } from '../e2e/http-app';
+import { eventually } from '../support/eventually';
 import { runTsChild } from '../support/ts-child';
-
-/** Resolves once `condition()` holds, checking every few ms (fails the test after `ms`). */
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 describe('shutdown never wakes a waiter into a second run (defect 2)', () => {
   it('IdempotencyService.run with waitMs, the queue-consumer pattern: the waiter is refused, the work runs once', async () => {
@@ -44,7 +36,7 @@ describe('shutdown never wakes a waiter into a second run (defect 2)', () => {
       return { shipped: true };
     };
     const first = idempotency.run('order-1', work, { request: { order: 1 } });
-    await until(() => runs === 1);
+    await eventually(() => runs === 1);
     const waiter = idempotency.run('order-1', work, { request: { order: 1 }, waitMs: 10_000 });
     const waiterSettled = waiter.then(
       () => 'resolved',
@@ -54,7 +46,13 @@ describe('shutdown never wakes a waiter into a second run (defect 2)', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     await app.close(); // closes the module's MemoryStore
     // Before the fix the waiter claimed the emptied store and ran the work beside the first run.
-    const waited = await Promise.race([waiterSettled, until(() => runs > 1).then(() => 'ran twice')]);
+    const waited = await Promise.race([
+      waiterSettled,
+      eventually(() => runs > 1).then(
+        () => 'ran twice',
+        () => 'never ran twice',
+      ),
+    ]);
     expect(runs).toBe(1);
     expect(waited).toBeInstanceOf(StoreClosedError);
     release();
@@ -117,14 +115,20 @@ describe.each<Platform>(['express', 'fastify'])(
         const key = randomUUID();
         const headers = { 'idempotency-key': key };
         const first = t.client.post('/waits/gated', { headers });
-        await until(() => t.executions.count(key) === 1);
+        await eventually(() => t.executions.count(key) === 1);
         const claimsBefore = store.calls.tryInsert;
         const second = t.client.post('/waits/gated', { headers });
         // The second request's claim found the key in flight: it now waits.
-        await until(() => store.calls.tryInsert === claimsBefore + 1);
+        await eventually(() => store.calls.tryInsert === claimsBefore + 1);
         store.failNext('tryInsert', undefined, Infinity).failNext('get', undefined, Infinity);
         // Before the fix the waiter ran the handler unguarded, beside the first run.
-        const waited = await Promise.race([second, until(() => t.executions.count(key) > 1).then(() => undefined)]);
+        const waited = await Promise.race([
+          second,
+          eventually(() => t.executions.count(key) > 1).then(
+            () => undefined,
+            () => undefined,
+          ),
+        ]);
         expect(t.executions.count(key)).toBe(1);
         expect(waited?.status).toBe(503);
         expect(waited?.json().type).toBe(IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable);

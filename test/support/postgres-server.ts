@@ -19,9 +19,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setTimeout as setRealTimeout, clearTimeout as clearRealTimeout } from 'node:timers';
-import { runInThisContext } from 'node:vm';
 import { Client, Pool, type PoolConfig } from 'pg';
 import { getFreePort } from './valkey-server';
+import { hostProcess, isAlive } from './host-process';
 
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 30_000;
@@ -179,22 +179,7 @@ interface Registry {
   servers: Set<Tracked>;
 }
 
-/** Jest gives each test file a copy of `process` whose events never fire; reach the real one. */
-function hostProcess(): NodeJS.Process {
-  try {
-    const p = runInThisContext('process') as NodeJS.Process | undefined;
-    if (p && typeof p.on === 'function' && p.pid === process.pid) return p;
-  } catch {
-    // fall through
-  }
-  return process;
-}
-
 const REGISTRY_KEY = Symbol.for('nestjs-idempotent.postgres-harness.registry');
-
-function isAlive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
 
 /** Whether `pid` has exited (gone, or a zombie not reaped yet: the exit hook cannot reap). */
 function hasExited(pid: number): boolean {

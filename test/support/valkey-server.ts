@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setTimeout as setRealTimeout, clearTimeout as clearRealTimeout } from 'node:timers';
-import { runInThisContext } from 'node:vm';
+import { hostProcess, isAlive } from './host-process';
 
 export type ServerKind = 'valkey' | 'redis';
 
@@ -218,22 +218,7 @@ interface Registry {
   reservedPorts: Set<number>;
 }
 
-/** Jest gives each test file a copy of `process` whose events never fire; reach the real one. */
-function hostProcess(): NodeJS.Process {
-  try {
-    const p = runInThisContext('process') as NodeJS.Process | undefined;
-    if (p && typeof p.on === 'function' && p.pid === process.pid) return p;
-  } catch {
-    // fall through
-  }
-  return process;
-}
-
 const REGISTRY_KEY = Symbol.for('nestjs-idempotent.valkey-harness.registry');
-
-function isAlive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
 
 function killAllSync(reg: Registry): void {
   for (const p of reg.processes) {
