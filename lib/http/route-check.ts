@@ -90,7 +90,7 @@ export function findSafeMethodRoutes(controllers: Iterable<{ name: string; proto
       const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as number];
       warnings.push(
         `@Idempotent() on ${controller.name}.${name}(), a ${method} route: it applies, as asked (a ${method} request ` +
-          `with a key runs once and is replayed for ttlMs), but ${method} requests are meant to be safe to repeat. ` +
+          `with a key runs once, and its retries get the stored response), but ${method} requests are meant to be safe to repeat. ` +
           'Keep it only if the route has side effects.',
       );
     }
