@@ -1,6 +1,7 @@
 import { DynamicModule, Inject, Logger, Module, OnApplicationShutdown, OnModuleInit, Provider } from '@nestjs/common';
 import { HttpAdapterHost, ModulesContainer } from '@nestjs/core';
-import { settleDeferredCompletions } from './core/claim-engine';
+import { canRunInTransaction, settleDeferredCompletions } from './core/claim-engine';
+import { hasTransactionParameter } from './calls/idempotency-claim.decorator';
 import { findSafeMethodRoutes, findUnsupportedRoutes } from './http/route-check';
 import { installReplyGuard } from './http/reply-guard';
 import {
@@ -113,8 +114,34 @@ export class IdempotencyModule implements OnModuleInit, OnApplicationShutdown {
       }
     }
     const problems = findUnsupportedRoutes(controllers);
+    if (!canRunInTransaction(store)) problems.push(...this.#transactionsWithout(store, controllers));
     if (problems.length > 0) throw new Error(problems.join('\n'));
     for (const warning of findSafeMethodRoutes(controllers)) this.logger.warn(warning);
+  }
+
+  /** `@IdempotencyTransaction()` parameters (routes, message handlers, resolvers) a store without transactions cannot fill. */
+  #transactionsWithout(store: IdempotencyStore, controllers: Set<{ name: string; prototype: object }>): string[] {
+    const classes = new Set<{ name: string; prototype: object }>(controllers);
+    for (const module of this.modules.values()) {
+      for (const wrapper of module.providers.values()) {
+        const type = wrapper.metatype as unknown;
+        if (typeof type === 'function' && (type as { prototype?: unknown }).prototype !== undefined) {
+          classes.add(type as { name: string; prototype: object });
+        }
+      }
+    }
+    const found: string[] = [];
+    for (const type of classes) {
+      for (const name of Object.getOwnPropertyNames(type.prototype)) {
+        if (name !== 'constructor' && hasTransactionParameter(type, name)) found.push(`${type.name}.${name}()`);
+      }
+    }
+    if (found.length === 0) return [];
+    return [
+      `@IdempotencyTransaction() on ${found.join(', ')} needs a store that runs work in a transaction with its ` +
+        `result (PostgresStore), but the store is a ${store.kind} store: the handler's writes and its stored ` +
+        'response could not commit together. Use a PostgresStore, or take the parameter out.',
+    ];
   }
 
   /**

@@ -54,7 +54,9 @@ export type { ValkeyDurabilityOptions } from './stores/valkey-durability';
 export { IdempotencyModule } from './idempotency.module';
 export { Idempotent } from './binding/idempotent.decorator';
 // The decorator and the claim's interface share the name (a value and a type).
-export { IdempotencyClaim } from './calls/idempotency-claim.decorator';
+export { IdempotencyClaim, IdempotencyTransaction } from './calls/idempotency-claim.decorator';
+export type { IdempotencyTransactionClient } from './core/idempotency-claim';
+export type { StoreTransaction, TransactionalStore } from './core/store-transaction';
 export { IdempotencyInterceptor } from './binding/idempotency.interceptor';
 export { defaultScope } from './idempotency.options';
 export type { ResolvedIdempotencyOptions } from './idempotency.options';

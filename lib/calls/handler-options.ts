@@ -3,7 +3,7 @@ import { DefaultFingerprintStrategy, type FingerprintStrategy } from '../core/fi
 import { IDEMPOTENT_METADATA } from '../idempotency.constants';
 import { mergeOptions, type ResolvedIdempotencyOptions } from '../idempotency.options';
 import type { IdempotencyOptions } from '../interfaces/idempotency-options.interface';
-import { hasClaimParameter } from './idempotency-claim.decorator';
+import { hasClaimParameter, hasTransactionParameter } from './idempotency-claim.decorator';
 
 /** What every message handler or resolver under `@Idempotent()` shares, worked out once. @internal */
 export interface HandlerBase {
@@ -11,8 +11,10 @@ export interface HandlerBase {
   readonly options: ResolvedIdempotencyOptions;
   /** Whether the method itself has `@Idempotent()` (not only its class). */
   readonly onMethod: boolean;
-  /** Whether a parameter asks for `@IdempotencyClaim()`. */
+  /** Whether a parameter asks for `@IdempotencyClaim()` (or `@IdempotencyTransaction()`). */
   readonly wantsClaim: boolean;
+  /** Whether a parameter asks for `@IdempotencyTransaction()`: the work runs in a transaction with its result. */
+  readonly wantsTransaction: boolean;
   /** `Class.method()`, for logs and errors. */
   readonly name: string;
   /** The strategy values are fingerprinted with. */
@@ -63,6 +65,7 @@ export class HandlerConfigs<T> {
       options,
       onMethod: methodOptions !== undefined,
       wantsClaim: hasClaimParameter(controller, handler.name),
+      wantsTransaction: hasTransactionParameter(controller, handler.name),
       name: `${controller.name}.${handler.name}()`,
       strategy,
     };

@@ -80,6 +80,60 @@ export function hasClaimParameter(controller: object, methodName: string | symbo
 export function fillClaimArguments(args: unknown[], indexes: readonly number[], request: object | undefined): void {
   const claim = request === undefined ? undefined : claimOf(request);
   for (let i = 0; i < indexes.length; i++) {
-    if (args[indexes[i]] === PENDING_CLAIM) args[indexes[i]] = claim;
+    const at = indexes[i];
+    if (args[at] === PENDING_CLAIM) args[at] = claim;
+    else if (args[at] === PENDING_TRANSACTION) args[at] = claim?.transaction;
   }
+}
+
+const TRANSACTION_PARAMETERS = 'nestjs-idempotent:transaction-parameters';
+
+/** Stands in for the transaction until the handler's wrapper has claimed the key and opened it. */
+const PENDING_TRANSACTION: unique symbol = Symbol('pending transaction');
+
+const transactionParameter = createParamDecorator(
+  (_data: unknown, context: ExecutionContext) => {
+    const call = callToken(context);
+    const claim = call === undefined ? undefined : claimOf(call);
+    if (claim !== undefined) return claim.transaction;
+    const guarded =
+      Reflect.getMetadata(IDEMPOTENT_METADATA, context.getHandler()) !== undefined ||
+      Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) !== undefined;
+    return guarded ? PENDING_TRANSACTION : undefined;
+  },
+  [
+    (target: object, key: string | symbol | undefined, index: number) => {
+      const owner = (target as { constructor: object }).constructor;
+      const indexes = (Reflect.getMetadata(TRANSACTION_PARAMETERS, owner, key as string) ?? []) as number[];
+      Reflect.defineMetadata(TRANSACTION_PARAMETERS, [...indexes, index], owner, key as string);
+      // Filled by the wrapper as the claim is: one list of the parameters it fills.
+      const claims = (Reflect.getMetadata(CLAIM_PARAMETERS, owner, key as string) ?? []) as number[];
+      Reflect.defineMetadata(CLAIM_PARAMETERS, [...claims, index], owner, key as string);
+    },
+  ],
+);
+
+/**
+ * Hands the handler the client of the transaction its work runs in, with a `PostgresStore` (a
+ * `pg.PoolClient` inside `BEGIN`): what the handler writes through it commits in the same
+ * transaction as its stored response, after a token check, or not at all. The handler throws: it
+ * is rolled back. `undefined` when the request runs unguarded. With any other store, a start-up
+ * error says why. Works on HTTP routes, message and event handlers, and mutation resolvers.
+ *
+ * ```ts
+ * @Post()
+ * @Idempotent({ required: true })
+ * async charge(@Body() dto: ChargeDto, @IdempotencyTransaction() tx: PoolClient) {
+ *   await tx.query('INSERT INTO charges (id, amount) VALUES ($1, $2)', [dto.id, dto.amount]);
+ *   return { charged: dto.amount };
+ * }
+ * ```
+ */
+export function IdempotencyTransaction(): ParameterDecorator {
+  return transactionParameter();
+}
+
+/** Whether a method has an `@IdempotencyTransaction()` parameter. @internal */
+export function hasTransactionParameter(controller: object, methodName: string | symbol): boolean {
+  return ((Reflect.getMetadata(TRANSACTION_PARAMETERS, controller, methodName as string) ?? []) as number[]).length > 0;
 }

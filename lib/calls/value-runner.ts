@@ -10,7 +10,7 @@ import {
   type RunOutcome,
 } from '../core/claim-engine';
 import type { Fingerprint } from '../core/fingerprint';
-import type { IdempotencyClaim } from '../core/idempotency-claim';
+import type { IdempotencyClaim, IdempotencyTransactionClient } from '../core/idempotency-claim';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import {
   boundedValueResponse,
@@ -69,6 +69,12 @@ export interface ValueCall {
    * @default false
    */
   readonly waitsForOtherInstances?: boolean;
+  /**
+   * Whether the handler runs in a transaction of the store with its result (a `PostgresStore`),
+   * handed to it as the claim's `transaction`.
+   * @default false
+   */
+  readonly transactional?: boolean;
 }
 
 /** Why a call was answered with a problem instead of a value. */
@@ -159,7 +165,8 @@ export class ValueRunner {
     this.#running.set(id, (this.#running.get(id) ?? 0) + 1);
     try {
       outcome = await runClaimed(claim, decision, {
-        run: (lease) => {
+        transactional: call.transactional === true,
+        run: (lease, transaction) => {
           const claimed: IdempotencyClaim = {
             key: call.clientKey,
             storeKey: call.key,
@@ -167,6 +174,7 @@ export class ValueRunner {
             get signal() {
               return lease.signal;
             },
+            transaction: transaction?.client as IdempotencyTransactionClient | undefined,
           };
           if (call.claimFor !== undefined) setClaim(call.claimFor, claimed);
           return valueOf(() => handler(claimed));
@@ -216,6 +224,10 @@ export class ValueRunner {
         logDeferred(this.logger, call.name, outcome.error);
         this.#report('deferred', call, trace, { error: outcome.error, fencingToken: decision.fencingToken });
         return { kind: 'refused', reason: 'completion-failed', error: outcome.error };
+      case 'rolled-back':
+        // Nothing of the run persisted and the key is free: the caller may retry.
+        this.#report('store-error', call, trace, { error: outcome.error, statusCode: 503 });
+        return { kind: 'refused', reason: 'store-unavailable', error: outcome.error };
       default:
         return this.#refused(call, outcome, trace);
     }

@@ -791,6 +791,8 @@ describe('claim engine', () => {
             return `released ${(o.error as Error).message}`;
           case 'deferred':
             return 'deferred';
+          case 'rolled-back':
+            return 'rolled-back';
           default:
             return describeDecision(o);
         }

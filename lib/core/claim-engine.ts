@@ -8,6 +8,7 @@ import { IdempotencyKey } from './idempotency-key';
 import { ClaimedResult, InsertResult } from './insert-result';
 import { CompletionFailedError, Lease, LeaseLostError, monotonicNow } from './lease';
 import { immediateOperations, type StoreOperations } from './store-operations';
+import { isTransactionalStore, type StoreTransaction, type TransactionalStore } from './store-transaction';
 import { holdUnstoredResult, type UnstoredResult, unstoredResultOf } from './unstored-results';
 
 /*
@@ -87,8 +88,17 @@ export type EngineEvent =
 
 /** The work guarded by a claim, and how to turn its results into stored responses. */
 export interface ClaimedWork<T> {
-  /** Runs the work. `lease.signal` aborts if the lease is lost meanwhile. */
-  run(lease: Lease): T | Promise<T>;
+  /**
+   * Runs the work. `lease.signal` aborts if the lease is lost meanwhile. With `transactional`,
+   * `transaction` is open: what the work writes through its client commits with the result.
+   */
+  run(lease: Lease, transaction?: StoreTransaction): T | Promise<T>;
+  /**
+   * Runs the work in a transaction of the store (a `TransactionalStore`), in which its result is
+   * stored too: the work's writes through the transaction and the stored result commit together,
+   * or neither does.
+   */
+  readonly transactional?: boolean;
   /** The response to store for the work's value. Throwing makes the value unstorable. */
   capture(value: T): CachedResponse;
   /**
@@ -130,6 +140,11 @@ export type RunOutcome<T> =
    * the background until it takes the result (retries then replay it) or the replay window ends.
    */
   | { readonly kind: 'deferred'; readonly response: CachedResponse; readonly error: unknown }
+  /**
+   * The work ran in a transaction that was rolled back (its result could not be stored with it):
+   * nothing of it persisted, the key is released, and a retry runs it cleanly.
+   */
+  | { readonly kind: 'rolled-back'; readonly error: unknown }
   /**
    * The lease was taken over while the work ran: what the key holds now (never this run's result
    * or error).
@@ -307,6 +322,7 @@ export function runClaimedNow<T>(
   // Claimed a moment ago, nearly always. Not so after a pause (a stopped process, a long GC, an
   // overloaded loop) between the claim and now: renew the claim first, or claim the key again.
   if (monotonicNow() - claimed.leaseStart > request.leaseMs / 3) return renewFirst(request, claimed, work);
+  if (work.transactional === true) return runInTransaction(request, claimed, work);
   const fencingToken = claimed.fencingToken;
   const lease = new Lease(
     store,
@@ -353,6 +369,120 @@ async function renewFirst<T>(request: ClaimRequest, claimed: Claimed, work: Clai
     throw markInFlight(error);
   }
   return again.kind === 'claimed' ? runClaimedNow(request, again, work) : again;
+}
+
+/**
+ * Runs `work` in a transaction of the store with its completion: the work writes through the
+ * transaction, the result is stored in it (token-checked at the end; the key's entry is not
+ * locked while the work runs), then it commits. Both or neither: the work throwing, the claim
+ * taken over or run out, or the completion failing roll it back; a commit whose outcome cannot be
+ * told is answered from what the key holds (never a second run on a guess).
+ */
+async function runInTransaction<T>(
+  request: ClaimRequest,
+  claimed: Claimed,
+  work: ClaimedWork<T>,
+): Promise<RunOutcome<T>> {
+  const { store, key } = request;
+  const fencingToken = claimed.fencingToken;
+  let tx: StoreTransaction;
+  try {
+    tx = await transactionalStoreOf(store).beginTransaction();
+  } catch (error) {
+    // Nothing ran: free the key for the retry.
+    await store.remove(key, fencingToken).catch(() => undefined);
+    throw markInFlight(error);
+  }
+  const lease = new Lease(
+    store,
+    key,
+    fencingToken,
+    request.leaseMs,
+    claimed.leaseStart,
+    work.notify === undefined ? undefined : (error) => work.notify!({ type: 'lease-lost', fencingToken, error }),
+  );
+  let value: T;
+  try {
+    const result = work.run(lease, tx);
+    if (isThenable(result)) lease.keepAlive();
+    value = await result;
+  } catch (error) {
+    await tx.rollback();
+    // The usual rules: released, or the error stored (in a transaction of its own).
+    return workFailed(request, claimed, lease, work, error);
+  }
+  lease.stop();
+  let response: CachedResponse;
+  let unstorable: unknown;
+  try {
+    response = work.capture(value);
+  } catch (error) {
+    if (work.unstorable === undefined) {
+      await tx.rollback();
+      return release(request, fencingToken, error, work);
+    }
+    unstorable = error;
+    response = work.unstorable(value, error);
+  }
+  let outcome: FencedOutcome;
+  try {
+    outcome = await tx.complete(key, claimed.entry.complete(response), fencingToken, request.ttlMs);
+  } catch (error) {
+    await tx.rollback();
+    return rolledBack(request, fencingToken, error);
+  }
+  if (outcome !== FencedOutcome.Applied) {
+    await tx.rollback();
+    work.notify?.({
+      type: outcome === FencedOutcome.KeyExpired ? 'key-expired' : 'stale-completion',
+      fencingToken,
+    });
+    // Another claim holds the key (its answer), or nobody does: nothing of this run persisted.
+    const current = await store.get(key).catch(() => undefined);
+    if (current !== undefined) return refusalFor(current, request.fingerprint);
+    return rolledBack(request, fencingToken, new LeaseLostError(outcome));
+  }
+  let committed: 'committed' | 'rolled-back';
+  try {
+    committed = await tx.commit();
+  } catch (error) {
+    // Committed or not, nobody can tell: answer from the key (a replay once it is known), never
+    // run again. The key holds the result (committed) or this claim until its lease ends.
+    const current = await store.get(key).catch(() => undefined);
+    if (current?.isCompleted() === true) return refusalFor(current, request.fingerprint);
+    return { kind: 'deferred', response, error };
+  }
+  if (committed === 'rolled-back') {
+    return rolledBack(request, fencingToken, new IdempotencyStoreError('the transaction was rolled back'));
+  }
+  return unstorable === undefined
+    ? { kind: 'executed', value, response, fencingToken }
+    : { kind: 'executed', value, response, fencingToken, unstorable };
+}
+
+/** A transactional run left nothing behind: frees the key (best effort) so a retry runs cleanly. */
+async function rolledBack(
+  request: ClaimRequest,
+  fencingToken: FencingToken,
+  error: unknown,
+): Promise<RunOutcome<never>> {
+  await request.store.remove(request.key, fencingToken).catch(() => undefined);
+  return { kind: 'rolled-back', error };
+}
+
+/** The transactional store a store is, or wraps (telemetry, a fault injector). */
+function transactionalStoreOf(store: StoreOperations): TransactionalStore {
+  let s: unknown = store;
+  while (typeof s === 'object' && s !== null) {
+    if (typeof (s as TransactionalStore).beginTransaction === 'function') return s as TransactionalStore;
+    s = (s as { inner?: unknown }).inner;
+  }
+  throw new TypeError(`the ${store.kind} store cannot run work in a transaction`);
+}
+
+/** Whether work can run in a transaction of `store` (see `ClaimedWork.transactional`). @internal */
+export function canRunInTransaction(store: StoreOperations): boolean {
+  return isTransactionalStore(store);
 }
 
 /** The work gave `value`: stores what `capture` makes of it. */

@@ -93,7 +93,8 @@ export class FingerprintedClaim {
           cause: outcome.error,
         });
       case 'error-stored':
-        // Without `cacheError` no error is stored; kept for exhaustiveness.
+      case 'rolled-back':
+        // Neither happens here (no `cacheError`, no transaction); kept for exhaustiveness.
         throw outcome.error;
       default:
         return outcome;

@@ -14,4 +14,20 @@ export interface IdempotencyClaim {
   readonly fencingToken: FencingToken;
   /** Aborts (with a `LeaseLostError` as reason) when the claim's lease is lost while the work runs. */
   readonly signal: AbortSignal;
+  /**
+   * With a store that runs work in a transaction with its result (`PostgresStore`), the client of
+   * that open transaction (a `pg.PoolClient`): what the work writes through it commits with the
+   * stored result, or not at all. `undefined` with other stores, and for handlers that did not ask
+   * for it (`@IdempotencyTransaction()`).
+   */
+  readonly transaction?: IdempotencyTransactionClient;
+}
+
+/**
+ * The client of the transaction guarded work runs in (a `pg.PoolClient` with `PostgresStore`),
+ * as far as this library types it: cast it to your driver's type (`as PoolClient`) for more.
+ */
+export interface IdempotencyTransactionClient {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  query(text: string, values?: readonly unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
 }

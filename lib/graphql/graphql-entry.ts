@@ -117,6 +117,7 @@ export class GraphqlEntry implements CallAdapter {
           json: resultOptions((info as { schema?: unknown }).schema),
           claimFor: handler.wantsClaim ? callToken(context) : undefined,
           waitSignal: options.waitMs > 0 ? () => clientGoneSignal(graphqlContext, req) : undefined,
+          transactional: handler.wantsTransaction,
         },
         () => next.handle(),
       )

@@ -17,6 +17,8 @@ import type { FencingToken } from '../core/fencing-token';
 import type { Fingerprint } from '../core/fingerprint';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { Lease } from '../core/lease';
+import type { StoreTransaction } from '../core/store-transaction';
+import type { IdempotencyTransactionClient } from '../core/idempotency-claim';
 import type { StoreOperations } from '../core/store-operations';
 import { messageOf } from '../core/errors';
 import { logDeferred, reportEngineEvent } from '../calls/engine-events';
@@ -60,6 +62,8 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
   headersBefore: readonly string[] = NO_HEADERS;
   /** Whether a reply Nest sends meanwhile is being watched for (the handler went asynchronous). */
   watching = false;
+  /** Whether the handler runs in a transaction with its result (`@IdempotencyTransaction()`). */
+  readonly transactional: boolean;
 
   constructor(
     readonly runner: RequestRunner,
@@ -80,13 +84,14 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
     this.leaseMs = options.leaseMs;
     this.ttlMs = options.ttlMs;
     this.waitMs = options.waitMs;
+    this.transactional = route.wantsTransaction;
   }
 
   waitSignal(): AbortSignal {
     return signalWhenClientGone(this.runner.platform.rawResponse(this.res));
   }
 
-  run(lease: Lease): unknown {
+  run(lease: Lease, transaction?: StoreTransaction): unknown {
     if (this.route.wantsClaim) {
       setClaim(this.req, {
         key: this.clientKey,
@@ -95,6 +100,7 @@ export class GuardedRequest implements ClaimRequest, ClaimedWork<unknown> {
         get signal() {
           return lease.signal;
         },
+        transaction: transaction?.client as IdempotencyTransactionClient | undefined,
       });
     }
     const res = this.res;
@@ -343,6 +349,11 @@ export class RequestRunner {
         logDeferred(this.logger, route.name, outcome.error);
         this.#report('deferred', request, claimed.fencingToken, 503, outcome.error);
         this.#answerInstead(request, route.completionFailed);
+        return undefined;
+      case 'rolled-back':
+        // Nothing of the run persisted and the key is free: the client may retry.
+        this.#report('store-error', request, claimed.fencingToken, 503, outcome.error);
+        this.#answerInstead(request, route.storeUnavailable);
         return undefined;
       default:
         this.#answerInstead(request, outcome);

@@ -45,8 +45,10 @@ export interface Route {
   prepare(problem: ProblemDetails, retryAfter?: number): PreparedProblem;
   /** Whether the handler can reach the response object (`@Res({ passthrough: true })`). */
   readonly handlesResponse: boolean;
-  /** Whether a parameter asks for `@IdempotencyClaim()`. */
+  /** Whether a parameter asks for `@IdempotencyClaim()` (or `@IdempotencyTransaction()`). */
   readonly wantsClaim: boolean;
+  /** Whether a parameter asks for `@IdempotencyTransaction()`. */
+  readonly wantsTransaction: boolean;
   /** The status code and headers Nest sets before the handler runs (`@HttpCode()`, `@Header()`). */
   declared(): ResponseSnapshot;
   /** `Controller.method()`, for logs. */
@@ -134,6 +136,7 @@ export class RouteConfigs {
       prepare,
       handlesResponse: Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, methodName) === true,
       wantsClaim: base.wantsClaim,
+      wantsTransaction: base.wantsTransaction,
       declared: () => ({
         statusCode: status,
         headers: Object.fromEntries(

@@ -98,6 +98,7 @@ export class RpcEntry implements CallAdapter {
           // a replica that finds the key in flight elsewhere waits for that run's answer instead
           // of refusing a request that is not a retry.
           waitsForOtherInstances: handler.kind === 'message',
+          transactional: handler.wantsTransaction,
         },
         () => next.handle(),
       )

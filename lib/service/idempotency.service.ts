@@ -11,6 +11,7 @@ import type { IdempotencyClaim } from '../core/idempotency-claim';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
 import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import { CallEngines } from '../calls/call-engines';
+import { canRunInTransaction } from '../core/claim-engine';
 import type { ValueRunner } from '../calls/value-runner';
 
 /** Options of {@link IdempotencyService.run}. */
@@ -98,7 +99,10 @@ export class IdempotencyService {
     @Inject(IDEMPOTENCY_OPTIONS) private readonly options: ResolvedIdempotencyOptions,
   ) {
     this.#runner = new CallEngines(store, options, this.logger).valueRunner;
+    this.#transactional = canRunInTransaction(store);
   }
+
+  readonly #transactional: boolean;
 
   /**
    * Runs `work` at most once for `key`, and stores its value (as JSON) for `ttlMs`.
@@ -151,6 +155,8 @@ export class IdempotencyService {
         firstValue: 'as-stored',
         claimFor: undefined,
         waitSignal: () => options.signal,
+        // With a store that can (PostgresStore), the work runs in a transaction with its result.
+        transactional: this.#transactional,
       },
       (claim) => work(claim!),
     );

@@ -34,6 +34,10 @@ import {
   IDEMPOTENCY_PROBLEM_TYPES,
   IDEMPOTENT_REPLAYED_HEADER,
   IdempotencyClaim,
+  IdempotencyTransaction,
+  type IdempotencyTransactionClient,
+  type StoreTransaction,
+  type TransactionalStore,
   IdempotencyConflictError,
   type IdempotencyConflictReason,
   IdempotencyDecodeError,
@@ -296,3 +300,13 @@ export const used = [
   moduleOptions,
   contractFailure,
 ];
+
+/** A store with transactions, as docs/custom-stores.md describes it (types only). */
+export const transactionalShape = (store: TransactionalStore): Promise<StoreTransaction> => store.beginTransaction();
+
+export class TransactionalController {
+  @Idempotent()
+  charge(@IdempotencyTransaction() tx: IdempotencyTransactionClient | undefined) {
+    return tx?.query('SELECT 1', []);
+  }
+}
