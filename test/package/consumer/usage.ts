@@ -98,6 +98,14 @@ import {
   StoreTimeoutError,
   TELEMETRY_ATTRIBUTES,
   TELEMETRY_NAMES,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type PostgresQuery,
+  type PostgresQueryResult,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type PostgresTableOptions,
+  postgresMigrationSql,
   type ValkeyClient,
   type ValkeyDurabilityOptions,
   type ValkeyNode,
@@ -309,4 +317,26 @@ export class TransactionalController {
   charge(@IdempotencyTransaction() tx: IdempotencyTransactionClient | undefined) {
     return tx?.query('SELECT 1', []);
   }
+}
+
+// PostgresStore, on a node-postgres Pool (declared here: a project without pg has none; pg's own
+// `Pool` is checked to fit in test/postgres).
+declare const pgPool: PostgresPool;
+const tableOptions: PostgresTableOptions = { table: 'idempotency_keys', schema: 'public' };
+const postgresOptions: PostgresStoreOptions = {
+  ...tableOptions,
+  sweepIntervalMs: 60_000,
+  sweepBatch: 1_000,
+  commitCheckTimeoutMs: 5_000,
+  onWarning: (message: string) => void message,
+};
+export const postgres: IdempotencyStore & TransactionalStore = new PostgresStore(pgPool, postgresOptions);
+export const migrationSql: string = postgresMigrationSql(tableOptions);
+export async function postgresApi(store: PostgresStore): Promise<number> {
+  await store.migrate();
+  const tx: StoreTransaction<PostgresPoolClient> = await store.beginTransaction();
+  const query: PostgresQuery = { text: 'SELECT $1::int AS n', values: [1] };
+  const result: PostgresQueryResult = await tx.client.query(query);
+  await tx.rollback();
+  return result.rows.length + (await store.sweep()) + store.table.length;
 }
