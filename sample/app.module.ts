@@ -1,13 +1,22 @@
 import { Module } from '@nestjs/common';
-import { IdempotencyModule, IdempotencyStore, MemoryStore, ValkeyStore } from '../lib';
+import type { Pool } from 'pg';
+import { IdempotencyModule, IdempotencyStore, MemoryStore, PostgresStore, ValkeyStore } from '../lib';
+import { DATABASE, DatabaseModule } from './database';
 import { PaymentsModule } from './payments/payments.module';
 import { RefundsModule } from './refunds/refunds.module';
 
 /**
- * The memory store by default; a Valkey store when VALKEY_URL is set
- * (e.g. VALKEY_URL=redis://127.0.0.1:6379 npm run start:sample).
+ * The memory store by default; a PostgreSQL store when DATABASE_URL is set (the payments route
+ * then writes its payment in the same transaction as the stored response); a Valkey store when
+ * VALKEY_URL is set (e.g. VALKEY_URL=redis://127.0.0.1:6379 npm run start:sample).
  */
-export async function createStore(url = process.env.VALKEY_URL): Promise<IdempotencyStore> {
+export async function createStore(url = process.env.VALKEY_URL, pool?: Pool | null): Promise<IdempotencyStore> {
+  if (pool) {
+    // closePool: the pool was made for this app; closing the store at shutdown ends it.
+    const store = new PostgresStore(pool, { closePool: true });
+    await store.migrate();
+    return store;
+  }
   if (!url) return new MemoryStore();
   // ioredis is an optional peer dependency: only Valkey users install it.
   const { Redis } = await import('ioredis');
@@ -20,10 +29,15 @@ export async function createStore(url = process.env.VALKEY_URL): Promise<Idempot
 
 @Module({
   imports: [
+    DatabaseModule,
     IdempotencyModule.forRootAsync({
-      useFactory: async () => ({ store: await createStore(), ttlMs: 24 * 60 * 60 * 1000 }),
+      inject: [DATABASE],
+      useFactory: async (pool: Pool | null) => ({
+        store: await createStore(process.env.VALKEY_URL, pool),
+        ttlMs: 24 * 60 * 60 * 1000,
+      }),
     }),
-    PaymentsModule,
+    PaymentsModule.register(),
     RefundsModule,
   ],
 })

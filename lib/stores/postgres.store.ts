@@ -54,6 +54,8 @@ export interface PostgresPoolClient {
 /** What the store needs of its pool: a node-postgres `Pool` satisfies it. */
 export interface PostgresPool {
   connect(): Promise<PostgresPoolClient>;
+  /** Ends the pool (with `closePool`). */
+  end?(): Promise<void>;
   query(query: PostgresQuery | string): Promise<PostgresQueryResult>;
   /**
    * The pool's connection settings and client class (node-postgres sets both): the store opens
@@ -80,6 +82,13 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
    * @default 5000
    */
   commitCheckTimeoutMs?: number;
+  /**
+   * `close()` also ends the pool (`pool.end()`, after the transactions still running give their
+   * connections back). Only for a pool made for this store alone, as an app's own pool in its
+   * module factory.
+   * @default false
+   */
+  closePool?: boolean;
   /**
    * Receives the store's warnings (`synchronous_commit` off).
    * @default the Nest logger inside IdempotencyModule, else a Node process warning
@@ -138,6 +147,7 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
   readonly #commitCheckMs: number;
   readonly #onWarning: ((message: string) => void) | undefined;
   readonly #listener: PostgresListener;
+  readonly #closePool: boolean;
   #warningFallback: ((message: string) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -155,6 +165,7 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     this.#sweepBatch = assertPositiveInteger('sweepBatch', options.sweepBatch ?? 1000);
     this.#commitCheckMs = assertDuration('commitCheckTimeoutMs', options.commitCheckTimeoutMs ?? 5000);
     this.#onWarning = options.onWarning;
+    this.#closePool = options.closePool === true;
     this.#sql = statements(this.#names);
     const id = this.#names.channel.slice('idempotency_'.length);
     const names = {} as Record<StatementName, string>;
@@ -368,9 +379,9 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
 
   /**
    * Stops the sweeper and the LISTEN connection and refuses every operation from then on
-   * (`StoreClosedError`); requests waiting for a key are woken. The pool is left alone: it
-   * belongs to the caller, who ends it (`pool.end()`). Transactions already begun can still
-   * complete, commit and roll back.
+   * (`StoreClosedError`); requests waiting for a key are woken. The pool is left alone (it
+   * belongs to the caller, who ends it) unless `closePool` is set. Transactions already begun can
+   * still complete, commit and roll back.
    */
   override async close(): Promise<void> {
     if (this.#closed) return;
@@ -378,6 +389,7 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#listener.close();
+    if (this.#closePool) await this.#pool.end?.();
   }
 
   /**
@@ -544,13 +556,14 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
   }
 
   async begin(): Promise<void> {
-    await this.client.query('BEGIN');
-    // The backend and the transaction id, to learn from another connection what became of a
-    // commit whose connection was lost (txid_current() also gives the transaction its id now).
-    const { rows } = await this.client.query({
-      text: 'SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
+    // One round trip: BEGIN, then the backend and the transaction id, to learn from another
+    // connection what became of a commit whose connection was lost (txid_current() also gives the
+    // transaction its id now). Two statements in one simple query answer one result each.
+    const answered = (await this.client.query({
+      text: 'BEGIN; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
       types: TEXT,
-    });
+    })) as PostgresQueryResult | PostgresQueryResult[];
+    const { rows } = Array.isArray(answered) ? answered[answered.length - 1] : answered;
     this.#pid = (rows[0] as { pid: string }).pid;
     this.#txid = (rows[0] as { txid: string }).txid;
   }

@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
-import { PaymentsModule } from '../payments/payments.module';
+import { PaymentsServiceModule } from '../payments/payments.module';
 import { RefundQueue } from './refund-queue';
 import { RefundsConsumer } from './refunds.consumer';
 import { RefundsController } from './refunds.controller';
 
 @Module({
-  imports: [PaymentsModule],
+  imports: [PaymentsServiceModule],
   controllers: [RefundsController],
   providers: [RefundQueue, RefundsConsumer],
 })

@@ -388,6 +388,18 @@ describePostgres('PostgresStore on PostgreSQL', () => {
     expect(pool.ended).toBe(false);
   });
 
+  it('with closePool, close ends the pool once the transactions still running gave their connections back', async () => {
+    const own = server.pool();
+    const store = new PostgresStore(own, { table: `own_${Date.now()}`, closePool: true, onWarning: () => undefined });
+    await store.migrate();
+    const tx = await store.beginTransaction();
+    const closed = store.close();
+    await (tx.client as { query(text: string): Promise<unknown> }).query('SELECT 1');
+    await tx.rollback();
+    await closed;
+    expect(own.ended).toBe(true);
+  });
+
   it('pings', async () => {
     const { store } = await fresh();
     await expect(store.ping()).resolves.toBeUndefined();

@@ -27,3 +27,11 @@ export function runTsChild(file: string, timeoutMs = 30_000): ChildRun {
   if (result.error) throw result.error;
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
+
+/**
+ * The command and arguments that run a TypeScript file in a fresh Node process, for tests that
+ * spawn it themselves (to signal it, to read its output as it comes).
+ */
+export function tsChildCommand(file: string): [string, string[]] {
+  return [process.execPath, ['-e', HOOK, file]];
+}
