@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks the built package on NestJS 12 (ESM-only): installs Nest 12 in test/compat/nest12 (its
-# own lock file), puts dist/ there as node_modules/nestjs-idempotent, and runs check.mjs.
+# own lock file), puts dist/ there as node_modules/nestjs-idempotent, and runs check.mjs; then
+# docs/testing.md's app and e2e spec under Vitest, set up as Nest CLI 12's `nest new` does (ESM,
+# Vitest 4 globals, no SWC plugin: vitest.config.e2e.ts and tsconfig.json as it writes them).
 # Run `npm run build` first (npm run test:nest12 does).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -13,3 +15,5 @@ pkg=node_modules/nestjs-idempotent
 rm -rf "$pkg" && mkdir -p "$pkg"
 cp -r "$root/dist" "$root/package.json" "$pkg/"
 node check.mjs
+node write-guide.mjs
+npx vitest run --config ./vitest.config.e2e.ts
