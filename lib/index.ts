@@ -49,6 +49,16 @@ export type { MemoryStoreOptions } from './stores/memory.store';
 export { ValkeyStore } from './stores/valkey.store';
 export type { ServerCheck, ServerNodeCheck, ValkeyClient, ValkeyNode, ValkeyStoreOptions } from './stores/valkey.store';
 export type { ValkeyDurabilityOptions } from './stores/valkey-durability';
+export { PostgresStore } from './stores/postgres.store';
+export type {
+  PostgresPool,
+  PostgresPoolClient,
+  PostgresQuery,
+  PostgresQueryResult,
+  PostgresStoreOptions,
+} from './stores/postgres.store';
+export { postgresMigrationSql } from './stores/postgres-sql';
+export type { PostgresTableOptions } from './stores/postgres-sql';
 
 // The Nest module, decorators and options
 export { IdempotencyModule } from './idempotency.module';
