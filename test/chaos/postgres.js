@@ -1,10 +1,11 @@
 // The database of the Postgres scenarios: a real PostgreSQL (Debian's postgresql, DESIGN.md 7.3)
 // started by the harness, as test/support/postgres-server.ts does it for Jest: initdb into a temp
 // dir, the postmaster on 127.0.0.1 and a free port, trust authentication for 127.0.0.1 only, no
-// Unix socket, fsync off. PostgreSQL refuses to run as root: when the runner is root, initdb and
-// postgres run as the `postgres` system user (spawned with its uid and gid, so the child is the
-// postmaster itself). The child and its dir are registered with procs.js, so they go when the
-// runner exits, however it exits.
+// Unix socket, fsync off (synchronous_commit stays on: PostgresStore warns without it).
+// PostgreSQL refuses to run as root: when the runner is root, initdb and postgres run as the
+// `postgres` system user (spawned with its uid and gid, so the child is the postmaster itself).
+// The child and its dir are registered with procs.js, so they go when the runner exits, however
+// it exits.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -108,8 +109,6 @@ class PostgresServer {
         port: String(port),
         unix_socket_directories: '',
         fsync: 'off',
-        synchronous_commit: 'off',
-        full_page_writes: 'off',
         max_connections: '100',
         // Backends of killed app processes are noticed at once, not after the TCP keepalive.
         tcp_keepalives_idle: '1',
