@@ -371,7 +371,8 @@ function check({ scenario, ops, history, ledger, nemesis, effects }) {
     if (excused) mismatchedExcused++;
   }
 
-  const effectCounts = effects === undefined ? undefined : checkEffects(effects, { executions, byKey, answered }, violation);
+  const effectCounts =
+    effects === undefined ? undefined : checkEffects(effects, { executions, byKey, answered }, violation);
 
   const answeredExecutions = new Set();
   for (const seen of answered.values()) for (const id of seen.keys()) answeredExecutions.add(id);

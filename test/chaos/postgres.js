@@ -59,7 +59,8 @@ function runAs() {
 
 /** Why PostgreSQL cannot run here, or undefined when it can. */
 function postgresUnavailable() {
-  if (findPostgresBinaries() === undefined) return 'postgres / initdb not found on PATH nor under /usr/lib/postgresql/*/bin';
+  if (findPostgresBinaries() === undefined)
+    return 'postgres / initdb not found on PATH nor under /usr/lib/postgresql/*/bin';
   if (runAs() === 'no-user') return 'running as root, and there is no `postgres` system user to run the server as';
   return undefined;
 }
