@@ -100,7 +100,7 @@ class PostgresServer {
         { ...user, cwd: serverDir, stdio: 'pipe', timeout: 120_000, env: { ...process.env, LC_ALL: 'C' } },
       );
     } catch (error) {
-      throw new Error(`initdb failed: ${error.message}\n${error.stdout ?? ''}${error.stderr ?? ''}`);
+      throw new Error(`initdb failed: ${error.message}\n${error.stdout ?? ''}${error.stderr ?? ''}`, { cause: error });
     }
     fs.writeFileSync(path.join(dataDir, 'pg_hba.conf'), `host all all ${HOST}/32 trust\n`);
     for (let attempt = 1; ; attempt++) {

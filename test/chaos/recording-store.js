@@ -94,7 +94,8 @@ function storeClasses(lib) {
     /** The transaction, recording its completion once (and if) it commits. */
     #recorded(tx) {
       let applied;
-      const store = this;
+      const ledger = this.ledger;
+      const stored = (...args) => this.#stored(...args);
       return {
         get client() {
           return tx.client;
@@ -110,7 +111,7 @@ function storeClasses(lib) {
             result = await tx.commit();
           } catch (error) {
             if (applied) {
-              store.ledger.append({
+              ledger.append({
                 type: 'tx-commit-unknown',
                 key: applied.key.toString(),
                 token: applied.token.toString(),
@@ -120,7 +121,7 @@ function storeClasses(lib) {
             }
             throw error;
           }
-          if (result === 'committed' && applied) store.#stored(applied.key, applied.entry, applied.token);
+          if (result === 'committed' && applied) stored(applied.key, applied.entry, applied.token);
           return result;
         },
         rollback() {
