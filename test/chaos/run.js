@@ -5,7 +5,7 @@
 // scenario; the exit code is 0 only when no scenario has a violation or a harness error.
 //
 //   npm run chaos                                   # build, then the long profile (about 10 min)
-//   node test/chaos/run.js --profile short          # every scenario, small (about 80 s)
+//   node test/chaos/run.js --profile short          # every scenario, small (70-95 s)
 //   node test/chaos/run.js --seed 42 --scenarios valkey-pause-store,valkey-proxy
 //   node test/chaos/run.js --break separate-stores  # a broken setup: must find violations
 //
@@ -52,7 +52,7 @@ const BREAKS = {
 
 const USAGE = `usage: node test/chaos/run.js [options]   (npm run build first)
 
-  --profile short|long   short: every scenario, small (about 80 s); long: about 10 min (default short)
+  --profile short|long   short: every scenario, small (70-95 s); long: about 12 min (default short)
   --seed N               the run's seed (default: random); printed first either way
   --scenarios a,b        from: ${Object.keys(SCENARIOS).join(', ')}
   --break NAME           a deliberately broken setting, to show the checker catches it:
