@@ -5,7 +5,13 @@
 // POST /op is `@Idempotent({ required: true })`. Its handler writes a `start` ledger record (key,
 // a fresh execution id, the claim's fencing token), waits the client's `delayMs`, writes `end`,
 // and answers a body unique to this execution. The store is wrapped in a RecordingStore, which
-// writes `stored` when a completion is Applied. The checker reads these records after the run.
+// writes `stored` when a completion is Applied (with a PostgresStore: when the transaction that
+// stored it committed). The checker reads these records after the run.
+//
+// Postgres mode (`store: 'postgres'`): a PostgresStore on a pg.Pool, and the handler also takes
+// `@IdempotencyTransaction() tx` and writes one effect row (key, execution, instance) through it
+// after the `start` record, so the effect commits with the stored response or not at all. The
+// `pool-write` break writes the row through the pool instead, outside the transaction.
 'use strict';
 require('reflect-metadata');
 const { randomUUID } = require('node:crypto');
@@ -18,8 +24,9 @@ const { storeClasses } = require('./recording-store');
  * @property {string} instance stable id of this app slot (e.g. `e1`), kept across restarts
  * @property {'express' | 'fastify'} platform
  * @property {number} port
- * @property {'valkey' | 'memory'} store
+ * @property {'valkey' | 'memory' | 'postgres'} store
  * @property {number} [proxyPort] the TCP proxy in front of the primary (valkey)
+ * @property {string} [postgresUrl] the database (postgres)
  * @property {number} leaseMs
  * @property {number} waitMs
  * @property {number} commandTimeoutMs
@@ -55,12 +62,32 @@ const KEPT_EVENTS = new Set([
   'completion-abandoned',
 ]);
 
-function makeStore(lib) {
+/** The Postgres mode's pool: the store's claims and transactions, and the handler's effect rows. */
+function makePool() {
+  const { Pool } = require('pg');
+  const pool = new Pool({
+    connectionString: config.postgresUrl,
+    max: 20,
+    // The harness's pg_terminate_backend nemesis picks this process's connections by this name.
+    application_name: `chaos-${config.instance}`,
+    connectionTimeoutMillis: config.commandTimeoutMs * 2,
+  });
+  // An idle connection ended by pg_terminate_backend: the pool drops it and says so here.
+  pool.on('error', (error) => ledger.append({ type: 'pool-error', error: String(error?.message ?? error) }));
+  return pool;
+}
+
+function makeStore(lib, pool) {
   const { RecordingStore, NoFencingStore } = storeClasses(lib);
   let inner;
-  // `separate-stores` breaks the setup on purpose: each process gets a MemoryStore of its own
-  // while the fleet spreads one key's retries over several processes.
-  if (config.store === 'memory' || config.break === 'separate-stores') {
+  if (config.store === 'postgres') {
+    if (typeof lib.PostgresStore !== 'function') {
+      throw new Error(`${config.dist} exports no PostgresStore (build a branch that has lib/stores/postgres.store.ts)`);
+    }
+    inner = new lib.PostgresStore(pool);
+  } else if (config.store === 'memory' || config.break === 'separate-stores') {
+    // `separate-stores` breaks the setup on purpose: each process gets a MemoryStore of its own
+    // while the fleet spreads one key's retries over several processes.
     inner = new lib.MemoryStore();
   } else {
     const Redis = require('ioredis');
@@ -104,19 +131,42 @@ async function main() {
   const { NestFactory } = require('@nestjs/core');
   ledger.append({ type: 'boot', platform: config.platform, store: config.store, break: config.break });
 
+  const postgres = config.store === 'postgres';
+  const pool = postgres ? makePool() : undefined;
+
+  /** The handler: `tx` is the transaction's client in Postgres mode (else undefined). */
+  async function op(claim, body, tx) {
+    const execution = randomUUID();
+    const key = claim?.key?.toString() ?? null;
+    const token = claim?.fencingToken?.toString() ?? null;
+    ledger.append({ type: 'start', key, execution, token, nonce: claim?.fencingToken?.nonce ?? null });
+    if (postgres) {
+      // The side effect. `pool-write` (a broken setting) writes it outside the transaction.
+      const db = config.break === 'pool-write' ? pool : tx;
+      await db.query('INSERT INTO effects (key, execution, instance) VALUES ($1, $2, $3)', [
+        key,
+        execution,
+        config.instance,
+      ]);
+    }
+    const delayMs = Number(body?.delayMs);
+    if (Number.isFinite(delayMs) && delayMs > 0) await sleep(delayMs);
+    ledger.append({ type: 'end', key, execution, token });
+    return { key, execution, instance: config.instance };
+  }
+
   class OpController {
-    async op(claim, body) {
-      const execution = randomUUID();
-      const key = claim?.key?.toString() ?? null;
-      const token = claim?.fencingToken?.toString() ?? null;
-      ledger.append({ type: 'start', key, execution, token, nonce: claim?.fencingToken?.nonce ?? null });
-      const delayMs = Number(body?.delayMs);
-      if (Number.isFinite(delayMs) && delayMs > 0) await sleep(delayMs);
-      ledger.append({ type: 'end', key, execution, token });
-      return { key, execution, instance: config.instance };
+    op(claim, body) {
+      return op(claim, body, undefined);
+    }
+  }
+  class PostgresOpController {
+    op(claim, tx, body) {
+      return op(claim, body, tx);
     }
   }
   Reflect.decorate([Controller()], OpController);
+  Reflect.decorate([Controller()], PostgresOpController);
   decorateMethod(OpController.prototype, 'op', [
     Post('op'),
     lib.Idempotent({ required: true }),
@@ -124,8 +174,16 @@ async function main() {
     (target, name) => Body()(target, name, 1),
     Reflect.metadata('design:paramtypes', [Object, Object]),
   ]);
+  decorateMethod(PostgresOpController.prototype, 'op', [
+    Post('op'),
+    lib.Idempotent({ required: true }),
+    (target, name) => lib.IdempotencyClaim()(target, name, 0),
+    (target, name) => lib.IdempotencyTransaction()(target, name, 1),
+    (target, name) => Body()(target, name, 2),
+    Reflect.metadata('design:paramtypes', [Object, Object, Object]),
+  ]);
 
-  const store = makeStore(lib);
+  const store = makeStore(lib, pool);
   const idempotency = lib.IdempotencyModule.forRoot({
     store,
     leaseMs: config.leaseMs,
@@ -149,7 +207,8 @@ async function main() {
   });
 
   class AppModule {}
-  Reflect.decorate([Module({ imports: [idempotency], controllers: [OpController] })], AppModule);
+  const controllers = [postgres ? PostgresOpController : OpController];
+  Reflect.decorate([Module({ imports: [idempotency], controllers })], AppModule);
 
   let adapter;
   if (config.platform === 'fastify') {

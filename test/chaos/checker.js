@@ -20,6 +20,14 @@
 //   unexpected-execution    an execution of a key no client sent, or of an operation every attempt
 //                           of which was definitely refused
 //
+// Postgres scenarios (the input has `effects`: every row of the `effects` table the handlers write
+// through their transaction, read after the run; only committed rows are there):
+//   duplicate-effect        two or more committed effect rows for one key: the work ran twice, for
+//                           good (no window excuses this: the transaction must have rolled back)
+//   lost-effect             a key whose client got a 2xx has no committed effect row
+//   effect-mismatch         a 2xx names another execution than the key's committed effect row
+//   phantom-effect          an effect row whose execution the ledger does not have for its key
+//
 // Windows (an execution B after an earlier execution A of the same key is excused only when the
 // pair fits one, with evidence from the nemesis log and the ledger; B must fit one for *every*
 // earlier execution):
@@ -38,9 +46,13 @@
 //                        before it may have been lost with the old primary).
 //   memory-restart       MemoryStore scenario only: A's process exited (any way) after A started
 //                        and before B started.
+//   rolled-back          Postgres scenarios only: A left no committed effect row (its transaction
+//                        rolled back: a kill, a terminated connection, a lost claim), so A did not
+//                        happen as far as the database is concerned. Committed effects are judged
+//                        on their own (duplicate-effect), with no window.
 'use strict';
 
-const WINDOWS = ['crash', 'paused-holder', 'store-outage', 'failover-lost-write', 'memory-restart'];
+const WINDOWS = ['crash', 'paused-holder', 'store-outage', 'failover-lost-write', 'memory-restart', 'rolled-back'];
 // Results that were stored and then lost: only these windows excuse two different 2xx bodies.
 const LOST_RESULT_WINDOWS = new Set(['failover-lost-write', 'memory-restart']);
 // Slack for "after A started": a signal is logged just before it is sent, and Date.now() has 1 ms steps.
@@ -51,7 +63,7 @@ const CONTEXT_MS = 4_000;
 /**
  * @typedef {object} Scenario
  * @property {string} name
- * @property {'valkey' | 'memory'} store
+ * @property {'valkey' | 'memory' | 'postgres'} store
  * @property {number} leaseMs
  * @property {number} commandTimeoutMs
  * @property {boolean} durable claims and completions wait for a replica (failovers lose nothing acknowledged)
@@ -154,8 +166,11 @@ function evidenceOf(nemesis, scenario) {
   return { crashes, pauses, outages, failovers, exits };
 }
 
-/** Every window the pair (a earlier, b later) fits, in the order of WINDOWS. */
-function windowsFor(a, b, evidence, scenario) {
+/**
+ * Every window the pair (a earlier, b later) fits, in the order of WINDOWS. `committed`: the
+ * executions with a committed effect row (Postgres scenarios; undefined elsewhere).
+ */
+function windowsFor(a, b, evidence, scenario, committed) {
   const found = [];
   const lease = scenario.leaseMs;
   const unstored = a.stored.length === 0;
@@ -204,6 +219,9 @@ function windowsFor(a, b, evidence, scenario) {
   ) {
     found.push('memory-restart');
   }
+  if (scenario.store === 'postgres' && committed !== undefined && !committed.has(a.execution)) {
+    found.push('rolled-back');
+  }
   return found;
 }
 
@@ -226,11 +244,14 @@ function contextOf(key, execs, { history, nemesis, ledger }) {
 /**
  * Judges one scenario.
  * @param {{ scenario: Scenario, ops: { op: number, key: string, result: string }[],
- *   history: import('./fleet').Attempt[], ledger: object[], nemesis: object[] }} input
+ *   history: import('./fleet').Attempt[], ledger: object[], nemesis: object[],
+ *   effects?: { key: string, execution: string, instance: string }[] }} input
+ *   `effects`: the committed rows of the Postgres scenarios' effects table
  */
-function check({ scenario, ops, history, ledger, nemesis }) {
+function check({ scenario, ops, history, ledger, nemesis, effects }) {
   const anomalies = [];
   const executions = executionsOf(ledger, anomalies);
+  const committed = effects === undefined ? undefined : new Set(effects.map((r) => r.execution));
   const evidence = evidenceOf(nemesis, scenario);
   const violations = [];
   const data = { history, nemesis, ledger };
@@ -261,7 +282,7 @@ function check({ scenario, ops, history, ledger, nemesis }) {
       let unexplained;
       let counted;
       for (let i = 0; i < k; i++) {
-        const fits = windowsFor(list[i], b, evidence, scenario);
+        const fits = windowsFor(list[i], b, evidence, scenario, committed);
         if (fits.length === 0) {
           unexplained = list[i];
           break;
@@ -336,7 +357,7 @@ function check({ scenario, ops, history, ledger, nemesis }) {
     let excused = true;
     for (let k = 1; k < list.length && excused; k++) {
       for (let i = 0; i < k && excused; i++) {
-        const fits = windowsFor(list[i], list[k], evidence, scenario);
+        const fits = windowsFor(list[i], list[k], evidence, scenario, committed);
         if (!fits.some((w) => LOST_RESULT_WINDOWS.has(w))) {
           excused = false;
           violation('different-bodies', key, byKey.get(key) ?? list, {
@@ -349,6 +370,9 @@ function check({ scenario, ops, history, ledger, nemesis }) {
     }
     if (excused) mismatchedExcused++;
   }
+
+  const effectCounts =
+    effects === undefined ? undefined : checkEffects(effects, { executions, byKey, answered }, violation);
 
   const answeredExecutions = new Set();
   for (const seen of answered.values()) for (const id of seen.keys()) answeredExecutions.add(id);
@@ -374,9 +398,70 @@ function check({ scenario, ops, history, ledger, nemesis }) {
     windows: duplicates,
     mismatched,
     mismatchedExcused,
+    ...(effectCounts === undefined ? {} : { effects: effectCounts }),
   };
   anomalies.push(...harnessNotes(ledger, nemesis, scenario));
   return { scenario: scenario.name, counts, violations, anomalies };
+}
+
+/**
+ * The database's side of at-most-once (Postgres scenarios): per key, at most one committed effect
+ * row, and exactly one, naming the execution the 2xx answers named, for every key that got a 2xx.
+ * Answers counts for the summary.
+ */
+function checkEffects(effects, { executions, byKey, answered }, violation) {
+  /** @type {Map<string, { key: string, execution: string, instance: string }[]>} */
+  const rowsByKey = new Map();
+  for (const row of effects) {
+    if (!rowsByKey.has(row.key)) rowsByKey.set(row.key, []);
+    rowsByKey.get(row.key).push(row);
+    const e = executions.get(row.execution);
+    if (e === undefined || e.key !== row.key) {
+      violation('phantom-effect', row.key, byKey.get(row.key) ?? [], {
+        execution: row.execution,
+        instance: row.instance,
+        ledgerKey: e?.key ?? null,
+      });
+    }
+  }
+  let duplicateKeys = 0;
+  for (const [key, rows] of rowsByKey) {
+    if (rows.length < 2) continue;
+    duplicateKeys++;
+    violation('duplicate-effect', key, byKey.get(key) ?? [], {
+      rows: rows.length,
+      executions: rows.map((r) => r.execution),
+      instances: rows.map((r) => r.instance),
+    });
+  }
+  let lost = 0;
+  let mismatched = 0;
+  for (const [key, seen] of answered) {
+    const rows = rowsByKey.get(key) ?? [];
+    if (rows.length === 0) {
+      lost++;
+      violation('lost-effect', key, byKey.get(key) ?? [], { answered: [...seen.keys()] });
+      continue;
+    }
+    for (const execution of seen.keys()) {
+      if (rows.some((r) => r.execution === execution)) continue;
+      mismatched++;
+      violation('effect-mismatch', key, byKey.get(key) ?? [], {
+        answered: execution,
+        committed: rows.map((r) => r.execution),
+      });
+    }
+  }
+  const committed = new Set(effects.map((r) => r.execution));
+  return {
+    rows: effects.length,
+    keys: rowsByKey.size,
+    duplicateKeys,
+    lost,
+    mismatched,
+    // Executions whose transaction left nothing (rolled back, killed, terminated, taken over).
+    rolledBack: [...executions.values()].filter((e) => !committed.has(e.execution)).length,
+  };
 }
 
 /**
@@ -407,4 +492,4 @@ function harnessNotes(ledger, nemesis, scenario) {
   return notes;
 }
 
-module.exports = { check, windowsFor, evidenceOf, executionsOf, WINDOWS };
+module.exports = { check, windowsFor, evidenceOf, executionsOf, checkEffects, WINDOWS };

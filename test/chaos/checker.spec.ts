@@ -6,11 +6,18 @@
 const { check } = require('./checker') as { check: (input: Input) => Result };
 
 interface Input {
-  scenario: { name: string; store: 'valkey' | 'memory'; leaseMs: number; commandTimeoutMs: number; durable: boolean };
+  scenario: {
+    name: string;
+    store: 'valkey' | 'memory' | 'postgres';
+    leaseMs: number;
+    commandTimeoutMs: number;
+    durable: boolean;
+  };
   ops: { op: number; key: string; result: string }[];
   history: Record<string, unknown>[];
   ledger: Record<string, unknown>[];
   nemesis: Record<string, unknown>[];
+  effects?: { key: string; execution: string; instance: string }[];
 }
 interface Result {
   counts: Record<string, number> & { windows: Record<string, number> };
@@ -338,5 +345,109 @@ describe('chaos checker', () => {
     });
     expect(result.violations).toEqual([]);
     expect(result.counts).toMatchObject({ info: 3, status409: 1, status503: 1, noAnswer: 1, unanswered: 1, ok: 0 });
+  });
+
+  describe('postgres: committed effects', () => {
+    const pg = scenario({ store: 'postgres' });
+    const effect = (execution: string, { key = K, instance = 'e1' } = {}) => ({ key, execution, instance });
+
+    it('passes one committed effect whose execution the 2xx answers name', () => {
+      const result = run({
+        scenario: pg,
+        ledger: execution('a', { storedAt: 110 }),
+        history: [ok('a', { end: 120 }), ok('a', { start: 500, replayed: true })],
+        effects: [effect('a')],
+      });
+      expect(result.violations).toEqual([]);
+      expect(result.counts.effects).toEqual({
+        rows: 1,
+        keys: 1,
+        duplicateKeys: 0,
+        lost: 0,
+        mismatched: 0,
+        rolledBack: 0,
+      });
+    });
+
+    it('excuses a rerun, in any process, after a run whose transaction left nothing', () => {
+      // a's connection was terminated: rolled back, the key released, the retry ran in the same process.
+      const ledger = [...execution('a', { start: 0 }), ...execution('b', { start: 400, storedAt: 520 })];
+      const result = run({
+        scenario: pg,
+        ledger,
+        history: [ok('b', { start: 400, end: 530 })],
+        effects: [effect('b')],
+      });
+      expect(result.violations).toEqual([]);
+      expect(result.counts.windows['rolled-back']).toBe(1);
+      expect(result.counts.effects).toMatchObject({ rows: 1, rolledBack: 1 });
+      // The same ledger on a store without transactions: a second run in one process.
+      expect(kinds(run({ ledger, history: [ok('b', { start: 400, end: 530 })] }))).toEqual(['executed-twice']);
+    });
+
+    it('fails two committed effects for one key, whatever window excuses the second run', () => {
+      // A crash excuses b running after a; but a's effect was committed (written outside the transaction).
+      const ledger = [
+        ...execution('a', { start: 0 }),
+        ...execution('b', { instance: 'e2', pid: 2, start: 2_500, storedAt: 2_650 }),
+      ];
+      const nemesis = [{ kind: 'app-kill', instance: 'e1', pid: 1, time: 50 }];
+      const result = run({
+        scenario: pg,
+        ledger,
+        nemesis,
+        history: [ok('b', { instance: 'e2', start: 2_500, end: 2_700 })],
+        effects: [effect('a'), effect('b', { instance: 'e2' })],
+      });
+      expect(kinds(result)).toEqual(['duplicate-effect']);
+      expect(result.violations[0].detail).toMatchObject({ rows: 2, executions: ['a', 'b'] });
+      expect(result.counts.effects).toMatchObject({ duplicateKeys: 1 });
+    });
+
+    it('fails a 2xx whose key has no committed effect, or whose execution is not the committed one', () => {
+      const lost = run({
+        scenario: pg,
+        ledger: execution('a', { storedAt: 110 }),
+        history: [ok('a', { end: 120 })],
+        effects: [],
+      });
+      expect(kinds(lost)).toEqual(['lost-effect']);
+      // b's effect committed, but a client was answered with a's (rolled-back) result.
+      const ledger = [...execution('a', { start: 0, storedAt: 110 }), ...execution('b', { start: 400, storedAt: 520 })];
+      const mismatch = run({
+        scenario: pg,
+        ledger,
+        history: [ok('a', { end: 120 })],
+        effects: [effect('b')],
+      });
+      expect(kinds(mismatch)).toEqual(['effect-mismatch']);
+      expect(mismatch.violations[0].detail).toEqual({ answered: 'a', committed: ['b'] });
+    });
+
+    it('fails an effect row the ledger has no execution for', () => {
+      const result = run({
+        scenario: pg,
+        ledger: execution('a', { storedAt: 110 }),
+        history: [ok('a', { end: 120 })],
+        effects: [effect('a'), effect('ghost', { key: 'key-2' })],
+      });
+      expect(kinds(result)).toEqual(['phantom-effect']);
+    });
+
+    it('allows a key no client got a 2xx for to have one effect or none', () => {
+      const ledger = [...execution('a', { start: 0 }), ...execution('x', { key: 'key-2', start: 0 })];
+      const result = run({
+        scenario: pg,
+        ops: [
+          { op: 1, key: K, result: 'gave-up' },
+          { op: 2, key: 'key-2', result: 'gave-up' },
+        ],
+        ledger,
+        history: [info(0), info(0, { key: 'key-2' })],
+        effects: [effect('a')],
+      });
+      expect(result.violations).toEqual([]);
+      expect(result.counts.effects).toMatchObject({ rows: 1, keys: 1, rolledBack: 1 });
+    });
   });
 });

@@ -20,6 +20,10 @@
 //   failover-demote       promote the replica, point the proxy at it, the old primary replicates it
 //   failover-replace      promote the replica, point the proxy at it, kill the old primary and
 //                         start a fresh replica
+//   pg-terminate          Postgres: for a while, every 100-400 ms pg_terminate_backend of 1-3 app
+//                         connections picked by the seed (those in a transaction first, when the
+//                         draw says so): claims, handlers' transactions and commits lose their
+//                         connection midway
 'use strict';
 const { setTimeout: sleep } = require('node:timers/promises');
 
@@ -28,6 +32,7 @@ const { setTimeout: sleep } = require('node:timers/promises');
  * @property {import('./apps').Apps} apps
  * @property {import('./valkey').ValkeyPair | undefined} pair
  * @property {import('./proxy').ChaosProxy | undefined} proxy
+ * @property {import('./postgres').PostgresServer | undefined} postgres
  * @property {import('./events').EventLog} log
  * @property {import('./fleet').Fleet} fleet
  * @property {{ leaseMs: number, commandTimeoutMs: number, nemesis: Record<string, number[]> }} profile
@@ -117,6 +122,43 @@ async function failover(ctx, rng, mode) {
   }
 }
 
+/**
+ * Terminates app connections to PostgreSQL for a while. Which ones is up to the seed among those
+ * open at that moment; half of the rounds pick among connections inside a transaction only (a
+ * handler's, or a commit), when there are some.
+ */
+async function terminateBackends(ctx, rng) {
+  const [min, max] = ctx.profile.nemesis.mildMs;
+  const ms = rng.int(min, max);
+  const end = ctx.log.begin('pg-terminate', { plannedMs: ms });
+  const until = Date.now() + ms;
+  const terminated = [];
+  try {
+    while (Date.now() < until) {
+      const inTransaction = rng.chance(0.5);
+      const { rows } = await ctx.postgres.query(
+        `SELECT pid, application_name AS app, state FROM pg_stat_activity
+         WHERE application_name LIKE 'chaos-%' AND pid <> pg_backend_pid() ORDER BY pid`,
+      );
+      const open = rows.filter((r) => r.state === 'idle in transaction' || r.state === 'active');
+      const pool = inTransaction && open.length > 0 ? open : rows;
+      const count = Math.min(pool.length, rng.int(1, 3));
+      const picked = [];
+      const left = [...pool];
+      for (let i = 0; i < count; i++) picked.push(left.splice(rng.int(0, left.length - 1), 1)[0]);
+      if (picked.length > 0) {
+        await ctx.postgres.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [
+          picked.map((r) => r.pid),
+        ]);
+        for (const r of picked) terminated.push(`${r.app.slice('chaos-'.length)}:${r.pid}:${r.state}`);
+      }
+      await sleep(rng.int(100, 400));
+    }
+  } finally {
+    end({ terminated: terminated.length, backends: terminated.join(' ') });
+  }
+}
+
 /** @type {Record<string, (ctx: NemesisContext, rng: import('./random').Random) => Promise<void>>} */
 const ACTIONS = {
   'app-kill': async (ctx, rng) => {
@@ -197,6 +239,7 @@ const ACTIONS = {
     ),
   'failover-demote': (ctx, rng) => failover(ctx, rng, 'demote'),
   'failover-replace': (ctx, rng) => failover(ctx, rng, 'replace'),
+  'pg-terminate': (ctx, rng) => terminateBackends(ctx, rng),
 };
 
 /** `items` in a seeded order. */

@@ -9,6 +9,10 @@ const VALKEY_APPS = [
   { id: 'e2', platform: 'express' },
 ];
 
+// The Postgres scenarios' apps: the same mix, on one PostgreSQL (PostgresStore, handlers writing
+// their effect row through @IdempotencyTransaction()).
+const POSTGRES_APPS = VALKEY_APPS;
+
 /**
  * Each scenario: the store, the apps, and the nemeses its schedule cycles through (in a seeded
  * order, each kind once before any repeats). See nemesis.js for what each nemesis does.
@@ -63,6 +67,19 @@ const SCENARIOS = {
     apps: VALKEY_APPS,
     durability: { replicas: 1, timeoutMs: 300 },
     nemeses: ['failover-demote', 'failover-replace'],
+  },
+  'pg-kill': {
+    describe:
+      'PostgresStore, handlers writing an effect row in their transaction: SIGKILL of apps mid-transaction, pg_terminate_backend of app connections',
+    store: 'postgres',
+    apps: POSTGRES_APPS,
+    nemeses: ['app-kill', 'pg-terminate'],
+  },
+  'pg-pause-app': {
+    describe: 'PostgresStore, handlers in their transaction: SIGSTOP of an app process past the lease, then SIGCONT',
+    store: 'postgres',
+    apps: POSTGRES_APPS,
+    nemeses: ['app-pause'],
   },
 };
 

@@ -1,6 +1,9 @@
 // The delegating stores the chaos apps use. `RecordingStore` forwards every call to the real store
 // and writes a `stored` ledger record whenever a completion is Applied: the ledger then says which
-// executions' results the store accepted, and when. `NoFencingStore` (`--break no-fencing`) sits
+// executions' results the store accepted, and when. On a transactional store (PostgresStore) it
+// wraps each transaction too: there a completion is stored when the transaction that holds it
+// commits, so `stored` is written then (and `tx-commit-unknown` when the commit's outcome could not
+// be told). `NoFencingStore` (`--break no-fencing`) sits
 // above it and lies to the library: a completion refused because its claim no longer holds the
 // key (another claim took it over, or the lease ran out) is reported as Applied, as a store that
 // checked no token would answer. The ledger below it still records the truth.
@@ -69,19 +72,62 @@ function storeClasses(lib) {
     constructor(inner, ledger) {
       super(inner);
       this.ledger = ledger;
+      // Only a store that has transactions gets this method: the library asks whether it exists.
+      if (typeof inner.beginTransaction === 'function') {
+        this.beginTransaction = async () => this.#recorded(await inner.beginTransaction());
+      }
+    }
+    #stored(key, entry, token) {
+      this.ledger.append({
+        type: 'stored',
+        key: key.toString(),
+        token: token.toString(),
+        nonce: token.nonce ?? null,
+        execution: executionOf(entry) ?? null,
+      });
     }
     async complete(key, entry, token, ttlMs) {
       const outcome = await this.inner.complete(key, entry, token, ttlMs);
-      if (outcome === FencedOutcome.Applied) {
-        this.ledger.append({
-          type: 'stored',
-          key: key.toString(),
-          token: token.toString(),
-          nonce: token.nonce ?? null,
-          execution: executionOf(entry) ?? null,
-        });
-      }
+      if (outcome === FencedOutcome.Applied) this.#stored(key, entry, token);
       return outcome;
+    }
+    /** The transaction, recording its completion once (and if) it commits. */
+    #recorded(tx) {
+      let applied;
+      const ledger = this.ledger;
+      const stored = (...args) => this.#stored(...args);
+      return {
+        get client() {
+          return tx.client;
+        },
+        async complete(key, entry, token, ttlMs) {
+          const outcome = await tx.complete(key, entry, token, ttlMs);
+          applied = outcome === FencedOutcome.Applied ? { key, entry, token } : undefined;
+          return outcome;
+        },
+        async commit() {
+          let result;
+          try {
+            result = await tx.commit();
+          } catch (error) {
+            if (applied) {
+              ledger.append({
+                type: 'tx-commit-unknown',
+                key: applied.key.toString(),
+                token: applied.token.toString(),
+                execution: executionOf(applied.entry) ?? null,
+                error: String(error?.message ?? error),
+              });
+            }
+            throw error;
+          }
+          if (result === 'committed' && applied) stored(applied.key, applied.entry, applied.token);
+          return result;
+        },
+        rollback() {
+          return tx.rollback();
+        },
+      };
     }
   }
 

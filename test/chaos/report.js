@@ -20,11 +20,17 @@ function summaryLine(result) {
   if (unexplained > 0) parts.push(`unexplained ${unexplained}`);
   const dup = parts.length > 0 ? ` (${parts.join(', ')})` : '';
   const excused = c.mismatched > 0 ? ` (${c.mismatchedExcused} in windows)` : '';
+  const e = c.effects;
+  const effects =
+    e === undefined
+      ? ''
+      : `, effects ${e.rows} (keys ${e.keys}, duplicate ${e.duplicateKeys}, lost ${e.lost}, ` +
+        `mismatched ${e.mismatched}), rolled back ${e.rolledBack}`;
   return (
     `chaos ${result.scenario}: ops ${c.ops}, attempts ${c.attempts}, 2xx ${c.ok}, 409 ${c.status409}, ` +
     `503 ${c.status503}, executions ${c.executions}, duplicates ${c.duplicates}${dup}, ` +
     `mismatched replays ${c.mismatched}${excused}, given up ${c.givenUp}, indeterminate ${c.info}, ` +
-    `executions without 2xx ${c.unanswered}, violations ${result.violations.length}` +
+    `executions without 2xx ${c.unanswered}${effects}, violations ${result.violations.length}` +
     (result.error ? ` (HARNESS ERROR: ${result.error.split('\n')[0]})` : '')
   );
 }

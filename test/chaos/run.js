@@ -1,10 +1,11 @@
 // The chaos run (DESIGN.md 7.2): app processes on Express and Fastify over a Valkey primary and
-// replica behind the harness's TCP proxy (or a MemoryStore), a seeded nemesis, a retrying client
-// fleet, and a checker over the execution ledger and every response. One summary line per
+// replica behind the harness's TCP proxy (or a MemoryStore, or a PostgreSQL with PostgresStore),
+// a seeded nemesis, a retrying client fleet, and a checker over the execution ledger, every
+// response and (Postgres) the committed effect rows. One summary line per
 // scenario; the exit code is 0 only when no scenario has a violation or a harness error.
 //
 //   npm run chaos                                   # build, then the long profile (about 10 min)
-//   node test/chaos/run.js --profile short          # every scenario, small (about 80 s)
+//   node test/chaos/run.js --profile short          # every scenario, small (70-95 s)
 //   node test/chaos/run.js --seed 42 --scenarios valkey-pause-store,valkey-proxy
 //   node test/chaos/run.js --break separate-stores  # a broken setup: must find violations
 //
@@ -21,6 +22,7 @@ const { Random, freshSeed } = require('./random');
 const procs = require('./procs');
 const { ValkeyPair, freePort, findBinary } = require('./valkey');
 const { startProxy } = require('./proxy');
+const { PostgresServer, postgresUnavailable, readEffects, EFFECTS_DDL } = require('./postgres');
 const { Apps } = require('./apps');
 const { EventLog } = require('./events');
 const { Fleet } = require('./fleet');
@@ -42,11 +44,15 @@ const BREAKS = {
     describe: 'a completion whose claim no longer holds the key (taken over, or expired) is reported as Applied',
     scenarios: ['valkey-pause-app'],
   },
+  'pool-write': {
+    describe: 'the Postgres handler writes its effect row through the pool, outside its transaction',
+    scenarios: ['pg-kill'],
+  },
 };
 
 const USAGE = `usage: node test/chaos/run.js [options]   (npm run build first)
 
-  --profile short|long   short: every scenario, small (about 80 s); long: about 10 min (default short)
+  --profile short|long   short: every scenario, small (70-95 s); long: about 12 min (default short)
   --seed N               the run's seed (default: random); printed first either way
   --scenarios a,b        from: ${Object.keys(SCENARIOS).join(', ')}
   --break NAME           a deliberately broken setting, to show the checker catches it:
@@ -131,6 +137,8 @@ async function runScenario(name, options, runDir) {
   const started = Date.now();
   let pair;
   let proxy;
+  let postgres;
+  let effects;
   let apps;
   let fleet;
   let t0 = started;
@@ -148,6 +156,7 @@ async function runScenario(name, options, runDir) {
       const proxyRng = rng.fork('proxy');
       proxy = await startProxy(pair.primary.port, () => proxyRng.next());
     }
+    if (def.store === 'postgres') postgres = await startPostgres(name);
     const slots = [];
     for (const app of def.apps.slice(0, profile.maxApps)) slots.push({ ...app, port: await freePort() });
     apps = new Apps({
@@ -157,6 +166,7 @@ async function runScenario(name, options, runDir) {
       appConfig: {
         store: def.store,
         proxyPort: proxy?.port ?? null,
+        postgresUrl: postgres?.connectionString ?? null,
         leaseMs: profile.leaseMs,
         waitMs: def.waitMs ?? 0,
         commandTimeoutMs: profile.commandTimeoutMs,
@@ -173,7 +183,7 @@ async function runScenario(name, options, runDir) {
     const loadDeadline = t0 + profile.loadMs;
     let nemesisDone = false;
     fleet = new Fleet({ rng: rng.fork('fleet'), instances: () => apps.instances, limits: profile.fleet });
-    const ctx = { apps, pair, proxy, fleet, log: events, profile, scenario: def };
+    const ctx = { apps, pair, proxy, postgres, fleet, log: events, profile, scenario: def };
     const nemesis = runNemesis(ctx, rng.fork('nemesis'), def.nemeses, loadDeadline).finally(() => {
       nemesisDone = true;
     });
@@ -196,6 +206,15 @@ async function runScenario(name, options, runDir) {
     await apps?.stopAll().catch(() => undefined);
     await proxy?.close().catch(() => undefined);
     await pair?.stop().catch(() => undefined);
+    // What the database committed, read once every app is gone (nothing can commit any more).
+    if (postgres?.alive) {
+      try {
+        effects = await readEffects(postgres);
+      } catch (error) {
+        harnessError ??= `could not read the effects table: ${error?.stack ?? error}`;
+      }
+    }
+    await postgres?.stop().catch(() => undefined);
   }
   if (fleet === undefined) return { scenario: name, t0, error: harnessError, durationMs: Date.now() - started };
 
@@ -206,7 +225,17 @@ async function runScenario(name, options, runDir) {
     fleet.ops.map((o) => o.key),
     keyHashSecret,
   );
-  const result = check({ scenario, ops: fleet.ops, history: fleet.history, ledger: records, nemesis: events.events });
+  if (def.store === 'postgres' && effects === undefined) {
+    harnessError ??= 'the effects table was not read';
+  }
+  const result = check({
+    scenario,
+    ops: fleet.ops,
+    history: fleet.history,
+    ledger: records,
+    nemesis: events.events,
+    ...(def.store === 'postgres' ? { effects: effects ?? [] } : {}),
+  });
   if (torn > 0) result.anomalies.push(`${torn} torn ledger line(s) skipped (a process killed mid-write)`);
   // A scenario in which nothing succeeded proves nothing: that is a harness failure, not a pass.
   if (harnessError === undefined && result.counts.opsOk === 0) {
@@ -215,8 +244,52 @@ async function runScenario(name, options, runDir) {
   return { ...result, t0, faults, phases, durationMs: Date.now() - started, error: harnessError };
 }
 
+/**
+ * The Postgres scenarios' database: a fresh server, the effects table, and the store's own tables
+ * (PostgresStore.migrate(), once, before any app starts).
+ */
+async function startPostgres(name) {
+  const server = await PostgresServer.start(name);
+  await server.query(EFFECTS_DDL);
+  const lib = require(DIST);
+  if (typeof lib.PostgresStore !== 'function') {
+    throw new Error(`${DIST} exports no PostgresStore: build a branch that has it (lib/stores/postgres.store.ts)`);
+  }
+  const { Pool } = require('pg');
+  const pool = new Pool({ connectionString: server.connectionString, max: 2 });
+  pool.on('error', () => undefined);
+  try {
+    await new lib.PostgresStore(pool).migrate();
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+  return server;
+}
+
+/**
+ * Leaves the Postgres scenarios out, with a notice, when PostgreSQL cannot run here; with
+ * POSTGRES_REQUIRED=1 (CI) that is an error instead (exit 2), so CI never passes by skipping.
+ */
+function dropPostgresIfUnavailable(options) {
+  const wanted = options.scenarios.filter((s) => SCENARIOS[s].store === 'postgres');
+  const why = wanted.length > 0 ? postgresUnavailable() : undefined;
+  if (why === undefined) return;
+  if (process.env.POSTGRES_REQUIRED === '1') {
+    console.error(`chaos: ${why}, but POSTGRES_REQUIRED=1: install Debian's postgresql (.ci/install-servers.sh)`);
+    process.exit(2);
+  }
+  const bar = '!'.repeat(78);
+  console.error(
+    `${bar}\n!! chaos: SKIPPING ${wanted.join(', ')}: ${why}.\n` +
+      `!! These scenarios did NOT run. Set POSTGRES_REQUIRED=1 to make this an error.\n${bar}`,
+  );
+  options.scenarios = options.scenarios.filter((s) => !wanted.includes(s));
+  options.skipped = wanted;
+}
+
 async function main() {
   const options = parseOptions();
+  dropPostgresIfUnavailable(options);
   // The seed first, always: a failing run can be repeated from it.
   console.log(
     `chaos: seed ${options.seed}, profile ${options.profile}, scenarios ${options.scenarios.join(',')}` +
@@ -254,7 +327,8 @@ async function main() {
   const seconds = ((Date.now() - started) / 1_000).toFixed(1);
   console.log(
     `chaos: ${results.length} scenario(s), ${violations} violation(s), ${errors} harness error(s), ` +
-      `${seconds} s (seed ${options.seed}, profile ${options.profile}${options.break ? `, break ${options.break}` : ''})`,
+      `${seconds} s (seed ${options.seed}, profile ${options.profile}${options.break ? `, break ${options.break}` : ''})` +
+      (options.skipped ? `; SKIPPED (no PostgreSQL): ${options.skipped.join(', ')}` : ''),
   );
   if (options.json) {
     console.log(
@@ -262,6 +336,7 @@ async function main() {
         seed: options.seed,
         profile: options.profile,
         break: options.break ?? null,
+        skipped: options.skipped ?? [],
         durationMs: Date.now() - started,
         violations,
         errors,
