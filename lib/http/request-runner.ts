@@ -381,7 +381,7 @@ export class RequestRunner {
     switch (refusal.kind) {
       case 'replayed':
         this.#report('replayed', request, undefined, refusal.response.statusCode);
-        sendReplay(this.platform, res, refusal.response);
+        sendReplay(this.platform, res, refusal.response, route.options.replayHeaders !== false);
         return;
       case 'in-flight':
         this.#report('in-flight', request, undefined, 409);

@@ -73,10 +73,18 @@ export interface IdempotencyOptions {
   /**
    * Response headers stored and replayed on top of the default allowlist (Content-Type,
    * Location, Content-Location, ETag, Last-Modified, Link, Cache-Control). `Set-Cookie` is never
-   * stored, even if listed.
+   * stored, even if listed. `false` stores and replays no headers at all: a replay carries the
+   * status code, the body and `Idempotent-Replayed: true`, nothing else.
    * @default []
    */
-  replayHeaders?: readonly string[];
+  replayHeaders?: readonly string[] | false;
+  /**
+   * Longest client key accepted, in UTF-8 bytes (from 1 to 8192); a longer one is answered with
+   * 400 (`key-invalid`). Keys over 255 bytes (when this is raised) are stored under a SHA-256
+   * digest of the key, so the store's key stays short.
+   * @default 255
+   */
+  maxKeyLength?: number;
   /**
    * Which errors thrown by the handler are stored (and replayed) instead of releasing the key:
    * `true` for all, a list of HTTP status codes, or a predicate. The stored response is the one

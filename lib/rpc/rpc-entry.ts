@@ -78,6 +78,7 @@ export class RpcEntry implements CallAdapter {
       () => (options.key === undefined ? defaultKey(data) : options.key(data, context.getArgByIndex(1))),
       options.required,
       options.key === undefined ? 'data.idempotencyKey' : 'key option',
+      options.maxKeyLength,
     );
     if (clientKey === undefined) return PASS;
     if (!(clientKey instanceof IdempotencyKey)) return this.#refuse(handler, clientKey);
