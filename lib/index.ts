@@ -100,3 +100,4 @@ export { IdempotencyHealthIndicator } from './health/idempotency-health.indicato
 export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';
 export type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './observability/idempotency-event';
 export { TELEMETRY_ATTRIBUTES, TELEMETRY_NAMES } from './observability/telemetry';
+export { IDEMPOTENCY_DIAGNOSTICS_CHANNELS } from './observability/diagnostics-channels';

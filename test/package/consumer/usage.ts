@@ -98,6 +98,7 @@ import {
   StoreTimeoutError,
   TELEMETRY_ATTRIBUTES,
   TELEMETRY_NAMES,
+  IDEMPOTENCY_DIAGNOSTICS_CHANNELS,
   type ValkeyClient,
   type ValkeyDurabilityOptions,
   type ValkeyNode,
@@ -265,6 +266,8 @@ export class AppModule {}
 const handler: IdempotencyEventHandler = (event) => {
   const type: IdempotencyOutcome = event.type;
   void [type, TELEMETRY_NAMES.requestSpan, TELEMETRY_ATTRIBUTES.outcome];
+  const channelName: string = IDEMPOTENCY_DIAGNOSTICS_CHANNELS.replayed;
+  void channelName;
 };
 
 // The test kit.
