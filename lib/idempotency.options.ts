@@ -1,5 +1,6 @@
 import { assertDuration } from './core/duration';
 import { MAX_KEY_BYTES } from './core/idempotency-key';
+import type { ResponseSealer } from './core/response-sealer';
 import { MAX_KEY_LENGTH_LIMIT } from './core/store-key';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { DefaultFingerprintStrategy, type FingerprintStrategy } from './core/fingerprint-strategy';
@@ -191,6 +192,8 @@ export type ResolvedIdempotencyOptions = ResolvedRouteOptions & {
   readonly onEvent: IdempotencyEventHandler | undefined;
   /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
   readonly telemetry: boolean;
+  /** Module-wide only: the sealer of stored responses (`encryption`), if any. */
+  readonly sealer: ResponseSealer | undefined;
 };
 
 /** The module-wide defaults. @internal */
@@ -198,4 +201,5 @@ export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.fr
   ...DEFAULT_ROUTE_OPTIONS,
   onEvent: undefined,
   telemetry: true,
+  sealer: undefined,
 });

@@ -21,6 +21,7 @@ export type {
 } from './core/idempotency-entry';
 export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
 export { storeKeyFor } from './core/store-key';
+export type { IdempotencyEncryptionKey, IdempotencyEncryptionOptions } from './core/response-sealer';
 
 // Errors
 export {
@@ -30,6 +31,7 @@ export {
   IdempotencyKeyError,
   IdempotencyStoreError,
   IdempotencyValueTooLargeError,
+  SealedRecordError,
   StoreDecodeError,
   StoreDurabilityError,
   StoreClosedError,

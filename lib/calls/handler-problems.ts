@@ -62,6 +62,8 @@ export function refusalProblem(reason: ValueRefusal, what: string, detail?: stri
       return Problems.storeUnavailable();
     case 'completion-failed':
       return Problems.completionFailed();
+    case 'record-unreadable':
+      return Problems.recordUnreadable();
     case 'unsupported-result':
       return Problems.unsupportedResult(detail ?? 'The result cannot be stored for replay as JSON.');
     case 'response-too-large':

@@ -4,6 +4,7 @@ import type { FingerprintStrategy } from '../core/fingerprint-strategy';
 import type { ProblemBodyRenderer } from '../calls/problem-details';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
 import type { IdempotencyStore } from '../core/idempotency-store';
+import type { IdempotencyEncryptionOptions } from '../core/response-sealer';
 
 /**
  * The request object of the platform in use (Express `Request` or `FastifyRequest`). Typed
@@ -164,6 +165,15 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
    * @default a random secret per process
    */
   keyHashSecret?: string;
+  /**
+   * Seals every stored response (status code, headers and body; values of `IdempotencyService.run`,
+   * message handlers and resolvers too) with AES-256-GCM before the store sees it, bound to its
+   * store key: `{ keys: [{ id, key }] }` with 32-byte keys. The first key seals; every listed key
+   * opens, so keys rotate by putting a new one first. A record that cannot be opened answers 500
+   * (`record-unreadable`) and is never run again. Module-wide only; see docs/security.md.
+   * @default none: responses are stored as they are
+   */
+  encryption?: IdempotencyEncryptionOptions;
 }
 
 /** What an async configuration resolves to: the store, or the store with options. */

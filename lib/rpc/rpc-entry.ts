@@ -122,6 +122,7 @@ export class RpcEntry implements CallAdapter {
         case 'response-too-large':
           return undefined; // the handler ran; logged by the runner
         case 'store-unavailable':
+        case 'record-unreadable':
           break; // not handled: thrown, so a transport that redelivers can
       }
     }

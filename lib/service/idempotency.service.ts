@@ -175,6 +175,7 @@ export class IdempotencyService {
       case 'unsupported-result':
         throw answer.error instanceof TypeError ? answer.error : new TypeError(answer.detail);
       case 'response-too-large':
+      case 'record-unreadable':
         throw answer.error;
     }
   }

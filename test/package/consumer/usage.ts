@@ -94,6 +94,9 @@ import {
   StoreClosedError,
   StoreFullError,
   IdempotencyValueTooLargeError,
+  SealedRecordError,
+  IdempotencyEncryptionKey,
+  IdempotencyEncryptionOptions,
   storeKeyFor,
   StoreTimeoutError,
   TELEMETRY_ATTRIBUTES,
@@ -143,6 +146,7 @@ const errors: Error[] = [
   new StoreFullError('x', { maxBytes: 1 }),
   new StoreClosedError('memory', 'tryInsert'),
   new IdempotencyValueTooLargeError(2_000_000, 1_048_576),
+  new SealedRecordError('x'),
   new StoreTimeoutError('claim', 1000),
   new StoreDurabilityError('claim', { asked: 1, acked: 0 }, { timeoutMs: 100 }),
   new IdempotencyDecodeError('x'),
@@ -195,8 +199,23 @@ const scope: ScopeFunction = (req: IdempotencyRequest) => defaultScope(req) ?? r
 const fingerprintFn: FingerprintFunction = () => fingerprint;
 const cacheErrors: CacheErrorsOption = [409, 422];
 const problemBody: ProblemBodyRenderer = (problem: ProblemDetails) => ({ error: { code: problem.type } });
-const routeOptions: IdempotencyOptions = { required: true, scope, cacheErrors, problemBody, waitMs: 1_000 };
-const moduleOptions: IdempotencyModuleOptions = { store: memory, ttlMs: 60_000, fingerprint: fingerprintFn };
+const routeOptions: IdempotencyOptions = {
+  required: true,
+  scope,
+  cacheErrors,
+  problemBody,
+  waitMs: 1_000,
+  replayHeaders: false,
+  maxKeyLength: 512,
+};
+const sealKey: IdempotencyEncryptionKey = { id: 'k1', key: Buffer.alloc(32) };
+const encryption: IdempotencyEncryptionOptions = { keys: [sealKey] };
+const moduleOptions: IdempotencyModuleOptions = {
+  store: memory,
+  ttlMs: 60_000,
+  fingerprint: fingerprintFn,
+  encryption,
+};
 const rootOptions: IdempotencyModuleRootOptions = { ...moduleOptions, isGlobal: true };
 
 @Injectable()
