@@ -43,6 +43,7 @@ export { CompletionFailedError, LeaseLostError } from './core/lease';
 
 // Stores and the claim builder
 export { IdempotencyStore } from './core/idempotency-store';
+export type { StoreKeyInfo } from './core/idempotency-store';
 export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
 export { ClaimBuilder, FingerprintedClaim } from './core/claim';
 export type { ExecuteResult, SideEffect } from './core/claim';
@@ -75,6 +76,12 @@ export type {
   ScopeFunction,
 } from './interfaces/idempotency-options.interface';
 export { IdempotencyService } from './service/idempotency.service';
+export { IdempotencyAdmin } from './service/idempotency-admin';
+export type {
+  IdempotencyAdminKeyOptions,
+  IdempotencyAdminReleaseOptions,
+  IdempotencyKeyInspection,
+} from './service/idempotency-admin';
 export type { IdempotencyRunOptions, IdempotencyRunResult, Jsonified } from './service/idempotency.service';
 
 // HTTP answers
