@@ -95,6 +95,11 @@ import {
   StoreFullError,
   IdempotencyValueTooLargeError,
   SealedRecordError,
+  IdempotencyAdmin,
+  IdempotencyAdminKeyOptions,
+  IdempotencyAdminReleaseOptions,
+  IdempotencyKeyInspection,
+  StoreKeyInfo,
   IdempotencyEncryptionKey,
   IdempotencyEncryptionOptions,
   storeKeyFor,
@@ -331,4 +336,18 @@ export class TransactionalController {
   charge(@IdempotencyTransaction() tx: IdempotencyTransactionClient | undefined) {
     return tx?.query('SELECT 1', []);
   }
+}
+
+// An operator's view of keys (issue 20).
+export async function operate(admin: IdempotencyAdmin, store: IdempotencyStore): Promise<void> {
+  const whose: IdempotencyAdminKeyOptions = { scope: 42 };
+  const release: IdempotencyAdminReleaseOptions = { ...whose, force: true };
+  const seen: IdempotencyKeyInspection = await admin.inspect('k', whose);
+  const token: FencingToken | undefined = seen.fencingToken;
+  const left: number | undefined = seen.msLeft;
+  const released: boolean = await admin.release('k', release);
+  await admin.purge('k', { scope: 'alice' });
+  const storeKey: IdempotencyKey = admin.storeKeyOf('k');
+  const info: StoreKeyInfo | undefined = await store.inspect?.(storeKey);
+  void [seen.state, seen.heldHere, token, left, released, info?.msLeft];
 }
