@@ -17,6 +17,7 @@ import type {
 } from './interfaces/idempotency-options.interface';
 import { IdempotencyHealthIndicator } from './health/idempotency-health.indicator';
 import { IdempotencyService } from './service/idempotency.service';
+import { IdempotencyAdmin } from './service/idempotency-admin';
 import { IdempotencyStore } from './core/idempotency-store';
 import { MemoryStore } from './stores/memory.store';
 
@@ -34,13 +35,20 @@ function sharedProviders(): Provider[] {
     },
     IdempotencyHealthIndicator,
     IdempotencyService,
+    IdempotencyAdmin,
   ];
 }
 
 /** How long a shutdown waits for results still being stored in the background. */
 const DEFERRED_SHUTDOWN_WAIT_MS = 5_000;
 
-const EXPORTS = [IdempotencyStore, IDEMPOTENCY_OPTIONS, IdempotencyHealthIndicator, IdempotencyService];
+const EXPORTS = [
+  IdempotencyStore,
+  IDEMPOTENCY_OPTIONS,
+  IdempotencyHealthIndicator,
+  IdempotencyService,
+  IdempotencyAdmin,
+];
 
 /**
  * How many running applications use each store the module closes: it is closed when the last of

@@ -1,4 +1,7 @@
 import { assertDuration } from './core/duration';
+import { MAX_KEY_BYTES } from './core/idempotency-key';
+import type { ResponseSealer } from './core/response-sealer';
+import { MAX_KEY_LENGTH_LIMIT } from './core/store-key';
 import type { IdempotencyEventHandler } from './observability/idempotency-event';
 import { DefaultFingerprintStrategy, type FingerprintStrategy } from './core/fingerprint-strategy';
 import {
@@ -94,9 +97,17 @@ const ROUTE_OPTIONS = {
   scope: spec<ScopeFunction | false>(defaultScope, (v, where) => {
     if (v !== false && typeof v !== 'function') fail(where, 'scope must be a function of the request, or false');
   }),
-  replayHeaders: spec<readonly string[]>(Object.freeze([]) as readonly string[], (v, where) => {
+  replayHeaders: spec<readonly string[] | false>(Object.freeze([]) as readonly string[], (v, where) => {
+    if (v === false) return;
     if (!Array.isArray(v) || v.some((h) => typeof h !== 'string' || !TOKEN.test(h))) {
-      fail(where, 'replayHeaders must be a list of HTTP header names');
+      fail(where, 'replayHeaders must be a list of HTTP header names, or false (replay no stored headers)');
+    }
+  }),
+  maxKeyLength: spec<number>(MAX_KEY_BYTES, (v, where) => {
+    if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > MAX_KEY_LENGTH_LIMIT) {
+      throw new RangeError(
+        `${where}: maxKeyLength must be a whole number of bytes from 1 to ${MAX_KEY_LENGTH_LIMIT}, got ${String(v)}`,
+      );
     }
   }),
   cacheErrors: spec<CacheErrorsOption>(false, (v, where) => {
@@ -181,6 +192,8 @@ export type ResolvedIdempotencyOptions = ResolvedRouteOptions & {
   readonly onEvent: IdempotencyEventHandler | undefined;
   /** Module-wide only: whether OpenTelemetry spans and metrics are recorded. */
   readonly telemetry: boolean;
+  /** Module-wide only: the sealer of stored responses (`encryption`), if any. */
+  readonly sealer: ResponseSealer | undefined;
 };
 
 /** The module-wide defaults. @internal */
@@ -188,4 +201,5 @@ export const DEFAULT_IDEMPOTENCY_OPTIONS: ResolvedIdempotencyOptions = Object.fr
   ...DEFAULT_ROUTE_OPTIONS,
   onEvent: undefined,
   telemetry: true,
+  sealer: undefined,
 });

@@ -16,6 +16,7 @@ import { MemoryStore } from './stores/memory.store';
 import { useKeyHashSecret } from './observability/key-hash';
 import { useModuleDocDefaults } from './swagger/idempotency-swagger';
 import { IdempotencyStore } from './core/idempotency-store';
+import { ResponseSealer } from './core/response-sealer';
 
 export { DEFAULT_IDEMPOTENCY_OPTIONS, defaultScope, mergeOptions, type ResolvedIdempotencyOptions, validateOptions };
 
@@ -68,7 +69,7 @@ export function createModuleState(
 ): IdempotencyModuleState {
   if (isStore(input)) return moduleState(input, DEFAULT_IDEMPOTENCY_OPTIONS, closesByDefault(input, closeByDefault));
   if (input === null || typeof input !== 'object') fail(where, 'expected a store or { store, ...options }');
-  const { store, closeStoreOnShutdown, onEvent, telemetry, keyHashSecret, ...options } = input;
+  const { store, closeStoreOnShutdown, onEvent, telemetry, keyHashSecret, encryption, ...options } = input;
   delete (options as { isGlobal?: unknown }).isGlobal;
   if (!isStore(store)) fail(where, 'store must be an IdempotencyStore');
   if (closeStoreOnShutdown !== undefined && typeof closeStoreOnShutdown !== 'boolean') {
@@ -87,6 +88,8 @@ export function createModuleState(
     ...mergeOptions(DEFAULT_IDEMPOTENCY_OPTIONS, options),
     onEvent,
     telemetry: telemetry ?? true,
+    // Checked here, at start-up: a bad key is an error naming it, not a 500 on the first request.
+    sealer: encryption === undefined ? undefined : new ResponseSealer(encryption, where),
   });
   return moduleState(store, resolved, closeStoreOnShutdown ?? closesByDefault(store, closeByDefault));
 }

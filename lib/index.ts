@@ -21,6 +21,7 @@ export type {
 } from './core/idempotency-entry';
 export { IdempotencyKey, MAX_KEY_BYTES } from './core/idempotency-key';
 export { storeKeyFor } from './core/store-key';
+export type { IdempotencyEncryptionKey, IdempotencyEncryptionOptions } from './core/response-sealer';
 
 // Errors
 export {
@@ -30,6 +31,7 @@ export {
   IdempotencyKeyError,
   IdempotencyStoreError,
   IdempotencyValueTooLargeError,
+  SealedRecordError,
   StoreDecodeError,
   StoreDurabilityError,
   StoreClosedError,
@@ -41,6 +43,7 @@ export { CompletionFailedError, LeaseLostError } from './core/lease';
 
 // Stores and the claim builder
 export { IdempotencyStore } from './core/idempotency-store';
+export type { StoreKeyInfo } from './core/idempotency-store';
 export type { ClaimedResult, ExistsResult, InsertResult } from './core/insert-result';
 export { ClaimBuilder, FingerprintedClaim } from './core/claim';
 export type { ExecuteResult, SideEffect } from './core/claim';
@@ -83,6 +86,12 @@ export type {
   ScopeFunction,
 } from './interfaces/idempotency-options.interface';
 export { IdempotencyService } from './service/idempotency.service';
+export { IdempotencyAdmin } from './service/idempotency-admin';
+export type {
+  IdempotencyAdminKeyOptions,
+  IdempotencyAdminReleaseOptions,
+  IdempotencyKeyInspection,
+} from './service/idempotency-admin';
 export type { IdempotencyRunOptions, IdempotencyRunResult, Jsonified } from './service/idempotency.service';
 
 // HTTP answers
@@ -110,3 +119,4 @@ export { IdempotencyHealthIndicator } from './health/idempotency-health.indicato
 export type { IdempotencyHealthOptions, IdempotencyHealthResult } from './health/idempotency-health.indicator';
 export type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './observability/idempotency-event';
 export { TELEMETRY_ATTRIBUTES, TELEMETRY_NAMES } from './observability/telemetry';
+export { IDEMPOTENCY_DIAGNOSTICS_CHANNELS } from './observability/diagnostics-channels';

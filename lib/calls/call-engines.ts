@@ -2,6 +2,7 @@ import type { Logger } from '@nestjs/common';
 import { IdempotencyStore } from '../core/idempotency-store';
 import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import { InstrumentedStore } from '../observability/instrumented.store';
+import { SealingStore } from '../core/sealing.store';
 import { otel } from '../observability/telemetry';
 import { RequestReporter } from '../observability/request-reporter';
 import { ValueRunner } from './value-runner';
@@ -49,6 +50,8 @@ export class CallEngines {
  * @internal
  */
 export function operationalStore(store: IdempotencyStore, options: ResolvedIdempotencyOptions): IdempotencyStore {
+  // Sealing sits right above the store: every store, custom ones included, sees only sealed responses.
+  const sealed = options.sealer === undefined ? store : new SealingStore(store, options.sealer);
   const traced = options.telemetry && otel() !== null && !(store instanceof InstrumentedStore);
-  return traced ? new InstrumentedStore(store) : store;
+  return traced ? new InstrumentedStore(sealed) : sealed;
 }

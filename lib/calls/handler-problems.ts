@@ -1,5 +1,6 @@
 import { IdempotencyKeyError } from '../core/errors';
-import { IdempotencyKey } from '../core/idempotency-key';
+import type { IdempotencyKey } from '../core/idempotency-key';
+import { clientKeyFor } from '../core/store-key';
 import { Problems, type ProblemDetails } from './problem-details';
 import type { ValueRefusal } from './value-runner';
 
@@ -23,12 +24,13 @@ export function callKeyOf(
   read: () => unknown,
   required: boolean,
   missingWhere: string,
+  maxKeyLength?: number,
 ): IdempotencyKey | ProblemDetails | undefined {
   try {
     const text = read();
     if (text === undefined || text === null) return required ? keyMissingProblem(missingWhere) : undefined;
     if (typeof text !== 'string') throw new IdempotencyKeyError('INVALID_KEY', 'the key must be a string');
-    return new IdempotencyKey(text);
+    return clientKeyFor(text, maxKeyLength);
   } catch (error) {
     if (!(error instanceof IdempotencyKeyError)) throw error;
     return keyInvalidProblem(error.message);
@@ -60,6 +62,8 @@ export function refusalProblem(reason: ValueRefusal, what: string, detail?: stri
       return Problems.storeUnavailable();
     case 'completion-failed':
       return Problems.completionFailed();
+    case 'record-unreadable':
+      return Problems.recordUnreadable();
     case 'unsupported-result':
       return Problems.unsupportedResult(detail ?? 'The result cannot be stored for replay as JSON.');
     case 'response-too-large':

@@ -119,6 +119,15 @@ export const Problems = {
         'The server could not tell which principal this request belongs to, so it did not process it under its idempotency key.',
     };
   },
+  recordUnreadable(): ProblemDetails {
+    return {
+      type: IDEMPOTENCY_PROBLEM_TYPES.recordUnreadable,
+      title: 'Stored response unreadable',
+      status: 500,
+      detail:
+        'A response is stored for this idempotency key, but the server cannot open it, so the request was not processed again.',
+    };
+  },
   unsupportedResult(what: string): ProblemDetails {
     return {
       type: IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult,

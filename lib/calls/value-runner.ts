@@ -21,7 +21,7 @@ import {
   unstorableValueResponse,
 } from '../core/json-value';
 import { bodySize } from '../core/cached-response';
-import { IdempotencyValueTooLargeError } from '../core/errors';
+import { IdempotencyValueTooLargeError, SealedRecordError } from '../core/errors';
 import type { StoreOperations } from '../core/store-operations';
 import { unstoredResultOf } from '../core/unstored-results';
 import { setClaim } from './idempotency-claim.decorator';
@@ -79,7 +79,13 @@ export interface ValueCall {
 
 /** Why a call was answered with a problem instead of a value. */
 export type ValueRefusal =
-  'in-flight' | 'key-reused' | 'store-unavailable' | 'completion-failed' | 'unsupported-result' | 'response-too-large';
+  | 'in-flight'
+  | 'key-reused'
+  | 'store-unavailable'
+  | 'completion-failed'
+  | 'unsupported-result'
+  | 'response-too-large'
+  | 'record-unreadable';
 
 /** What a guarded call comes to. @internal */
 export type ValueAnswer =
@@ -148,6 +154,11 @@ export class ValueRunner {
     try {
       decision = await claimKey(claim);
     } catch (error) {
+      if (error instanceof SealedRecordError) {
+        // The key was done, but its answer cannot be opened: refused, never run again.
+        this.#report('store-error', call, trace, { error, statusCode: 500 });
+        return { kind: 'refused', reason: 'record-unreadable', error };
+      }
       // Never unguarded once the key was seen in flight: the first run may still be going on.
       if (options.failOpen && !failedAfterInFlight(error)) {
         this.#report('fail-open', call, trace, { error });

@@ -1,5 +1,11 @@
 import { CachedResponse } from './cached-response';
-import { IdempotencyStoreError, StoreClosedError, StoreDurabilityError, StoreTimeoutError } from './errors';
+import {
+  IdempotencyStoreError,
+  SealedRecordError,
+  StoreClosedError,
+  StoreDurabilityError,
+  StoreTimeoutError,
+} from './errors';
 import { FencedOutcome } from './fenced-outcome';
 import { FencingToken } from './fencing-token';
 import { Fingerprint } from './fingerprint';
@@ -285,6 +291,8 @@ function decisionOf(result: InsertResult, fingerprint: Fingerprint, leaseStart: 
 /** A claim the store refused: what the key holds, if the store can still be read; else the error. */
 async function readInstead(request: ClaimRequest, error: unknown): Promise<ClaimDecision> {
   if (error instanceof StoreTimeoutError || error instanceof StoreDurabilityError) throw error;
+  // A stored response that cannot be opened: the key was done. Never run again, nor unguarded.
+  if (error instanceof SealedRecordError) throw markInFlight(error);
   let entry: AnyEntry | undefined;
   try {
     entry = await request.store.get(request.key);

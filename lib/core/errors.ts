@@ -164,3 +164,13 @@ export class IdempotencyDecodeError extends IdempotencyError {}
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * A stored response could not be opened (`encryption`): sealed under a key id not among the
+ * configured keys, tampered with, copied from another key, or not sealed at all. The call is
+ * refused (HTTP 500, problem `record-unreadable`) and never run again under the key; `type` is
+ * `IDEMPOTENCY_PROBLEM_TYPES.recordUnreadable`. Its message says why, never what the record holds.
+ */
+export class SealedRecordError extends IdempotencyError {
+  readonly type = IDEMPOTENCY_PROBLEM_TYPES.recordUnreadable;
+}

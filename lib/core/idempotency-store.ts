@@ -7,6 +7,15 @@ import { IdempotencyKey } from './idempotency-key';
 import { AnyEntry, CompletedEntry, ProcessingEntry } from './idempotency-entry';
 import { InsertResult } from './insert-result';
 
+/** What a store can tell an operator of a live key (`IdempotencyStore.inspect`). */
+export interface StoreKeyInfo {
+  readonly state: 'processing' | 'completed';
+  /** The token of the claim that made the entry: a release (`remove`) with it frees exactly that claim. */
+  readonly fencingToken: FencingToken;
+  /** What is left of the lease (processing) or of the replay window (completed), in ms. */
+  readonly msLeft: number;
+}
+
 /**
  * The store contract, and the Nest injection token for the configured store
  * (`constructor(private readonly store: IdempotencyStore)` needs no `@Inject`).
@@ -73,6 +82,14 @@ export abstract class IdempotencyStore implements StoreOperations {
       signal?.addEventListener('abort', done, { once: true });
     });
   }
+
+  /**
+   * Optional, for operators (`IdempotencyAdmin`): the state of the live entry under `key`, the
+   * token of its claim and the time it has left, or `undefined` when there is none. A store
+   * without it still works with `IdempotencyAdmin`, which then reads the state with `get()` and
+   * cannot say the token or the time left. `MemoryStore` and `ValkeyStore` have it.
+   */
+  inspect?(key: IdempotencyKey): Promise<StoreKeyInfo | undefined>;
 
   /** Releases what the store opened itself. The default does nothing. */
   async close(): Promise<void> {}

@@ -23,4 +23,10 @@ export const IDEMPOTENCY_PROBLEM_TYPES = Object.freeze({
    * it could replay another principal's response. The server's configuration needs the fix.
    */
   scopeInvalid: 'urn:nestjs-idempotent:problem:scope-invalid',
+  /**
+   * 500: the response stored under the key cannot be opened (`encryption`: an unknown key id, or a
+   * record that was tampered with or copied from another key). The request was not run again;
+   * the server's keys (or its store) need the fix.
+   */
+  recordUnreadable: 'urn:nestjs-idempotent:problem:record-unreadable',
 });

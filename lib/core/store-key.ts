@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { IdempotencyKeyError } from './errors';
 import { IdempotencyKey, MAX_KEY_BYTES } from './idempotency-key';
 
 /** Length of a SHA-256 digest in base64url: 43 characters. */
@@ -33,6 +34,37 @@ export function storeKeyFor(clientKey: IdempotencyKey, principal: string | undef
   const bytes = text.length * 3 + 1 + DIGEST_LENGTH <= MAX_KEY_BYTES ? 0 : Buffer.byteLength(text, 'utf8');
   if (bytes + 1 + DIGEST_LENGTH <= MAX_KEY_BYTES) return clientKey.scoped(scope);
   return new IdempotencyKey(sha256(KEY_DOMAIN + text)).scoped(LONG_FORM_MARK).scoped(scope);
+}
+
+/** The largest `maxKeyLength` allowed: about what HTTP servers accept in one header line. */
+export const MAX_KEY_LENGTH_LIMIT = 8192;
+
+// As `IdempotencyKey` refuses: ASCII control characters, ':' and '/'.
+const FORBIDDEN = /[\x00-\x1f\x7f:/]/;
+
+/**
+ * The key of a client's key text, accepted up to `maxKeyLength` UTF-8 bytes (default 255, as
+ * `IdempotencyKey` holds). A key of up to 255 bytes is the key itself; a longer one (allowed only
+ * when `maxKeyLength` was raised) stands as `<K>/~` with `K = base64url(SHA-256("nestjs-idempotent/key\n" ‖ text))`,
+ * the very form `storeKeyFor` gives long keys once scoped, so the store key stays short and no
+ * client key can take that form (client keys hold no `/`).
+ * @throws IdempotencyKeyError `EMPTY_KEY`, `KEY_TOO_LONG` (over `maxKeyLength`) or `INVALID_KEY`
+ * @internal
+ */
+export function clientKeyFor(text: string, maxKeyLength: number = MAX_KEY_BYTES): IdempotencyKey {
+  if (typeof text !== 'string' || text.length === 0) {
+    throw new IdempotencyKeyError('EMPTY_KEY', 'idempotency key is empty');
+  }
+  // Every UTF-16 code unit takes at most 3 UTF-8 bytes, so short keys need no byte count.
+  const bytes = text.length * 3 <= Math.min(maxKeyLength, MAX_KEY_BYTES) ? 0 : Buffer.byteLength(text, 'utf8');
+  if (bytes > maxKeyLength) {
+    throw new IdempotencyKeyError('KEY_TOO_LONG', `idempotency key is longer than ${maxKeyLength} bytes`);
+  }
+  if (bytes <= MAX_KEY_BYTES) return new IdempotencyKey(text);
+  if (FORBIDDEN.test(text)) {
+    throw new IdempotencyKeyError('INVALID_KEY', "idempotency key contains a control character, ':' or '/'");
+  }
+  return new IdempotencyKey(sha256(KEY_DOMAIN + text)).scoped(LONG_FORM_MARK);
 }
 
 // Principals repeat (a user retries, a service account calls often): remember recent digests.

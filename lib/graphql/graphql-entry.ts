@@ -78,6 +78,7 @@ export class GraphqlEntry implements CallAdapter {
             : readKeyHeader(req.headers, (req.raw ?? req).rawHeaders, options.headerKey),
       options.required,
       options.key === undefined ? `the ${options.headerName} header` : 'key option',
+      options.maxKeyLength,
     );
     if (clientKey === undefined) return PASS;
     if (!(clientKey instanceof IdempotencyKey)) return Promise.reject(graphqlProblem(clientKey));

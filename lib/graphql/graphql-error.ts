@@ -22,6 +22,8 @@ export const IDEMPOTENCY_GRAPHQL_ERROR_CODES = Object.freeze({
   unsupportedResult: 'IDEMPOTENCY_UNSUPPORTED_RESULT',
   /** The request's principal cannot be named (500): the resolver did not run (see the `scope` option). */
   scopeInvalid: 'IDEMPOTENCY_SCOPE_INVALID',
+  /** The stored result cannot be opened (500, `encryption`): the resolver did not run again. */
+  recordUnreadable: 'IDEMPOTENCY_RECORD_UNREADABLE',
 });
 
 const CODE_OF_TYPE: Readonly<Record<string, string>> = Object.freeze({
@@ -33,6 +35,7 @@ const CODE_OF_TYPE: Readonly<Record<string, string>> = Object.freeze({
   [IDEMPOTENCY_PROBLEM_TYPES.storeUnavailable]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.storeUnavailable,
   [IDEMPOTENCY_PROBLEM_TYPES.unsupportedResult]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.unsupportedResult,
   [IDEMPOTENCY_PROBLEM_TYPES.scopeInvalid]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.scopeInvalid,
+  [IDEMPOTENCY_PROBLEM_TYPES.recordUnreadable]: IDEMPOTENCY_GRAPHQL_ERROR_CODES.recordUnreadable,
 });
 
 /** The part of `graphql` this library uses. */

@@ -8,7 +8,7 @@ import { Problems } from '../calls/problem-details';
 import { IdempotencyKeyError } from '../core/errors';
 import type { Fingerprint } from '../core/fingerprint';
 import { IdempotencyKey } from '../core/idempotency-key';
-import { storeKeyFor } from '../core/store-key';
+import { clientKeyFor, storeKeyFor } from '../core/store-key';
 import type { ResolvedIdempotencyOptions } from '../idempotency.options';
 import type { IdempotencyRequest } from '../interfaces/idempotency-options.interface';
 import { type HttpPlatform, platformOf } from './http-platform';
@@ -95,7 +95,7 @@ export class HttpEntry implements CallAdapter {
         sendProblem(platform, res, route.keyMissing, options.throwProblems);
         return SENT;
       }
-      clientKey = new IdempotencyKey(text);
+      clientKey = clientKeyFor(text, options.maxKeyLength);
     } catch (error) {
       if (!(error instanceof IdempotencyKeyError)) throw error;
       sendProblem(

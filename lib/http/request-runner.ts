@@ -20,7 +20,7 @@ import type { Lease } from '../core/lease';
 import type { StoreTransaction } from '../core/store-transaction';
 import type { IdempotencyTransactionClient } from '../core/idempotency-claim';
 import type { StoreOperations } from '../core/store-operations';
-import { messageOf } from '../core/errors';
+import { messageOf, SealedRecordError } from '../core/errors';
 import { logDeferred, reportEngineEvent } from '../calls/engine-events';
 import type { IdempotencyOutcome } from '../observability/idempotency-event';
 import { signalWhenClientGone } from '../calls/client-gone';
@@ -299,6 +299,12 @@ export class RequestRunner {
   #storeFailed(request: GuardedRequest, next: CallHandler | undefined, error: unknown): Promise<unknown> | undefined {
     const { route } = request;
     const options = route.options;
+    if (error instanceof SealedRecordError) {
+      // The key was done, but its answer cannot be opened: refused, never run again.
+      this.#report('store-error', request, undefined, 500, error);
+      sendProblem(this.platform, request.res, route.recordUnreadable, options.throwProblems);
+      return undefined;
+    }
     // Never unguarded once the key was seen in flight: the first run may still be going on.
     if (options.failOpen && next !== undefined && !failedAfterInFlight(error)) {
       this.#report('fail-open', request, undefined, undefined, error);
@@ -381,7 +387,7 @@ export class RequestRunner {
     switch (refusal.kind) {
       case 'replayed':
         this.#report('replayed', request, undefined, refusal.response.statusCode);
-        sendReplay(this.platform, res, refusal.response);
+        sendReplay(this.platform, res, refusal.response, route.options.replayHeaders !== false);
         return;
       case 'in-flight':
         this.#report('in-flight', request, undefined, 409);

@@ -18,10 +18,11 @@ const EMPTY = new Uint8Array(0);
 
 /**
  * The lower-case header names stored for replay: the default allowlist plus `extra`, never
- * `set-cookie`.
+ * `set-cookie`; none at all for `false` (status and body only).
  * @internal
  */
-export function replayHeaderNames(extra: readonly string[]): readonly string[] {
+export function replayHeaderNames(extra: readonly string[] | false): readonly string[] {
+  if (extra === false) return Object.freeze([]);
   const names = new Set<string>();
   for (const name of [...DEFAULT_REPLAY_HEADERS, ...extra]) {
     const lower = name.toLowerCase();
@@ -46,7 +47,7 @@ export class ReplayHeaders {
   #kind: PayloadKind | undefined;
   #metadata: Readonly<Record<string, string>> | undefined;
 
-  constructor(extra: readonly string[]) {
+  constructor(extra: readonly string[] | false) {
     this.names = replayHeaderNames(extra);
   }
 
@@ -102,11 +103,19 @@ export function payloadOf(response: CachedResponse): Payload {
  * Sends a stored response: its status, its headers, `Idempotent-Replayed: true` and its body.
  * @internal
  */
-export function sendReplay(platform: HttpPlatform, res: unknown, response: CachedResponse): void {
+export function sendReplay(
+  platform: HttpPlatform,
+  res: unknown,
+  response: CachedResponse,
+  storedHeaders: boolean = true,
+): void {
   platform.setStatus(res, response.statusCode);
   const metadata = response.metadata;
-  for (const name in metadata) {
-    if (name.charCodeAt(0) !== 0x3a) platform.setHeader(res, name, metadata[name]);
+  // `replayHeaders: false`: none, also for responses stored before the route was told so.
+  if (storedHeaders) {
+    for (const name in metadata) {
+      if (name.charCodeAt(0) !== 0x3a) platform.setHeader(res, name, metadata[name]);
+    }
   }
   platform.setHeader(res, IDEMPOTENT_REPLAYED_HEADER, 'true');
   platform.send(res, payloadOf(response));

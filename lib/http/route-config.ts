@@ -39,6 +39,8 @@ export interface Route {
   readonly keyReused: PreparedProblem;
   /** The principal cannot be named (500): the request is refused, never run unscoped. */
   readonly scopeInvalid: PreparedProblem;
+  /** The stored response cannot be opened (500, `encryption`): refused, never run again. */
+  readonly recordUnreadable: PreparedProblem;
   /** Stored in place of a response over `maxResponseBytes`: retries get 413, the handler does not run again. */
   readonly tooLarge: CachedResponse;
   /** A problem for this route (with its `problemBody`), for problems that vary per request. */
@@ -132,6 +134,7 @@ export class RouteConfigs {
       keyMissing: prepare(Problems.keyMissing(options.headerName)),
       keyReused: prepare(Problems.keyReused()),
       scopeInvalid: prepare(Problems.scopeInvalid()),
+      recordUnreadable: prepare(Problems.recordUnreadable()),
       tooLarge: problemResponse(prepare(Problems.responseTooLarge())),
       prepare,
       handlesResponse: Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, methodName) === true,

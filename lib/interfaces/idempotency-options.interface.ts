@@ -4,6 +4,7 @@ import type { FingerprintStrategy } from '../core/fingerprint-strategy';
 import type { ProblemBodyRenderer } from '../calls/problem-details';
 import type { IdempotencyEventHandler } from '../observability/idempotency-event';
 import type { IdempotencyStore } from '../core/idempotency-store';
+import type { IdempotencyEncryptionOptions } from '../core/response-sealer';
 
 /**
  * The request object of the platform in use (Express `Request` or `FastifyRequest`). Typed
@@ -73,10 +74,18 @@ export interface IdempotencyOptions {
   /**
    * Response headers stored and replayed on top of the default allowlist (Content-Type,
    * Location, Content-Location, ETag, Last-Modified, Link, Cache-Control). `Set-Cookie` is never
-   * stored, even if listed.
+   * stored, even if listed. `false` stores and replays no headers at all: a replay carries the
+   * status code, the body and `Idempotent-Replayed: true`, nothing else.
    * @default []
    */
-  replayHeaders?: readonly string[];
+  replayHeaders?: readonly string[] | false;
+  /**
+   * Longest client key accepted, in UTF-8 bytes (from 1 to 8192); a longer one is answered with
+   * 400 (`key-invalid`). Keys over 255 bytes (when this is raised) are stored under a SHA-256
+   * digest of the key, so the store's key stays short.
+   * @default 255
+   */
+  maxKeyLength?: number;
   /**
    * Which errors thrown by the handler are stored (and replayed) instead of releasing the key:
    * `true` for all, a list of HTTP status codes, or a predicate. The stored response is the one
@@ -156,6 +165,15 @@ export interface IdempotencyModuleOptions extends IdempotencyOptions {
    * @default a random secret per process
    */
   keyHashSecret?: string;
+  /**
+   * Seals every stored response (status code, headers and body; values of `IdempotencyService.run`,
+   * message handlers and resolvers too) with AES-256-GCM before the store sees it, bound to its
+   * store key: `{ keys: [{ id, key }] }` with 32-byte keys. The first key seals; every listed key
+   * opens, so keys rotate by putting a new one first. A record that cannot be opened answers 500
+   * (`record-unreadable`) and is never run again. Module-wide only; see docs/security.md.
+   * @default none: responses are stored as they are
+   */
+  encryption?: IdempotencyEncryptionOptions;
 }
 
 /** What an async configuration resolves to: the store, or the store with options. */

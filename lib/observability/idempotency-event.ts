@@ -43,6 +43,11 @@ export interface IdempotencyEvent {
   /** Whether this is the request's final outcome (one per request). */
   readonly terminal: boolean;
   /**
+   * Whether a stored response was replayed (`type` is `replayed`): the handler did not run. Count
+   * replays apart from first answers (a replayed 201 created nothing, a replayed 5xx is no new failure).
+   */
+  readonly replayed: boolean;
+  /**
    * First 12 hex digits of a keyed hash (HMAC-SHA-256) of the (scoped) key: stable within the
    * process (or across processes given the same `keyHashSecret`), not reversible for guessable keys.
    */

@@ -1,7 +1,9 @@
 import { messageOf } from '../core/errors';
 import type { IdempotencyKey } from '../core/idempotency-key';
 import type { IdempotencyEvent, IdempotencyEventHandler, IdempotencyOutcome } from './idempotency-event';
+import { DIAGNOSTICS_CHANNELS } from './diagnostics-channels';
 import { keyHash } from './key-hash';
+import type { Channel } from 'node:diagnostics_channel';
 import type { OtelContext, OtelSpan } from './otel-api';
 import { TELEMETRY_ATTRIBUTES as A, TELEMETRY_NAMES, telemetry } from './telemetry';
 
@@ -75,7 +77,10 @@ export class RequestReporter {
    */
   quiet(type: IdempotencyOutcome): boolean {
     return (
-      this.onEvent === undefined && WARNINGS[type] === undefined && (!this.telemetryEnabled || telemetry() === null)
+      this.onEvent === undefined &&
+      WARNINGS[type] === undefined &&
+      !DIAGNOSTICS_CHANNELS[type].hasSubscribers &&
+      (!this.telemetryEnabled || telemetry() === null)
     );
   }
 
@@ -111,7 +116,11 @@ export class RequestReporter {
       const cause = details?.error === undefined ? '' : `: ${messageOf(details.error)}`;
       this.logger.warn(`${warning(route)} (key ${keyHash(key)})${cause}`);
     }
-    if (this.onEvent !== undefined) this.#emit(type, route, key, details, terminal);
+    // A channel nobody subscribes to costs this one read: no message is built for it.
+    const diagnostics = DIAGNOSTICS_CHANNELS[type];
+    if (this.onEvent !== undefined || diagnostics.hasSubscribers) {
+      this.#emit(type, route, key, details, terminal, diagnostics.hasSubscribers ? diagnostics : undefined);
+    }
   }
 
   #emit(
@@ -120,11 +129,13 @@ export class RequestReporter {
     key: IdempotencyKey,
     details: OutcomeDetails | undefined,
     terminal: boolean,
+    diagnostics: Channel | undefined,
   ): void {
     let hash: string | undefined;
     const event: IdempotencyEvent = {
       type,
       terminal,
+      replayed: type === 'replayed',
       get keyHash() {
         return (hash ??= keyHash(key));
       },
@@ -134,10 +145,14 @@ export class RequestReporter {
       statusCode: details?.statusCode,
       error: details?.error,
     };
-    try {
-      this.onEvent!(event);
-    } catch (error) {
-      this.logger.error(`the onEvent hook threw on "${type}": ${messageOf(error)}`);
+    if (this.onEvent !== undefined) {
+      try {
+        this.onEvent(event);
+      } catch (error) {
+        this.logger.error(`the onEvent hook threw on "${type}": ${messageOf(error)}`);
+      }
     }
+    // Node catches what a subscriber throws (and reports it as an uncaught exception on the next tick).
+    diagnostics?.publish(event);
   }
 }

@@ -78,6 +78,7 @@ export class RpcEntry implements CallAdapter {
       () => (options.key === undefined ? defaultKey(data) : options.key(data, context.getArgByIndex(1))),
       options.required,
       options.key === undefined ? 'data.idempotencyKey' : 'key option',
+      options.maxKeyLength,
     );
     if (clientKey === undefined) return PASS;
     if (!(clientKey instanceof IdempotencyKey)) return this.#refuse(handler, clientKey);
@@ -121,6 +122,7 @@ export class RpcEntry implements CallAdapter {
         case 'response-too-large':
           return undefined; // the handler ran; logged by the runner
         case 'store-unavailable':
+        case 'record-unreadable':
           break; // not handled: thrown, so a transport that redelivers can
       }
     }

@@ -6,7 +6,7 @@ import { DefaultFingerprintStrategy } from '../core/fingerprint-strategy';
 import { IdempotencyStore } from '../core/idempotency-store';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { CompletionFailedError } from '../core/lease';
-import { storeKeyFor } from '../core/store-key';
+import { clientKeyFor, storeKeyFor } from '../core/store-key';
 import type { IdempotencyClaim } from '../core/idempotency-claim';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
 import type { ResolvedIdempotencyOptions } from '../idempotency.options';
@@ -127,7 +127,7 @@ export class IdempotencyService {
     options: IdempotencyRunOptions = {},
   ): Promise<IdempotencyRunResult<Jsonified<Awaited<T>>>> {
     if (typeof work !== 'function') throw new TypeError('IdempotencyService.run: work must be a function');
-    const clientKey = key instanceof IdempotencyKey ? key : new IdempotencyKey(key);
+    const clientKey = key instanceof IdempotencyKey ? key : clientKeyFor(key, this.options.maxKeyLength);
     const scope = options.scope;
     if (scope !== undefined && (typeof scope !== 'string' || scope.length === 0)) {
       throw new TypeError('IdempotencyService.run: scope must be a non-empty string');
@@ -175,6 +175,7 @@ export class IdempotencyService {
       case 'unsupported-result':
         throw answer.error instanceof TypeError ? answer.error : new TypeError(answer.detail);
       case 'response-too-large':
+      case 'record-unreadable':
         throw answer.error;
     }
   }

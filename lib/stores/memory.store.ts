@@ -5,7 +5,7 @@ import { StoreClosedError, StoreFullError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
-import { IdempotencyStore } from '../core/idempotency-store';
+import { IdempotencyStore, type StoreKeyInfo } from '../core/idempotency-store';
 import {
   AnyEntry,
   assertEntryState,
@@ -277,6 +277,19 @@ export class MemoryStore extends IdempotencyStore {
     this.#assertOpen('get');
     const slot = this.#live(key.toString(), this.#now());
     return slot === undefined ? undefined : entryOf(slot);
+  }
+
+  /** The state, claim token and time left of the live entry under `key` (for `IdempotencyAdmin`). */
+  override async inspect(key: IdempotencyKey): Promise<StoreKeyInfo | undefined> {
+    this.#assertOpen('inspect');
+    const now = this.#now();
+    const slot = this.#live(key.toString(), now);
+    if (slot === undefined) return undefined;
+    return {
+      state: slot.response === undefined ? 'processing' : 'completed',
+      fencingToken: new FencingToken(slot.token, slot.nonce),
+      msLeft: Math.max(0, Math.ceil(slot.expiresAt - now)),
+    };
   }
 
   /**

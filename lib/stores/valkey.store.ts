@@ -12,7 +12,7 @@ import { AnyEntry, assertEntryState, CompletedEntry, ProcessingEntry } from '../
 import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
-import { IdempotencyStore } from '../core/idempotency-store';
+import { IdempotencyStore, type StoreKeyInfo } from '../core/idempotency-store';
 import {
   CLAIM_ID_LENGTH,
   claimId,
@@ -458,6 +458,36 @@ export class ValkeyStore extends IdempotencyStore {
       return stored;
     }
     if (Array.isArray(reply)) return decodeEntryV1(reply as Buffer[], keys.entry).entry;
+    throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
+  }
+
+  /**
+   * The state, claim token and time left of the live entry under `key` (for `IdempotencyAdmin`):
+   * the entry and its `PTTL`, sent together (one round trip on one connection).
+   */
+  override async inspect(key: IdempotencyKey): Promise<StoreKeyInfo | undefined> {
+    const keys = this.#keysOf(key);
+    const [reply, pttl] = await this.#run('inspect', () =>
+      Promise.all([this.#get(keys.entry), this.#client.call('PTTL', keys.entry)]),
+    );
+    if (reply === null || reply === undefined) return undefined;
+    const msLeft = Math.max(0, Number(pttl));
+    if (Buffer.isBuffer(reply)) {
+      const entry = decodeEntry(reply, keys.entry);
+      return {
+        state: entry.isCompleted() ? 'completed' : 'processing',
+        fencingToken: new FencingToken(tokenOf(reply), nonceOf(reply)),
+        msLeft,
+      };
+    }
+    if (Array.isArray(reply)) {
+      const stored = decodeEntryV1(reply as Buffer[], keys.entry);
+      return {
+        state: stored.entry.isCompleted() ? 'completed' : 'processing',
+        fencingToken: new FencingToken(stored.token, stored.nonce),
+        msLeft,
+      };
+    }
     throw new StoreDecodeError(`${keys.entry}: unexpected answer`);
   }
 

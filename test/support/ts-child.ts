@@ -22,8 +22,14 @@ export interface ChildRun {
  * Runs a TypeScript file in a fresh Node process (no Jest around it: nothing but the file keeps
  * its event loop alive), from the repository root, and answers how it ended.
  */
-export function runTsChild(file: string, timeoutMs = 30_000): ChildRun {
-  const result = spawnSync(process.execPath, ['-e', HOOK, file], { cwd: ROOT, encoding: 'utf8', timeout: timeoutMs });
+export function runTsChild(file: string, timeoutMs = 30_000, env?: Record<string, string>): ChildRun {
+  // Jest hands a test a copy of process.env: variables meant for the child are passed explicitly.
+  const result = spawnSync(process.execPath, ['-e', HOOK, file], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: env === undefined ? undefined : { ...process.env, ...env },
+  });
   if (result.error) throw result.error;
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }

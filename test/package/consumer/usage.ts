@@ -94,6 +94,14 @@ import {
   StoreClosedError,
   StoreFullError,
   IdempotencyValueTooLargeError,
+  SealedRecordError,
+  IdempotencyAdmin,
+  IdempotencyAdminKeyOptions,
+  IdempotencyAdminReleaseOptions,
+  IdempotencyKeyInspection,
+  StoreKeyInfo,
+  IdempotencyEncryptionKey,
+  IdempotencyEncryptionOptions,
   storeKeyFor,
   StoreTimeoutError,
   TELEMETRY_ATTRIBUTES,
@@ -106,6 +114,7 @@ import {
   type PostgresStoreOptions,
   type PostgresTableOptions,
   postgresMigrationSql,
+  IDEMPOTENCY_DIAGNOSTICS_CHANNELS,
   type ValkeyClient,
   type ValkeyDurabilityOptions,
   type ValkeyNode,
@@ -150,6 +159,7 @@ const errors: Error[] = [
   new StoreFullError('x', { maxBytes: 1 }),
   new StoreClosedError('memory', 'tryInsert'),
   new IdempotencyValueTooLargeError(2_000_000, 1_048_576),
+  new SealedRecordError('x'),
   new StoreTimeoutError('claim', 1000),
   new StoreDurabilityError('claim', { asked: 1, acked: 0 }, { timeoutMs: 100 }),
   new IdempotencyDecodeError('x'),
@@ -202,8 +212,23 @@ const scope: ScopeFunction = (req: IdempotencyRequest) => defaultScope(req) ?? r
 const fingerprintFn: FingerprintFunction = () => fingerprint;
 const cacheErrors: CacheErrorsOption = [409, 422];
 const problemBody: ProblemBodyRenderer = (problem: ProblemDetails) => ({ error: { code: problem.type } });
-const routeOptions: IdempotencyOptions = { required: true, scope, cacheErrors, problemBody, waitMs: 1_000 };
-const moduleOptions: IdempotencyModuleOptions = { store: memory, ttlMs: 60_000, fingerprint: fingerprintFn };
+const routeOptions: IdempotencyOptions = {
+  required: true,
+  scope,
+  cacheErrors,
+  problemBody,
+  waitMs: 1_000,
+  replayHeaders: false,
+  maxKeyLength: 512,
+};
+const sealKey: IdempotencyEncryptionKey = { id: 'k1', key: Buffer.alloc(32) };
+const encryption: IdempotencyEncryptionOptions = { keys: [sealKey] };
+const moduleOptions: IdempotencyModuleOptions = {
+  store: memory,
+  ttlMs: 60_000,
+  fingerprint: fingerprintFn,
+  encryption,
+};
 const rootOptions: IdempotencyModuleRootOptions = { ...moduleOptions, isGlobal: true };
 
 @Injectable()
@@ -273,6 +298,8 @@ export class AppModule {}
 const handler: IdempotencyEventHandler = (event) => {
   const type: IdempotencyOutcome = event.type;
   void [type, TELEMETRY_NAMES.requestSpan, TELEMETRY_ATTRIBUTES.outcome];
+  const channelName: string = IDEMPOTENCY_DIAGNOSTICS_CHANNELS.replayed;
+  void channelName;
 };
 
 // The test kit.
@@ -339,4 +366,18 @@ export async function postgresApi(store: PostgresStore): Promise<number> {
   const result: PostgresQueryResult = await tx.client.query(query);
   await tx.rollback();
   return result.rows.length + (await store.sweep()) + store.table.length;
+}
+
+// An operator's view of keys (issue 20).
+export async function operate(admin: IdempotencyAdmin, store: IdempotencyStore): Promise<void> {
+  const whose: IdempotencyAdminKeyOptions = { scope: 42 };
+  const release: IdempotencyAdminReleaseOptions = { ...whose, force: true };
+  const seen: IdempotencyKeyInspection = await admin.inspect('k', whose);
+  const token: FencingToken | undefined = seen.fencingToken;
+  const left: number | undefined = seen.msLeft;
+  const released: boolean = await admin.release('k', release);
+  await admin.purge('k', { scope: 'alice' });
+  const storeKey: IdempotencyKey = admin.storeKeyOf('k');
+  const info: StoreKeyInfo | undefined = await store.inspect?.(storeKey);
+  void [seen.state, seen.heldHere, token, left, released, info?.msLeft];
 }
