@@ -5,7 +5,7 @@ import { IdempotencyStoreError, messageOf, StoreClosedError, StoreDecodeError } 
 import { FencedOutcome } from '../core/fenced-outcome';
 import { FencingToken } from '../core/fencing-token';
 import { Fingerprint } from '../core/fingerprint';
-import { IdempotencyStore } from '../core/idempotency-store';
+import { IdempotencyStore, type StoreKeyInfo } from '../core/idempotency-store';
 import {
   AnyEntry,
   assertEntryState,
@@ -109,6 +109,7 @@ interface Statements {
   readonly remove: string;
   readonly purge: string;
   readonly get: string;
+  readonly inspect: string;
   readonly sweep: string;
 }
 
@@ -310,6 +311,19 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     const { rows } = await this.#query('get', [id]);
     const row = rows[0] as EntryRow | undefined;
     return row === undefined ? undefined : this.#entryOf(row, id);
+  }
+
+  /** The live entry's state, fencing token and time left (`IdempotencyAdmin.inspect`). */
+  override async inspect(key: IdempotencyKey): Promise<StoreKeyInfo | undefined> {
+    this.#assertOpen('inspect');
+    const { rows } = await this.#query('inspect', [key.toString()]);
+    const row = rows[0] as { completed: string; token: string; nonce: string; ms_left: string } | undefined;
+    if (row === undefined) return undefined;
+    return {
+      state: row.completed === 't' ? 'completed' : 'processing',
+      fencingToken: new FencingToken(BigInt(row.token), row.nonce),
+      msLeft: Math.max(0, Number(row.ms_left)),
+    };
   }
 
   /**
@@ -751,6 +765,9 @@ function statements(n: PostgresNames): Statements {
     purge: `WITH done AS (DELETE FROM ${t} WHERE key = $1 RETURNING 1)
       SELECT (SELECT pg_notify('${n.channel}', $2) FROM done) AS notified`,
     get: `SELECT ${entryColumns} FROM ${t} WHERE key = $1 AND expires_at > ${now}`,
+    inspect: `SELECT status_code IS NOT NULL AS completed, token, nonce,
+        ceil(extract(epoch FROM expires_at - ${now}) * 1000)::bigint AS ms_left
+      FROM ${t} WHERE key = $1 AND expires_at > ${now}`,
     // Rows another transaction holds locked are skipped: a completion in an open transaction
     // makes the row live again when it commits.
     sweep: `DELETE FROM ${t} WHERE ctid IN (

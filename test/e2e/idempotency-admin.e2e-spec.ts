@@ -1,6 +1,15 @@
 import { Redis } from 'ioredis';
 import { join } from 'node:path';
-import { FencingToken, IdempotencyAdmin, IdempotencyKey, IdempotencyStore, MemoryStore, ValkeyStore } from '../../lib';
+import {
+  FencingToken,
+  IdempotencyAdmin,
+  IdempotencyKey,
+  IdempotencyStore,
+  MemoryStore,
+  PostgresStore,
+  ValkeyStore,
+} from '../../lib';
+import { describePostgres, startPostgres, type PostgresServer } from '../support/postgres-server';
 import { eventually } from '../support/eventually';
 import { runTsChild } from '../support/ts-child';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
@@ -8,7 +17,8 @@ import { freshPrefix } from '../valkey/helpers';
 import { FaultyStore, ItemsController, startApp, TestApp } from './http-app';
 
 /*
- * IdempotencyAdmin (issue 20, DESIGN 7.4) on a real app, on MemoryStore and on a real Valkey: a
+ * IdempotencyAdmin (issue 20, DESIGN 7.4) on a real app, on MemoryStore, a real Valkey and a real
+ * PostgreSQL (a key held by a SIGKILLed process there: test/postgres/transactions.e2e-spec.ts): a
  * key in flight, completed, scoped to a principal, held by a SIGKILLed process, and one whose
  * completion was deferred (held by this process).
  */
@@ -160,4 +170,17 @@ describeValkey('IdempotencyAdmin on a real Valkey', () => {
       await t.close();
     }
   }, 60_000);
+});
+
+describePostgres('IdempotencyAdmin on a real PostgreSQL', () => {
+  let server: PostgresServer;
+  const table = 'admin_keys';
+  beforeAll(async () => {
+    server = await startPostgres();
+    await new PostgresStore(server.pool(), { table, onWarning: () => undefined }).migrate();
+  }, 30_000);
+  afterAll(() => server?.stop(), 30_000);
+
+  // One table for the suite: every case uses keys of its own.
+  adminSuite('PostgresStore', () => () => new PostgresStore(server.pool(), { table, onWarning: () => undefined }));
 });

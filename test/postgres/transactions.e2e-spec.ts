@@ -21,7 +21,7 @@ import {
   type ClientProxy,
 } from '@nestjs/microservices';
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import type { Pool, PoolClient } from 'pg';
 import { lastValueFrom } from 'rxjs';
@@ -29,6 +29,7 @@ import { eq } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import {
+  IdempotencyAdmin,
   IdempotencyConflictError,
   IdempotencyKey,
   IdempotencyModule,
@@ -45,6 +46,8 @@ import { Executions, type Platform, startApp, type TestApp } from '../e2e/http-a
 import { tsChildCommand } from '../support/ts-child';
 
 const LEASE_MS = 1_500;
+/** The killed process's lease: long enough that an operator still sees its claim on a loaded machine. */
+const CHILD_LEASE_MS = 6_000;
 const PLATFORMS: Platform[] = ['express', 'fastify'];
 
 /** Backend pids of the transactions handlers hold open, by key. */
@@ -379,7 +382,7 @@ describePostgres('@IdempotencyTransaction on PostgreSQL', () => {
     const [command, args] = tsChildCommand(path.join(__dirname, 'children/transaction-holder.child.ts'));
     const child = spawn(command, args, {
       cwd: path.resolve(__dirname, '../..'),
-      env: { ...process.env, DATABASE_URL: server.connectionString, TABLE: table, LEASE_MS: String(LEASE_MS) },
+      env: { ...process.env, DATABASE_URL: server.connectionString, TABLE: table, LEASE_MS: String(CHILD_LEASE_MS) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     try {
@@ -418,6 +421,10 @@ describePostgres('@IdempotencyTransaction on PostgreSQL', () => {
       moduleOptions: { leaseMs: LEASE_MS },
     });
     try {
+      // What an operator sees meanwhile: the dead holder's claim, not held by this process.
+      const stuck = await app.app.get(IdempotencyAdmin).inspect(key);
+      expect(stuck).toMatchObject({ state: 'processing', heldHere: false });
+      expect(stuck.msLeft).toBeLessThanOrEqual(CHILD_LEASE_MS);
       const charge = () =>
         app.client.request('POST', '/ledger/charge', { headers: { 'idempotency-key': key }, body: { amount: 11 } });
       let response = await charge();
@@ -427,6 +434,40 @@ describePostgres('@IdempotencyTransaction on PostgreSQL', () => {
       }
       expect(response.status).toBe(201);
       expect(app.executions.count(key)).toBe(1);
+      expect(await effectRows(pool, key)).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('with encryption, the row holds the sealed response only, committed with the effect', async () => {
+    const store = await freshStore();
+    const app = await startApp('express', {
+      store,
+      controllers: [LedgerController],
+      moduleOptions: { encryption: { keys: [{ id: 'k1', key: randomBytes(32) }] } },
+    });
+    try {
+      const key = `sealed-${randomUUID()}`;
+      const first = await app.client.request('POST', '/ledger/charge', {
+        headers: { 'idempotency-key': key },
+        body: { amount: 4242 },
+      });
+      expect(first.status).toBe(201);
+      const { rows } = await pool.query<{ body: Buffer; metadata: unknown }>(
+        `SELECT body, metadata::text AS metadata FROM ${store.table} WHERE status_code IS NOT NULL`,
+      );
+      expect(rows).toHaveLength(1);
+      const raw = `${rows[0].body.toString('latin1')}${String(rows[0].metadata)}`;
+      expect(raw).not.toContain('4242');
+      expect(raw).not.toContain('charged');
+      expect(raw).not.toContain('application/json');
+      const again = await app.client.request('POST', '/ledger/charge', {
+        headers: { 'idempotency-key': key },
+        body: { amount: 4242 },
+      });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.json()).toEqual(first.json());
       expect(await effectRows(pool, key)).toBe(1);
     } finally {
       await app.close();
