@@ -27,6 +27,8 @@ export const PAYMENTS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS payments (
         if (!url) return null;
         const { Pool } = await import('pg');
         const pool = new Pool({ connectionString: url });
+        // Without a listener, an idle connection the server drops (a restart) crashes the process.
+        pool.on('error', (error) => console.error('postgres:', error.message));
         await pool.query(PAYMENTS_TABLE_SQL);
         return pool;
       },

@@ -56,6 +56,8 @@ export interface PostgresPool {
   connect(): Promise<PostgresPoolClient>;
   /** Ends the pool (with `closePool`). */
   end?(): Promise<void>;
+  /** With `closePool`, the store listens for the 'error' of connections still closing. */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
   query(query: PostgresQuery | string): Promise<PostgresQueryResult>;
   /**
    * The pool's connection settings and client class (node-postgres sets both): the store opens
@@ -403,7 +405,12 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#listener.close();
-    if (this.#closePool) await this.#pool.end?.();
+    if (this.#closePool) {
+      // end() resolves before its connections are closed; one the server drops meanwhile (its
+      // shutdown) reports an 'error' the pool would raise as unhandled. The pool is ending: ignore it.
+      this.#pool.on?.('error', () => undefined);
+      await this.#pool.end?.();
+    }
   }
 
   /**
