@@ -38,9 +38,11 @@
 //                        another process.
 //   store-outage         the store was unreachable for >= leaseMs (Valkey SIGSTOP, proxy blackhole,
 //                        proxy dropping every chunk, proxy delay past the command time limit) at
-//                        some time between A's start and B's start; A has no `stored` record; B
-//                        ran in another process (within one process the library must hold the
-//                        unstored result, so that is a violation).
+//                        some time between A's start and B's start; A has no `stored` record from
+//                        before B started (the process holding A's result stores it later when B's
+//                        run leaves the key without an answer); B ran in another process (within
+//                        one process the library must hold the unstored result, so that is a
+//                        violation).
 //   failover-lost-write  a failover without durability ended after A started and began before B
 //                        started; A has no `stored` record after the failover (a result stored
 //                        before it may have been lost with the old primary).
@@ -197,7 +199,7 @@ function windowsFor(a, b, evidence, scenario, committed) {
     found.push('paused-holder');
   }
   if (
-    unstored &&
+    a.stored.every((st) => st.time > b.start) &&
     otherProcess &&
     evidence.outages.some((o) => o.end - o.start >= lease && o.start <= b.start && o.end >= a.start)
   ) {

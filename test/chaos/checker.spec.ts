@@ -201,6 +201,27 @@ describe('chaos checker', () => {
       expect(result.counts.windows['store-outage']).toBe(1);
     });
 
+    it('excuses it too when the first result, held meanwhile, was stored after the retry ran (whose own was not)', () => {
+      const result = run({
+        ledger: [
+          ...execution('a', { start: 100, storedAt: 9_000 }),
+          ...execution('b', { instance: 'e2', pid: 2, start: 2_800 }),
+        ],
+        nemesis: [outage],
+      });
+      expect(result.violations).toEqual([]);
+      expect(result.counts.windows['store-outage']).toBe(1);
+      // Stored before the retry started: the retry had a result to replay, so it is no window.
+      const early = run({
+        ledger: [
+          ...execution('a', { start: 100, storedAt: 2_700 }),
+          ...execution('b', { instance: 'e2', pid: 2, start: 2_800 }),
+        ],
+        nemesis: [outage],
+      });
+      expect(kinds(early)).toEqual(['executed-twice']);
+    });
+
     it('never excuses a second run in the same process: it must hold its unstored result', () => {
       const result = run({
         ledger: [...execution('a', { start: 100 }), ...execution('b', { start: 2_800, token: '2' })],
