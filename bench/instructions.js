@@ -58,7 +58,9 @@ const USAGE = `usage: node bench/instructions.js [options]   (needs valgrind; \`
   --keep DIR         keep each run's callgrind dumps in DIR (for callgrind_annotate)
   --json             print one JSON document (medians) as the last line of stdout
 
-BENCH_DIST=/path/to/dist measures another build of the library (default: dist/).`;
+BENCH_DIST=/path/to/dist measures another build of the library (default: dist/); BENCH_NODE_FLAGS adds
+Node options to the servers (--perf-basic-prof writes /tmp/perf-<pid>.map, which names the JIT code in
+the dumps kept by --keep: bench/callgrind-jit.py).`;
 
 const opts = cli(USAGE, {
   platforms: { type: 'string', default: 'express,fastify' },
@@ -118,7 +120,7 @@ async function startServer(variant, platform, env, label) {
   const child = fork(script, [spec.name, platform], {
     cwd: ROOT,
     execPath: valgrind,
-    execArgv: [...args, process.execPath],
+    execArgv: [...args, process.execPath, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
     silent: true,
     env: { ...process.env, ...env, NODE_ENV: 'production', BENCH_DIST: DIST },
   });
@@ -166,6 +168,9 @@ async function startServer(variant, platform, env, label) {
       fs.mkdirSync(KEEP, { recursive: true });
       for (const f of fs.readdirSync(dir))
         if (/^callgrind\.out\.\d+$/.test(f)) fs.copyFileSync(path.join(dir, f), path.join(KEEP, `${label}.${f}`));
+      // node --perf-basic-prof (BENCH_NODE_FLAGS): the names of the JIT code, for bench/callgrind-jit.py.
+      const map = `/tmp/perf-${child.pid}.map`;
+      if (fs.existsSync(map)) fs.renameSync(map, path.join(KEEP, `${label}.perf.map`));
     }
     fs.rmSync(dir, { recursive: true, force: true });
   };
