@@ -55,6 +55,7 @@ const USAGE = `usage: node bench/instructions.js [options]   (needs valgrind; \`
   --connections N    autocannon connections (default 8)
   --pool N           completed keys the replay scenario cycles through (default 1000)
   --valkey-ops N     also run bench/valkey-instructions.js with N operations (default 3000; 0 skips it)
+  --no-gc            do not run full collections in the server before each counted window
   --keep DIR         keep each run's callgrind dumps in DIR (for callgrind_annotate)
   --json             print one JSON document (medians) as the last line of stdout
 
@@ -74,6 +75,7 @@ const opts = cli(USAGE, {
   pool: { type: 'string', default: '1000' },
   'valkey-ops': { type: 'string', default: '3000' },
   keep: { type: 'string' },
+  'no-gc': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
 });
 const PLATFORMS = list('platforms', opts.platforms, ['express', 'fastify']);
@@ -87,6 +89,7 @@ const CONNECTIONS = Math.round(positive('connections', opts.connections));
 const POOL = Math.round(positive('pool', opts.pool));
 const VALKEY_OPS = Math.round(Number(opts['valkey-ops']));
 const KEEP = opts.keep ? path.resolve(opts.keep) : undefined;
+const GC_BEFORE = !opts['no-gc'];
 
 const BODY = JSON.stringify({ item: 'widget', qty: 2, note: 'bench' });
 const PG_BODY = JSON.stringify({ amount: 42 });
@@ -118,9 +121,15 @@ async function startServer(variant, platform, env, label) {
   const script = path.join(__dirname, 'lib', spec.server === 'pg' ? 'pg-server.js' : 'variant-server.js');
   const { dir, args } = callgrindSetup(label);
   const child = fork(script, [spec.name, platform], {
-    cwd: ROOT,
+    // The dumps' dir: whatever the server writes beside them (V8's logs) goes away with them.
+    cwd: dir,
     execPath: valgrind,
-    execArgv: [...args, process.execPath, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
+    execArgv: [
+      ...args,
+      process.execPath,
+      ...(GC_BEFORE ? ['--expose-gc'] : []),
+      ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+    ],
     silent: true,
     env: { ...process.env, ...env, NODE_ENV: 'production', BENCH_DIST: DIST },
   });
@@ -134,23 +143,27 @@ async function startServer(variant, platform, env, label) {
   child.once('exit', () => children.delete(child));
 
   let nextId = 0;
-  const stats = () =>
+  const ask = (cmd) =>
     new Promise((resolve, reject) => {
       const id = ++nextId;
       const timer = setTimeout(() => {
         child.off('message', onMessage);
-        reject(new Error(`${platform}/${variant}: no stats answer`));
-      }, 60_000);
+        reject(new Error(`${platform}/${variant}: no ${cmd} answer`));
+      }, 120_000);
       const onMessage = (m) => {
-        if (m?.type === 'stats' && m.id === id) {
+        if (m?.type === cmd && m.id === id) {
           clearTimeout(timer);
           child.off('message', onMessage);
           resolve(m);
         }
       };
       child.on('message', onMessage);
-      child.send({ cmd: 'stats', id });
+      child.send({ cmd, id });
     });
+  const stats = () => ask('stats');
+  // Full collections (the server runs with --expose-gc): every counted window starts from the
+  // same heap state, so whether a major collection falls inside it depends less on the run.
+  const collect = () => ask('memory');
   const stop = async () => {
     stoppers.delete(stop);
     if (child.exitCode === null && child.signalCode === null) {
@@ -197,7 +210,7 @@ async function startServer(variant, platform, env, label) {
     await stop();
     throw error;
   });
-  return { port, pid: child.pid, counter: callgrindCounter(child.pid, dir), stats, stop };
+  return { port, pid: child.pid, counter: callgrindCounter(child.pid, dir), stats, collect, stop };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,6 +347,7 @@ async function runCell(platform, variant, roundNo) {
     const order = roundNo % 2 === 1 ? SCENARIOS_WANTED : [...SCENARIOS_WANTED].reverse();
     for (const scenario of order) {
       const nextKey = scenario === 'fresh' ? fresh : replay;
+      if (GC_BEFORE) await server.collect();
       const s0 = await server.stats();
       const v0 = valkey ? await snapshot(valkey.admin) : undefined;
       server.counter.on();

@@ -92,10 +92,14 @@ async function main() {
 }
 
 process.on('disconnect', () => process.exit(0));
-// bench/instructions.js: `{ cmd: 'stats', id }` answers the handler's executions, `{ cmd: 'stop' }` exits.
+// bench/instructions.js: `{ cmd: 'stats', id }` answers the handler's executions, `{ cmd: 'memory', id }`
+// runs full collections (with --expose-gc), `{ cmd: 'stop' }` exits.
 process.on('message', (m) => {
   if (m?.cmd === 'stats') process.send?.({ type: 'stats', id: m.id, executions });
-  else if (m?.cmd === 'stop') process.exit(0);
+  else if (m?.cmd === 'memory') {
+    if (typeof global.gc === 'function') for (let i = 0; i < 3; i++) global.gc();
+    process.send?.({ type: 'memory', id: m.id });
+  } else if (m?.cmd === 'stop') process.exit(0);
 });
 main().catch((error) => {
   console.error(`[pg-server ${variant}] ${error?.stack ?? error}`);
