@@ -10,13 +10,10 @@
 //   npm run bench:valkey-instructions
 //   node bench/valkey-instructions.js --ops 2000 --json
 'use strict';
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { DIST, ROOT, cli, positive, round, table, loadLibrary, machine, sleep } = require('./lib/common');
-const { HOST, freePort, findBinary, serverVersion } = require('./lib/valkey');
+const { DIST, ROOT, cli, positive, round, table, loadLibrary, machine } = require('./lib/common');
 const { floorScripts } = require('./lib/floor-valkey');
+const { startValkeyUnderCallgrind: startUnderCallgrind } = require('./lib/callgrind');
 
 const USAGE = `usage: node bench/valkey-instructions.js [options]   (needs valgrind; \`npm run bench:valkey-instructions\` builds first)
 
@@ -37,73 +34,6 @@ const LEASE_MS = 10_000;
 const TTL_MS = 86_400_000;
 const BODY = JSON.stringify({ item: 'widget', qty: 2, note: 'bench' });
 const log = (...args) => console.error(...args);
-
-/** valkey-server under callgrind, instrumentation off until a workload starts. */
-async function startUnderCallgrind() {
-  const valgrind = findBinary('valgrind');
-  const control = findBinary('callgrind_control');
-  const bin = findBinary('valkey-server') ?? findBinary('redis-server');
-  if (!valgrind || !control)
-    throw new Error('valgrind (with callgrind_control) not found on PATH: apt-get install valgrind');
-  if (!bin) throw new Error('valkey-server (or redis-server) not found on PATH: install it (DESIGN.md section 5)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-callgrind-'));
-  const port = await freePort();
-  const args = ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${dir}/callgrind.out`, bin];
-  // hz 1: the server's timer (expiry, statistics) runs once a second, not ten times.
-  args.push('--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--hz', '1', '--dir', dir);
-  const child = spawn(valgrind, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  process.on('exit', () => child.kill('SIGKILL'));
-  const Redis = require('ioredis');
-  const url = `redis://${HOST}:${port}`;
-  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  admin.on('error', () => undefined);
-  for (let i = 0; ; i++) {
-    try {
-      await admin.connect();
-      await admin.ping();
-      break;
-    } catch {
-      admin.disconnect();
-      if (i > 300 || child.exitCode !== null)
-        throw new Error(`valkey-server under callgrind did not start: ${stderr.slice(-500)}`);
-      await sleep(100);
-    }
-  }
-  const pid = child.pid;
-  const ctl = (...a) => execFileSync(control, [...a, String(pid)], { stdio: 'ignore', timeout: 60_000 });
-  let dumps = 0;
-  return {
-    url,
-    version: serverVersion(bin),
-    admin,
-    /** Instructions valkey-server executed while `work` ran. */
-    async count(work) {
-      ctl('-z');
-      ctl('-i', 'on');
-      try {
-        await work();
-      } finally {
-        ctl('-i', 'off');
-      }
-      ctl('-d', `workload-${++dumps}`);
-      const file = fs
-        .readdirSync(dir)
-        .filter((f) => f.startsWith('callgrind.out'))
-        .map((f) => path.join(dir, f))
-        .find((f) => fs.readFileSync(f, 'utf8').includes(`workload-${dumps}`));
-      const totals = /^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'));
-      if (!totals) throw new Error(`no totals in ${file}`);
-      return Number(totals[1]);
-    },
-    async stop() {
-      admin.disconnect();
-      child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** Runs `op(i)` for i = 0..n-1 with CALLERS concurrent callers. */
 async function concurrently(n, op) {
