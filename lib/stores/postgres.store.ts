@@ -191,6 +191,12 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     this.#assertOpen('migrate');
     const client = await this.#connect('migrate');
     let broken = false;
+    // A checked-out client has no listener of the pool's: the server ending the connection (a
+    // restart, pg_terminate_backend) would be an unhandled 'error' event, which ends the process.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       await client.query({
@@ -200,12 +206,16 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
       await client.query(postgresMigrationSql({ table: this.#tableOption(), schema: this.#schemaOption() }));
       await client.query('COMMIT');
     } catch (error) {
-      broken = await client.query('ROLLBACK').then(
-        () => false,
+      const rolledBack = await client.query('ROLLBACK').then(
         () => true,
+        () => false,
       );
+      broken ||= !rolledBack;
       throw storeError(error, 'migrate');
     } finally {
+      client.removeListener('error', onError);
+      // A failed connection may still emit errors while it closes: swallow them.
+      if (broken) client.on('error', () => undefined);
       client.release(broken);
     }
     await this.#checkServer();
