@@ -29,6 +29,31 @@ async function effectRows(pool: Pool, key: string): Promise<number> {
   return Number(rows[0].n);
 }
 
+
+/** A pool whose next `connect()` waits until the test opens it: a pool busy with other work. */
+function contendedPool(inner: Pool) {
+  let gate: Promise<void> | undefined;
+  const pooled = inner as unknown as { options: object; Client: unknown };
+  const wrapper = {
+    options: pooled.options,
+    Client: pooled.Client,
+    query: (query: never) => inner.query(query),
+    async connect() {
+      const waitFor = gate;
+      gate = undefined;
+      if (waitFor !== undefined) await waitFor;
+      return inner.connect();
+    },
+    /** The next connect() waits for the function answered. */
+    holdNextConnect(): () => void {
+      let open!: () => void;
+      gate = new Promise<void>((resolve) => (open = resolve));
+      return open;
+    },
+  };
+  return wrapper;
+}
+
 @Controller('pay')
 class PayController {
   constructor(private readonly executions: Executions) {}
@@ -100,6 +125,86 @@ describePostgres('PostgresStore under attack', () => {
       await other.query('ROLLBACK').catch(() => undefined);
       other.release();
       await store.close();
+    }
+  });
+
+  it('never starts the handler on a claim whose lease ran out while it waited for a pool connection', async () => {
+    const contended = contendedPool(pool);
+    const store = await freshStore(contended as unknown as PostgresPool);
+    const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 600 } });
+    try {
+      const key = `pool-wait-${randomUUID()}`;
+      const pay = () => app.client.request('POST', '/pay', { headers: { 'idempotency-key': key }, body: { amount: 3 } });
+      const open = contended.holdNextConnect();
+      // Claimed; its transaction waits for a connection past the lease.
+      const first = pay();
+      await eventually(async () => (await store.inspect(new IdempotencyKey(key))) !== undefined, 'the claim');
+      await eventually(async () => (await store.inspect(new IdempotencyKey(key))) === undefined, 'the lease to end');
+      // The retry claims the free key and runs.
+      const second = await pay();
+      expect(second.status).toBe(201);
+      expect(app.executions.count(key)).toBe(1);
+      open();
+      const late = await first;
+      // The late one must not run the handler on its lost claim: it answers what the key holds.
+      expect(app.executions.count(key)).toBe(1);
+      expect(late.status).toBe(201);
+      expect(late.headers['idempotent-replayed']).toBe('true');
+      expect(await effectRows(pool, key)).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each(['repeatable read', 'serializable'])(
+    'completes a handler that outlives a lease renewal when the server default isolation is %s',
+    async (level) => {
+      const strict = server.pool({ options: `-c default_transaction_isolation=${level.replace(' ', '\\ ')}` });
+      const store = await freshStore(strict);
+      const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 300 } });
+      try {
+        const key = `iso-${randomUUID()}`;
+        const answer = app.client.request('POST', '/pay', {
+          headers: { 'idempotency-key': key, 'x-hold': '1' },
+          body: { amount: 4 },
+        });
+        await eventually(() => app.executions.count(key) === 1, 'the handler to start');
+        // Past two renewals of the lease (each updates the key's row).
+        await sleep(450);
+        app.executions.open(key);
+        const done = await answer;
+        if (done.status !== 201) console.log(done.status, done.text, app.logger);
+        expect(done.status).toBe(201);
+        expect(await effectRows(pool, key)).toBe(1);
+        expect((await store.get(new IdempotencyKey(key)))?.isCompleted()).toBe(true);
+      } finally {
+        await app.close();
+        await strict.end();
+      }
+    },
+  );
+
+  it('keeps two keys apart that differ only in unpaired surrogates (they are the same UTF-8)', async () => {
+    const store = await freshStore();
+    @Module({ imports: [IdempotencyModule.forRoot({ store, leaseMs: 2_000 })] })
+    class AppModule {}
+    const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+    try {
+      const service = app.get(IdempotencyService);
+      let runs = 0;
+      const call = (key: string) =>
+        service
+          .run(key, async () => ({ run: ++runs }), { request: { same: true } })
+          .then(
+            (answer) => answer,
+            (error: unknown) => ({ error: (error as Error).name }),
+          );
+      const first = await call('k-\uD800');
+      const second = await call('k-\uDC00');
+      // Two different keys never share a result: each runs, or the odd key is refused.
+      expect(second).not.toEqual({ value: first && 'value' in first ? first.value : undefined, replayed: true });
+    } finally {
+      await app.close();
     }
   });
 });
