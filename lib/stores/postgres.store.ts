@@ -369,8 +369,8 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
   }
 
   /**
-   * Opens a transaction on a connection of its own from the pool (`BEGIN`, READ COMMITTED unless
-   * the server's default says otherwise): the work writes through its `client` (a
+   * Opens a transaction on a connection of its own from the pool (`BEGIN`, READ COMMITTED whatever
+   * the server's default isolation level): the work writes through its `client` (a
    * `pg.PoolClient`), `complete` stores the result in it (token-checked; the key's row is not
    * locked before), and `commit` commits both. The connection goes back to the pool when the
    * transaction ends.
@@ -583,8 +583,12 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     // One round trip: BEGIN, then the backend and the transaction id, to learn from another
     // connection what became of a commit whose connection was lost (txid_current() also gives the
     // transaction its id now). Two statements in one simple query answer one result each.
+    // READ COMMITTED whatever the server's default: the completion reads the key's row as it is
+    // now (its renewed lease, a takeover), which a snapshot from the start of the transaction
+    // (REPEATABLE READ, SERIALIZABLE) cannot: it would find the lease of the claim as it was at
+    // BEGIN, run out, or fail to serialize with the renewals.
     const answered = (await this.client.query({
-      text: 'BEGIN; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
+      text: 'BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
       types: TEXT,
     })) as PostgresQueryResult | PostgresQueryResult[];
     const { rows } = Array.isArray(answered) ? answered[answered.length - 1] : answered;

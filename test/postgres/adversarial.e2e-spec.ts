@@ -173,7 +173,6 @@ describePostgres('PostgresStore under attack', () => {
         await sleep(450);
         app.executions.open(key);
         const done = await answer;
-        if (done.status !== 201) console.log(done.status, done.text, app.logger);
         expect(done.status).toBe(201);
         expect(await effectRows(pool, key)).toBe(1);
         expect((await store.get(new IdempotencyKey(key)))?.isCompleted()).toBe(true);
