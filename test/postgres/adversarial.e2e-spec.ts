@@ -29,7 +29,6 @@ async function effectRows(pool: Pool, key: string): Promise<number> {
   return Number(rows[0].n);
 }
 
-
 /** A pool whose next `connect()` waits until the test opens it: a pool busy with other work. */
 function contendedPool(inner: Pool) {
   let gate: Promise<void> | undefined;
@@ -134,7 +133,8 @@ describePostgres('PostgresStore under attack', () => {
     const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 600 } });
     try {
       const key = `pool-wait-${randomUUID()}`;
-      const pay = () => app.client.request('POST', '/pay', { headers: { 'idempotency-key': key }, body: { amount: 3 } });
+      const pay = () =>
+        app.client.request('POST', '/pay', { headers: { 'idempotency-key': key }, body: { amount: 3 } });
       const open = contended.holdNextConnect();
       // Claimed; its transaction waits for a connection past the lease.
       const first = pay();
@@ -183,7 +183,7 @@ describePostgres('PostgresStore under attack', () => {
     },
   );
 
-  it('keeps two keys apart that differ only in unpaired surrogates (they are the same UTF-8)', async () => {
+  it('never lets two keys, or two principals, that differ only in unpaired surrogates meet as one row', async () => {
     const store = await freshStore();
     @Module({ imports: [IdempotencyModule.forRoot({ store, leaseMs: 2_000 })] })
     class AppModule {}
@@ -191,17 +191,19 @@ describePostgres('PostgresStore under attack', () => {
     try {
       const service = app.get(IdempotencyService);
       let runs = 0;
-      const call = (key: string) =>
-        service
-          .run(key, async () => ({ run: ++runs }), { request: { same: true } })
-          .then(
-            (answer) => answer,
-            (error: unknown) => ({ error: (error as Error).name }),
-          );
-      const first = await call('k-\uD800');
-      const second = await call('k-\uDC00');
-      // Two different keys never share a result: each runs, or the odd key is refused.
-      expect(second).not.toEqual({ value: first && 'value' in first ? first.value : undefined, replayed: true });
+      const call = (key: string, scope?: string) =>
+        service.run(key, async () => ({ run: ++runs }), { request: { same: true }, scope });
+      // UTF-8 (the column, every digest) has no unpaired surrogate: both would be 'k-\uFFFD'.
+      expect(await call('k-\uFFFD')).toEqual({ value: { run: 1 }, replayed: false });
+      await expect(call('k-\uD800')).rejects.toMatchObject({ code: 'INVALID_KEY' });
+      await expect(call('k-\uDC00')).rejects.toMatchObject({ code: 'INVALID_KEY' });
+      // A principal is any string: one user's result is never another's.
+      const key = `scoped-${randomUUID()}`;
+      expect(await call(key, 'user-\uD800')).toEqual({ value: { run: 2 }, replayed: false });
+      expect(await call(key, 'user-\uDC00')).toEqual({ value: { run: 3 }, replayed: false });
+      expect(await call(key, 'user-\uFFFD')).toEqual({ value: { run: 4 }, replayed: false });
+      expect(await call(key, 'user-\uD800')).toEqual({ value: { run: 2 }, replayed: true });
+      expect(runs).toBe(4);
     } finally {
       await app.close();
     }
