@@ -18,6 +18,7 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
 import type { StoreTransaction, TransactionalStore } from '../core/store-transaction';
+import { guardedTransactionClient } from './postgres-guard';
 import { type ListenerConnection, notifyPayload, PostgresListener } from './postgres-listener';
 import { postgresMigrationSql, postgresNames, type PostgresNames, type PostgresTableOptions } from './postgres-sql';
 
@@ -570,12 +571,19 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#broken = true;
   };
 
+  /** The client the work writes through: the transaction's, refusing to end it or be released. */
+  readonly client: PostgresPoolClient;
+  /** The transaction's connection itself, for the library's own statements. */
+  readonly #raw: PostgresPoolClient;
+
   constructor(
     private readonly store: PostgresStore,
-    readonly client: PostgresPoolClient,
+    client: PostgresPoolClient,
     private readonly pool: PostgresPool,
     private readonly checkMs: number,
   ) {
+    this.#raw = client;
+    this.client = guardedTransactionClient(client);
     client.on('error', this.#onError);
   }
 
@@ -587,7 +595,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     // now (its renewed lease, a takeover), which a snapshot from the start of the transaction
     // (REPEATABLE READ, SERIALIZABLE) cannot: it would find the lease of the claim as it was at
     // BEGIN, run out, or fail to serialize with the renewals.
-    const answered = (await this.client.query({
+    const answered = (await this.#raw.query({
       text: 'BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
       types: TEXT,
     })) as PostgresQueryResult | PostgresQueryResult[];
@@ -603,7 +611,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     ttlMs: number,
   ): Promise<FencedOutcome> {
     if (this.#ended) return Promise.reject(new IdempotencyStoreError('postgres complete: the transaction has ended'));
-    return this.store.completeInTransaction(this.client, key, entry, fencingToken, ttlMs);
+    return this.store.completeInTransaction(this.#raw, key, entry, fencingToken, ttlMs);
   }
 
   async commit(): Promise<'committed' | 'rolled-back'> {
@@ -611,7 +619,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#ended = true;
     let result: PostgresQueryResult;
     try {
-      result = await this.client.query('COMMIT');
+      result = await this.#raw.query('COMMIT');
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       const severity = (error as { severity?: unknown }).severity;
@@ -636,7 +644,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#ended = true;
     if (this.#broken) return this.#release(true);
     try {
-      await this.client.query('ROLLBACK');
+      await this.#raw.query('ROLLBACK');
       this.#release(false);
     } catch {
       this.#release(true);
@@ -650,10 +658,10 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
   }
 
   #release(destroy: boolean): void {
-    this.client.removeListener('error', this.#onError);
+    this.#raw.removeListener('error', this.#onError);
     // A failed connection may still emit errors while it closes: swallow them.
-    if (destroy || this.#broken) this.client.on('error', () => undefined);
-    this.client.release(destroy || this.#broken);
+    if (destroy || this.#broken) this.#raw.on('error', () => undefined);
+    this.#raw.release(destroy || this.#broken);
   }
 
   /**

@@ -8,7 +8,9 @@
 import { Body, Controller, Headers, Injectable, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import { Pool as PgPool, type Pool, type PoolClient } from 'pg';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import {
   IdempotencyKey,
   IdempotencyModule,
@@ -69,6 +71,89 @@ class PayController {
     await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, body.amount]);
     if (hold !== undefined) await this.executions.gate(key);
     return { paid: body.amount };
+  }
+}
+
+const effects = pgTable('effects', { key: text('key').notNull(), amount: integer('amount').notNull() });
+
+/** Handlers that end the library's transaction themselves (what the docs' rules forbid). */
+@Controller('ends')
+class EndsTransactionController {
+  constructor(private readonly executions: Executions) {}
+
+  /** The idiomatic Drizzle call: `db.transaction()` over the client (BEGIN ... COMMIT on it). */
+  @Post('drizzle')
+  @Idempotent()
+  async drizzle(
+    @Headers('idempotency-key') key: string,
+    @Headers('x-hold') hold: string | undefined,
+    @Body() body: { amount: number },
+    @IdempotencyTransaction() tx: PoolClient,
+  ) {
+    this.executions.hit(key);
+    await drizzle(tx).transaction(async (t) => {
+      await t.insert(effects).values({ key, amount: body.amount });
+    });
+    if (hold !== undefined) await this.executions.gate(key);
+    return { amount: body.amount };
+  }
+
+  /** A raw COMMIT, then a failure. */
+  @Post('commit-then-throw')
+  @Idempotent()
+  async commitThenThrow(
+    @Headers('idempotency-key') key: string,
+    @Body() body: { amount: number },
+    @IdempotencyTransaction() tx: PoolClient,
+  ) {
+    this.executions.hit(key);
+    await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, body.amount]);
+    await tx.query('COMMIT');
+    throw new Error('the provider declined');
+  }
+
+  /** A ROLLBACK hidden after another statement, then a value: a response with no effect. */
+  @Post('rollback-then-return')
+  @Idempotent()
+  async rollbackThenReturn(
+    @Headers('idempotency-key') key: string,
+    @Body() body: { amount: number },
+    @IdempotencyTransaction() tx: PoolClient,
+  ) {
+    this.executions.hit(key);
+    await tx.query(`INSERT INTO effects (key, amount) VALUES ('${key}', ${Number(body.amount)}); rollback`);
+    return { amount: body.amount };
+  }
+
+  /** Gives the transaction's connection back to the pool. */
+  @Post('release')
+  @Idempotent()
+  async release(@Headers('idempotency-key') key: string, @IdempotencyTransaction() tx: PoolClient) {
+    this.executions.hit(key);
+    tx.release();
+    return { released: true };
+  }
+
+  /** A savepoint is allowed: a part that fails is rolled back, the rest commits with the response. */
+  @Post('savepoint')
+  @Idempotent()
+  async savepoint(
+    @Headers('idempotency-key') key: string,
+    @Body() body: { amount: number },
+    @IdempotencyTransaction() tx: PoolClient,
+  ) {
+    this.executions.hit(key);
+    await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, body.amount]);
+    await tx.query('SAVEPOINT part');
+    await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, -1]);
+    await tx.query('ROLLBACK TO SAVEPOINT part');
+    await drizzle(tx)
+      .transaction(async (t) => {
+        // Drizzle's nested transactions are savepoints too, and are refused only at the outer level.
+        await t.transaction(async () => undefined).catch(() => undefined);
+      })
+      .catch(() => undefined);
+    return { amount: body.amount };
   }
 }
 
@@ -207,5 +292,79 @@ describePostgres('PostgresStore under attack', () => {
     } finally {
       await app.close();
     }
+  });
+  describe('a handler that ends the transaction itself', () => {
+    let app: TestApp;
+    let store: PostgresStore;
+
+    beforeAll(async () => {
+      store = await freshStore();
+      app = await startApp('express', {
+        store,
+        controllers: [EndsTransactionController],
+        moduleOptions: { leaseMs: 2_000 },
+      });
+    });
+
+    afterAll(async () => {
+      await app?.close();
+    });
+
+    const post = (route: string, key: string, hold = false) =>
+      app.client.request('POST', `/ends/${route}`, {
+        headers: { 'idempotency-key': key, 'x-hold': hold ? '1' : undefined },
+        body: { amount: 5 },
+      });
+
+    it("Drizzle's db.transaction() on the client never commits an effect that a takeover then writes again", async () => {
+      const key = `drizzle-tx-${randomUUID()}`;
+      const first = post('drizzle', key, true);
+      await eventually(() => app.executions.count(key) === 1, 'the handler');
+      // Past db.transaction() (its COMMIT), at the gate, or refused.
+      await Promise.race([first, sleep(300)]);
+      // The holder's claim ends (as when its lease runs out) and the retry takes the key.
+      await store.purge(new IdempotencyKey(key));
+      const second = await post('drizzle', key, false);
+      app.executions.open(key);
+      const answers = [(await first).status, second.status];
+      // db.transaction() is refused on the client: each call fails, and nothing was written.
+      expect(answers).toEqual([500, 500]);
+      // Drizzle wraps the refusal ("Failed query: begin"; its cause says why).
+      expect(JSON.stringify(app.logger)).toMatch(/Failed query: begin/);
+      expect(await effectRows(pool, key)).toBe(0);
+    });
+
+    it('a COMMIT in the handler, then a throw, never leaves an effect a retry writes again', async () => {
+      const key = `commit-throw-${randomUUID()}`;
+      await post('commit-then-throw', key);
+      await post('commit-then-throw', key);
+      expect(await effectRows(pool, key)).toBe(0);
+    });
+
+    it('a ROLLBACK in the handler never lets a response be stored without its effect', async () => {
+      const key = `rollback-return-${randomUUID()}`;
+      const answer = await post('rollback-then-return', key);
+      const stored = await store.get(new IdempotencyKey(key));
+      const effects = await effectRows(pool, key);
+      // Both or neither.
+      expect({ stored: stored?.isCompleted() === true, effect: effects === 1 }).toEqual(
+        answer.status === 201 ? { stored: true, effect: true } : { stored: false, effect: false },
+      );
+    });
+
+    it("releasing the transaction's client is refused, never a connection handed on mid-transaction", async () => {
+      const key = `release-${randomUUID()}`;
+      const answer = await post('release', key);
+      expect(answer.status).toBe(500);
+      expect(await store.get(new IdempotencyKey(key))).toBeUndefined();
+      // The pool is sound: the next call runs and commits.
+      expect((await post('savepoint', `after-${key}`)).status).toBe(201);
+    });
+
+    it('SAVEPOINT and ROLLBACK TO SAVEPOINT work: the rest commits with the response', async () => {
+      const key = `savepoint-${randomUUID()}`;
+      expect((await post('savepoint', key)).status).toBe(201);
+      expect(await effectRows(pool, key)).toBe(1);
+    });
   });
 });
