@@ -5,7 +5,7 @@
  * exactly once; the handler never starts on a claim whose lease has passed; no process crash from
  * a pg client's 'error' event; no key stuck forever.
  */
-import { Body, Controller, Headers, Injectable, Module, Post } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Headers, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
 import { Pool as PgPool, type Pool, type PoolClient } from 'pg';
@@ -55,6 +55,65 @@ function contendedPool(inner: Pool) {
   return wrapper;
 }
 
+/** A pool whose transactions' COMMIT waits until the test opens it (a slow commit). */
+function slowCommitPool(inner: Pool) {
+  let gate: Promise<void> | undefined;
+  let reached!: () => void;
+  let commitReached = new Promise<void>((resolve) => (reached = resolve));
+  const pooled = inner as unknown as { options: object; Client: unknown };
+  return {
+    options: pooled.options,
+    Client: pooled.Client,
+    query: (query: never) => inner.query(query),
+    async connect() {
+      const client = await inner.connect();
+      return new Proxy(client, {
+        get(target, property, receiver) {
+          if (property !== 'query') return Reflect.get(target, property, receiver) as unknown;
+          return async (...args: unknown[]) => {
+            if (args[0] === 'COMMIT' && gate !== undefined) {
+              reached();
+              await gate;
+            }
+            return (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          };
+        },
+      });
+    },
+    /** The next COMMIT waits; answers when it is reached, and the opener. */
+    holdCommit(): { reached: Promise<void>; open: () => void } {
+      let open!: () => void;
+      gate = new Promise<void>((resolve) => (open = resolve));
+      commitReached = new Promise<void>((resolve) => (reached = resolve));
+      return {
+        reached: commitReached,
+        open: () => {
+          gate = undefined;
+          open();
+        },
+      };
+    },
+  };
+}
+
+@Controller('pay-or-fail')
+class PayOrFailController {
+  constructor(private readonly executions: Executions) {}
+
+  @Post()
+  @Idempotent({ cacheErrors: true })
+  async pay(
+    @Headers('idempotency-key') key: string,
+    @Body() body: { amount: number; fail?: boolean },
+    @IdempotencyTransaction() tx: PoolClient,
+  ) {
+    this.executions.hit(key);
+    await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, body.amount]);
+    if (body.fail) throw new BadRequestException('declined');
+    return { paid: body.amount };
+  }
+}
+
 @Controller('pay')
 class PayController {
   constructor(private readonly executions: Executions) {}
@@ -64,12 +123,14 @@ class PayController {
   async pay(
     @Headers('idempotency-key') key: string,
     @Headers('x-hold') hold: string | undefined,
+    @Headers('x-pause') pause: string | undefined,
     @Body() body: { amount: number },
     @IdempotencyTransaction() tx: PoolClient,
   ) {
     this.executions.hit(key);
     await tx.query('INSERT INTO effects (key, amount) VALUES ($1, $2)', [key, body.amount]);
     if (hold !== undefined) await this.executions.gate(key);
+    if (pause !== undefined) await sleep(Number(pause));
     return { paid: body.amount };
   }
 }
@@ -293,6 +354,190 @@ describePostgres('PostgresStore under attack', () => {
       await app.close();
     }
   });
+  it('a lease that runs out between the completion and its COMMIT: the retry waits for the commit and replays', async () => {
+    const slow = slowCommitPool(pool);
+    const store = await freshStore(slow as unknown as PostgresPool);
+    const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 300 } });
+    try {
+      const key = `slow-commit-${randomUUID()}`;
+      const pay = () =>
+        app.client.request('POST', '/pay', { headers: { 'idempotency-key': key }, body: { amount: 2 } });
+      const commit = slow.holdCommit();
+      const first = pay();
+      await commit.reached;
+      // The claim's lease (as committed) has run out; the completed row is not committed yet.
+      await sleep(450);
+      const second = pay();
+      await sleep(150);
+      commit.open();
+      const [a, b] = await Promise.all([first, second]);
+      expect(a.status).toBe(201);
+      expect(b.status).toBe(201);
+      expect(b.headers['idempotent-replayed']).toBe('true');
+      expect(b.json()).toEqual(a.json());
+      expect(app.executions.count(key)).toBe(1);
+      expect(await effectRows(pool, key)).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('idle_in_transaction_session_timeout ends a slow handler: 503, nothing persisted, no crash, the retry runs', async () => {
+    const timed = server.pool({ options: '-c idle_in_transaction_session_timeout=150' });
+    const store = await freshStore(timed);
+    const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 3_000 } });
+    try {
+      const key = `idle-${randomUUID()}`;
+      const pay = (hold: boolean) =>
+        app.client.request('POST', '/pay', {
+          headers: { 'idempotency-key': key, 'x-hold': hold ? '1' : undefined },
+          body: { amount: 6 },
+        });
+      const first = pay(true);
+      await eventually(() => app.executions.count(key) === 1, 'the handler');
+      await sleep(400);
+      app.executions.open(key);
+      expect((await first).status).toBe(503);
+      expect(await effectRows(pool, key)).toBe(0);
+      const retry = await pay(false);
+      expect(retry.status).toBe(201);
+      expect(await effectRows(pool, key)).toBe(1);
+    } finally {
+      await app.close();
+      await timed.end();
+    }
+  });
+
+  it('the store closed while a transaction runs: it still completes and commits, both together', async () => {
+    const store = await freshStore();
+    const app = await startApp('express', { store, controllers: [PayController], moduleOptions: { leaseMs: 3_000 } });
+    try {
+      const key = `closed-${randomUUID()}`;
+      const first = app.client.request('POST', '/pay', {
+        headers: { 'idempotency-key': key, 'x-hold': '1' },
+        body: { amount: 8 },
+      });
+      await eventually(() => app.executions.count(key) === 1, 'the handler');
+      await store.close();
+      app.executions.open(key);
+      expect((await first).status).toBe(201);
+      expect(await effectRows(pool, key)).toBe(1);
+      const reader = new PostgresStore(pool, { table: store.table });
+      expect((await reader.get(new IdempotencyKey(key)))?.isCompleted()).toBe(true);
+      await reader.close();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('cacheErrors: the thrown error is stored, the effect rolled back; the retry replays it and writes nothing', async () => {
+    const store = await freshStore();
+    const app = await startApp('express', { store, controllers: [PayOrFailController] });
+    try {
+      const key = `cached-error-${randomUUID()}`;
+      const pay = () =>
+        app.client.request('POST', '/pay-or-fail', {
+          headers: { 'idempotency-key': key },
+          body: { amount: 1, fail: true },
+        });
+      expect((await pay()).status).toBe(400);
+      const again = await pay();
+      expect(again.status).toBe(400);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(app.executions.count(key)).toBe(1);
+      expect(await effectRows(pool, key)).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('waitMs across two instances (two pools, one table): the waiter is woken by the commit and replays', async () => {
+    const name = table();
+    const poolB = server.pool();
+    const storeA = await freshStore(pool, { table: name });
+    const storeB = await freshStore(poolB, { table: name });
+    const appA = await startApp('express', { store: storeA, controllers: [PayController] });
+    const appB = await startApp('fastify', {
+      store: storeB,
+      controllers: [PayController],
+      moduleOptions: { waitMs: 10_000 },
+    });
+    try {
+      const key = `across-${randomUUID()}`;
+      const pay = (app: TestApp, hold: boolean) =>
+        app.client.request('POST', '/pay', {
+          headers: { 'idempotency-key': key, 'x-hold': hold ? '1' : undefined },
+          body: { amount: 7 },
+        });
+      const first = pay(appA, true);
+      await eventually(() => appA.executions.count(key) === 1, 'the handler');
+      const waiting = pay(appB, false);
+      await sleep(300);
+      const opened = Date.now();
+      appA.executions.open(key);
+      const [a, b] = await Promise.all([first, waiting]);
+      expect(a.status).toBe(201);
+      expect(b.status).toBe(201);
+      expect(b.headers['idempotent-replayed']).toBe('true');
+      // Woken by the notification, not by the one-second re-check.
+      expect(Date.now() - opened).toBeLessThan(900);
+      expect(appB.executions.count(key)).toBe(0);
+      expect(await effectRows(pool, key)).toBe(1);
+    } finally {
+      await appA.close();
+      await appB.close();
+      await poolB.end();
+    }
+  });
+
+  it('a small pool under many concurrent transactional calls, their duplicates waiting: no deadlock, each effect once', async () => {
+    const small = server.pool({ max: 3 });
+    const store = await freshStore(small);
+    const app = await startApp('express', {
+      store,
+      controllers: [PayController],
+      moduleOptions: { leaseMs: 1_500, waitMs: 20_000 },
+    });
+    try {
+      const keys = Array.from({ length: 15 }, () => `crowd-${randomUUID()}`);
+      // Each handler outlives a lease renewal, which waits for the pool behind the others.
+      const pay = (key: string) =>
+        app.client.request('POST', '/pay', {
+          headers: { 'idempotency-key': key, 'x-pause': '600' },
+          body: { amount: 1 },
+        });
+      const answers = await Promise.all(keys.flatMap((key) => [pay(key), pay(key), pay(key)]));
+      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 201));
+      for (const key of keys) {
+        expect(app.executions.count(key)).toBe(1);
+        expect(await effectRows(pool, key)).toBe(1);
+      }
+    } finally {
+      await app.close();
+      await small.end();
+    }
+  });
+
+  it('two stores on tables of the same name in two schemas keep their keys apart', async () => {
+    await pool.query('CREATE SCHEMA IF NOT EXISTS tenant_a; CREATE SCHEMA IF NOT EXISTS tenant_b');
+    const a = await freshStore(pool, { table: 'keys', schema: 'tenant_a' });
+    const b = await freshStore(pool, { table: 'keys', schema: 'tenant_b' });
+    const appA = await startApp('express', { store: a, controllers: [PayController] });
+    const appB = await startApp('express', { store: b, controllers: [PayController] });
+    try {
+      const key = `schemas-${randomUUID()}`;
+      const pay = (app: TestApp) =>
+        app.client.request('POST', '/pay', { headers: { 'idempotency-key': key }, body: { amount: 1 } });
+      expect((await pay(appA)).headers['idempotent-replayed']).toBeUndefined();
+      expect((await pay(appB)).headers['idempotent-replayed']).toBeUndefined();
+      expect((await pay(appA)).headers['idempotent-replayed']).toBe('true');
+      expect(await effectRows(pool, key)).toBe(2);
+    } finally {
+      await appA.close();
+      await appB.close();
+    }
+  });
+
   describe('a handler that ends the transaction itself', () => {
     let app: TestApp;
     let store: PostgresStore;
