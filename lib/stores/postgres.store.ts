@@ -58,6 +58,8 @@ export interface PostgresPool {
   /** Ends the pool (with `closePool`). */
   end?(): Promise<void>;
   query(query: PostgresQuery | string): Promise<PostgresQueryResult>;
+  /** node-postgres emits 'error' for an idle connection that failed (with `closePool`, the store listens). */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
   /**
    * The pool's connection settings and client class (node-postgres sets both): the store opens
    * its LISTEN connection with them, beside the pool. Without them it holds one of the pool's.
@@ -85,8 +87,9 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
   commitCheckTimeoutMs?: number;
   /**
    * `close()` also ends the pool (`pool.end()`, after the transactions still running give their
-   * connections back). Only for a pool made for this store alone, as an app's own pool in its
-   * module factory.
+   * connections back), and the store handles the pool's `'error'` events (an idle connection the
+   * server ended: a warning, never an unhandled event that ends the process). Only for a pool made
+   * for this store alone, as an app's own pool in its module factory.
    * @default false
    */
   closePool?: boolean;
@@ -168,6 +171,18 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     this.#commitCheckMs = assertDuration('commitCheckTimeoutMs', options.commitCheckTimeoutMs ?? 5000);
     this.#onWarning = options.onWarning;
     this.#closePool = options.closePool === true;
+    if (this.#closePool && typeof pool.on === 'function') {
+      // The pool is the store's own: its 'error' events are the store's to handle. node-postgres
+      // emits one for every idle connection the server ends (a restart, a failover, an idle
+      // timeout), and an 'error' nobody listens to ends the process. The pool has dropped the
+      // connection already and opens another on demand.
+      pool.on('error', (error) =>
+        this.#warn(
+          `PostgresStore (${this.#names.display}): an idle connection of the pool failed (${messageOf(error)}); ` +
+            'the pool opens another when one is needed',
+        ),
+      );
+    }
     this.#sql = statements(this.#names);
     const id = this.#names.channel.slice('idempotency_'.length);
     const names = {} as Record<StatementName, string>;

@@ -8,7 +8,7 @@
 import { BadRequestException, Body, Controller, Headers, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
-import { Pool as PgPool, type Pool, type PoolClient } from 'pg';
+import { Client as PgClient, Pool as PgPool, type Pool, type PoolClient } from 'pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import {
@@ -535,6 +535,63 @@ describePostgres('PostgresStore under attack', () => {
     } finally {
       await appA.close();
       await appB.close();
+    }
+  });
+
+  it("every connection ended at once (what a server restart does), on the docs' own pool: no crash, 503, the retry runs", async () => {
+    // As docs/postgres.md sets it up: a pool of the store's own (closePool), no 'error' listener of ours.
+    const own = new PgPool({ connectionString: server.connectionString, max: 5, application_name: 'restarted' });
+    const store = new PostgresStore(own, { table: table(), closePool: true });
+    await store.migrate();
+    const app = await startApp('express', {
+      store,
+      controllers: [PayController],
+      moduleOptions: { leaseMs: 3_000, waitMs: 10_000 },
+    });
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.prependListener('uncaughtException', onUncaught);
+    const admin = new PgClient({ connectionString: server.connectionString });
+    await admin.connect();
+    try {
+      const key = `restart-${randomUUID()}`;
+      const pay = (hold: boolean) =>
+        app.client.request('POST', '/pay', {
+          headers: { 'idempotency-key': key, 'x-hold': hold ? '1' : undefined },
+          body: { amount: 5 },
+        });
+      // Idle connections in the pool, a transaction open, a waiter listening.
+      expect((await pay(false).then(() => pay(false))).status).toBe(201);
+      const other = `restart-held-${randomUUID()}`;
+      const held = app.client.request('POST', '/pay', {
+        headers: { 'idempotency-key': other, 'x-hold': '1' },
+        body: { amount: 5 },
+      });
+      await eventually(() => app.executions.count(other) === 1, 'the handler');
+      const waiter = app.client.request('POST', '/pay', { headers: { 'idempotency-key': other }, body: { amount: 5 } });
+      await sleep(200);
+      await admin.query(
+        // Every connection of the app (its pool's, its LISTEN one), as a restart ends them.
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'restarted'",
+      );
+      app.executions.open(other);
+      const [first, second] = await Promise.all([held, waiter]);
+      expect(first.status).toBe(503);
+      expect(await effectRows(pool, other)).toBeLessThanOrEqual(1);
+      // The waiter ran it once the key was free, or still sees it held: never twice.
+      expect([201, 409, 503]).toContain(second.status);
+      const retry = await app.client.request('POST', '/pay', {
+        headers: { 'idempotency-key': other },
+        body: { amount: 5 },
+      });
+      expect(retry.status).toBe(201);
+      expect(await effectRows(pool, other)).toBe(1);
+      await sleep(100);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+      await admin.end();
+      await app.close();
     }
   });
 
