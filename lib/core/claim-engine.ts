@@ -401,6 +401,14 @@ async function runInTransaction<T>(
     await store.remove(key, fencingToken).catch(() => undefined);
     throw markInFlight(error);
   }
+  // The connection may have come after a long wait (a busy pool), while the lease ran unrenewed:
+  // as for a pause before the work, renew the claim first (or claim the key again), never start
+  // the work on a claim whose lease may have passed. The connection goes back meanwhile, so the
+  // renewal never waits for a pool this transaction holds.
+  if (monotonicNow() - claimed.leaseStart > request.leaseMs / 3) {
+    await tx.rollback();
+    return renewFirst(request, claimed, work);
+  }
   const lease = new Lease(
     store,
     key,

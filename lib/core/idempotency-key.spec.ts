@@ -28,6 +28,12 @@ describe('IdempotencyKey', () => {
     for (const bad of ['a:b', 'a/b', 'a\nb', 'a\x00', '\x1f', 'a\x7f', '\tb']) {
       expect(codeOf(() => new IdempotencyKey(bad))).toBe('INVALID_KEY');
     }
+    // Unpaired surrogates have no UTF-8: stores would see U+FFFD, two keys as one. Pairs are fine.
+    for (const bad of ['a\uD800', '\uDC00b', 'a\uDC00\uD800']) {
+      expect(codeOf(() => new IdempotencyKey(bad))).toBe('INVALID_KEY');
+      expect(codeOf(() => new IdempotencyKey('k').scoped(bad))).toBe('INVALID_SCOPE');
+    }
+    expect(codeOf(() => new IdempotencyKey('a\uD83D\uDE00'))).toBeUndefined();
   });
 
   it('treats a non-string as empty', () => {

@@ -6,6 +6,12 @@ export const MAX_KEY_BYTES = 255;
 
 // ASCII control characters (C0 and DEL), the store separator ':' and the scope separator '/'.
 const FORBIDDEN = /[\x00-\x1f\x7f:/]/;
+/**
+ * An unpaired surrogate: not a character, and no UTF-8 encodes it (every store, and every digest,
+ * would see U+FFFD instead, so two different keys would meet as one).
+ * @internal
+ */
+export const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
 // Set only while `scoped()` builds a key from parts it has already validated.
 let trusted = false;
@@ -16,8 +22,8 @@ function byteLength(value: string): number {
 }
 
 /**
- * A client-chosen idempotency key: 1 to 255 UTF-8 bytes, no ASCII control characters,
- * no ':' and no '/'. Scoped keys (`key.scoped(scope)`) join parts with '/'.
+ * A client-chosen idempotency key: 1 to 255 UTF-8 bytes (no unpaired surrogate), no ASCII
+ * control characters, no ':' and no '/'. Scoped keys (`key.scoped(scope)`) join parts with '/'.
  */
 export class IdempotencyKey {
   readonly #value: string;
@@ -39,6 +45,9 @@ export class IdempotencyKey {
     if (FORBIDDEN.test(value)) {
       throw new IdempotencyKeyError('INVALID_KEY', "idempotency key contains a control character, ':' or '/'");
     }
+    if (UNPAIRED_SURROGATE.test(value)) {
+      throw new IdempotencyKeyError('INVALID_KEY', 'idempotency key is not valid Unicode (an unpaired surrogate)');
+    }
     this.#value = value;
   }
 
@@ -57,6 +66,12 @@ export class IdempotencyKey {
     }
     if (FORBIDDEN.test(scope)) {
       throw new IdempotencyKeyError('INVALID_SCOPE', "idempotency key scope contains a control character, ':' or '/'");
+    }
+    if (UNPAIRED_SURROGATE.test(scope)) {
+      throw new IdempotencyKeyError(
+        'INVALID_SCOPE',
+        'idempotency key scope is not valid Unicode (an unpaired surrogate)',
+      );
     }
     const joined = `${this.#value}/${scope}`;
     if (byteLength(joined) > MAX_KEY_BYTES) {

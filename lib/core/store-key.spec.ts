@@ -23,6 +23,14 @@ describe('storeKeyFor', () => {
     expect(long.toString().endsWith(principalDigest('user-1'))).toBe(true);
   });
 
+  it('keeps principals apart that differ only in unpaired surrogates (the same UTF-8)', () => {
+    const key = new IdempotencyKey('k');
+    const scoped = ['u\uD800', 'u\uDC00', 'u\uFFFD', 'u\uDC00\uD800'].map((p) => storeKeyFor(key, p).toString());
+    expect(new Set(scoped).size).toBe(4);
+    // Well-formed principals keep the digest they always had.
+    expect(principalDigest('u\uFFFD')).toBe(principalDigest('u\uFFFD'));
+  });
+
   it('always fits in 255 bytes and keeps principals and keys apart', () => {
     fc.assert(
       fc.property(keyText, fc.string({ minLength: 1 }), fc.string({ minLength: 1 }), (text, p1, p2) => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IdempotencyKeyError } from './errors';
-import { IdempotencyKey, MAX_KEY_BYTES } from './idempotency-key';
+import { IdempotencyKey, MAX_KEY_BYTES, UNPAIRED_SURROGATE } from './idempotency-key';
 
 /** Length of a SHA-256 digest in base64url: 43 characters. */
 const DIGEST_LENGTH = 43;
@@ -9,6 +9,7 @@ const LONG_FORM_MARK = '~';
 
 const PRINCIPAL_DOMAIN = 'nestjs-idempotent/principal\n';
 const KEY_DOMAIN = 'nestjs-idempotent/key\n';
+const PRINCIPAL_UTF16_DOMAIN = 'nestjs-idempotent/principal-utf16\n';
 
 /**
  * The store key of a client key, scoped to a principal when there is one.
@@ -64,6 +65,9 @@ export function clientKeyFor(text: string, maxKeyLength: number = MAX_KEY_BYTES)
   if (FORBIDDEN.test(text)) {
     throw new IdempotencyKeyError('INVALID_KEY', "idempotency key contains a control character, ':' or '/'");
   }
+  if (UNPAIRED_SURROGATE.test(text)) {
+    throw new IdempotencyKeyError('INVALID_KEY', 'idempotency key is not valid Unicode (an unpaired surrogate)');
+  }
   return new IdempotencyKey(sha256(KEY_DOMAIN + text)).scoped(LONG_FORM_MARK);
 }
 
@@ -75,7 +79,14 @@ const digests = new Map<string, string>();
 export function principalDigest(principal: string): string {
   let digest = digests.get(principal);
   if (digest === undefined) {
-    digest = sha256(PRINCIPAL_DOMAIN + principal);
+    // UTF-8 turns every unpaired surrogate into U+FFFD, so two such principals would share a
+    // digest (and their keys): those are hashed as their UTF-16 code units, in a domain of their own.
+    digest = UNPAIRED_SURROGATE.test(principal)
+      ? createHash('sha256')
+          .update(PRINCIPAL_UTF16_DOMAIN, 'utf8')
+          .update(Buffer.from(principal, 'utf16le'))
+          .digest('base64url')
+      : sha256(PRINCIPAL_DOMAIN + principal);
     if (digests.size >= MAX_CACHED) digests.clear();
     digests.set(principal, digest);
   }

@@ -18,6 +18,7 @@ import { IdempotencyKey } from '../core/idempotency-key';
 import { InsertResult } from '../core/insert-result';
 import { newNonce } from '../core/nonce';
 import type { StoreTransaction, TransactionalStore } from '../core/store-transaction';
+import { guardedTransactionClient } from './postgres-guard';
 import { type ListenerConnection, notifyPayload, PostgresListener } from './postgres-listener';
 import { postgresMigrationSql, postgresNames, type PostgresNames, type PostgresTableOptions } from './postgres-sql';
 
@@ -59,6 +60,8 @@ export interface PostgresPool {
   /** With `closePool`, the store listens for the 'error' of connections still closing. */
   on?(event: 'error', listener: (error: Error) => void): unknown;
   query(query: PostgresQuery | string): Promise<PostgresQueryResult>;
+  /** node-postgres emits 'error' for an idle connection that failed (with `closePool`, the store listens). */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
   /**
    * The pool's connection settings and client class (node-postgres sets both): the store opens
    * its LISTEN connection with them, beside the pool. Without them it holds one of the pool's.
@@ -86,8 +89,9 @@ export interface PostgresStoreOptions extends PostgresTableOptions {
   commitCheckTimeoutMs?: number;
   /**
    * `close()` also ends the pool (`pool.end()`, after the transactions still running give their
-   * connections back). Only for a pool made for this store alone, as an app's own pool in its
-   * module factory.
+   * connections back), and the store handles the pool's `'error'` events (an idle connection the
+   * server ended: a warning, never an unhandled event that ends the process). Only for a pool made
+   * for this store alone, as an app's own pool in its module factory.
    * @default false
    */
   closePool?: boolean;
@@ -169,6 +173,18 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     this.#commitCheckMs = assertDuration('commitCheckTimeoutMs', options.commitCheckTimeoutMs ?? 5000);
     this.#onWarning = options.onWarning;
     this.#closePool = options.closePool === true;
+    if (this.#closePool && typeof pool.on === 'function') {
+      // The pool is the store's own: its 'error' events are the store's to handle. node-postgres
+      // emits one for every idle connection the server ends (a restart, a failover, an idle
+      // timeout), and an 'error' nobody listens to ends the process. The pool has dropped the
+      // connection already and opens another on demand.
+      pool.on('error', (error) =>
+        this.#warn(
+          `PostgresStore (${this.#names.display}): an idle connection of the pool failed (${messageOf(error)}); ` +
+            'the pool opens another when one is needed',
+        ),
+      );
+    }
     this.#sql = statements(this.#names);
     const id = this.#names.channel.slice('idempotency_'.length);
     const names = {} as Record<StatementName, string>;
@@ -193,6 +209,12 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     this.#assertOpen('migrate');
     const client = await this.#connect('migrate');
     let broken = false;
+    // A checked-out client has no listener of the pool's: the server ending the connection (a
+    // restart, pg_terminate_backend) would be an unhandled 'error' event, which ends the process.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       await client.query({
@@ -202,12 +224,16 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
       await client.query(postgresMigrationSql({ table: this.#tableOption(), schema: this.#schemaOption() }));
       await client.query('COMMIT');
     } catch (error) {
-      broken = await client.query('ROLLBACK').then(
-        () => false,
+      const rolledBack = await client.query('ROLLBACK').then(
         () => true,
+        () => false,
       );
+      broken ||= !rolledBack;
       throw storeError(error, 'migrate');
     } finally {
+      client.removeListener('error', onError);
+      // A failed connection may still emit errors while it closes: swallow them.
+      if (broken) client.on('error', () => undefined);
       client.release(broken);
     }
     await this.#checkServer();
@@ -361,8 +387,8 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
   }
 
   /**
-   * Opens a transaction on a connection of its own from the pool (`BEGIN`, READ COMMITTED unless
-   * the server's default says otherwise): the work writes through its `client` (a
+   * Opens a transaction on a connection of its own from the pool (`BEGIN`, READ COMMITTED whatever
+   * the server's default isolation level): the work writes through its `client` (a
    * `pg.PoolClient`), `complete` stores the result in it (token-checked; the key's row is not
    * locked before), and `commit` commits both. The connection goes back to the pool when the
    * transaction ends.
@@ -567,12 +593,19 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#broken = true;
   };
 
+  /** The client the work writes through: the transaction's, refusing to end it or be released. */
+  readonly client: PostgresPoolClient;
+  /** The transaction's connection itself, for the library's own statements. */
+  readonly #raw: PostgresPoolClient;
+
   constructor(
     private readonly store: PostgresStore,
-    readonly client: PostgresPoolClient,
+    client: PostgresPoolClient,
     private readonly pool: PostgresPool,
     private readonly checkMs: number,
   ) {
+    this.#raw = client;
+    this.client = guardedTransactionClient(client);
     client.on('error', this.#onError);
   }
 
@@ -580,8 +613,12 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     // One round trip: BEGIN, then the backend and the transaction id, to learn from another
     // connection what became of a commit whose connection was lost (txid_current() also gives the
     // transaction its id now). Two statements in one simple query answer one result each.
-    const answered = (await this.client.query({
-      text: 'BEGIN; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
+    // READ COMMITTED whatever the server's default: the completion reads the key's row as it is
+    // now (its renewed lease, a takeover), which a snapshot from the start of the transaction
+    // (REPEATABLE READ, SERIALIZABLE) cannot: it would find the lease of the claim as it was at
+    // BEGIN, run out, or fail to serialize with the renewals.
+    const answered = (await this.#raw.query({
+      text: 'BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_backend_pid()::text AS pid, txid_current()::text AS txid',
       types: TEXT,
     })) as PostgresQueryResult | PostgresQueryResult[];
     const { rows } = Array.isArray(answered) ? answered[answered.length - 1] : answered;
@@ -596,7 +633,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     ttlMs: number,
   ): Promise<FencedOutcome> {
     if (this.#ended) return Promise.reject(new IdempotencyStoreError('postgres complete: the transaction has ended'));
-    return this.store.completeInTransaction(this.client, key, entry, fencingToken, ttlMs);
+    return this.store.completeInTransaction(this.#raw, key, entry, fencingToken, ttlMs);
   }
 
   async commit(): Promise<'committed' | 'rolled-back'> {
@@ -604,7 +641,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#ended = true;
     let result: PostgresQueryResult;
     try {
-      result = await this.client.query('COMMIT');
+      result = await this.#raw.query('COMMIT');
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       const severity = (error as { severity?: unknown }).severity;
@@ -629,7 +666,7 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
     this.#ended = true;
     if (this.#broken) return this.#release(true);
     try {
-      await this.client.query('ROLLBACK');
+      await this.#raw.query('ROLLBACK');
       this.#release(false);
     } catch {
       this.#release(true);
@@ -643,10 +680,10 @@ class PostgresTransaction implements StoreTransaction<PostgresPoolClient> {
   }
 
   #release(destroy: boolean): void {
-    this.client.removeListener('error', this.#onError);
+    this.#raw.removeListener('error', this.#onError);
     // A failed connection may still emit errors while it closes: swallow them.
-    if (destroy || this.#broken) this.client.on('error', () => undefined);
-    this.client.release(destroy || this.#broken);
+    if (destroy || this.#broken) this.#raw.on('error', () => undefined);
+    this.#raw.release(destroy || this.#broken);
   }
 
   /**
