@@ -431,12 +431,9 @@ export class PostgresStore extends IdempotencyStore implements TransactionalStor
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#listener.close();
-    if (this.#closePool) {
-      // end() resolves before its connections are closed; one the server drops meanwhile (its
-      // shutdown) reports an 'error' the pool would raise as unhandled. The pool is ending: ignore it.
-      this.#pool.on?.('error', () => undefined);
-      await this.#pool.end?.();
-    }
+    // Its 'error' events (a connection the server drops while the pool ends) have the listener
+    // the constructor gave it.
+    if (this.#closePool) await this.#pool.end?.();
   }
 
   /**
