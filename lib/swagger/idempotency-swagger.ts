@@ -1,5 +1,6 @@
 import { applyDecorators } from '@nestjs/common';
 import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_METADATA } from '../idempotency.constants';
+import { MAX_KEY_BYTES } from '../core/idempotency-key';
 
 type SwaggerModule = typeof import('@nestjs/swagger');
 let swagger: SwaggerModule | null | undefined;
@@ -34,17 +35,26 @@ const problem = (description: string) => ({
   },
 });
 
-/** The module-wide header name and `required`, once a module is configured. */
-let moduleDefaults = { headerName: IDEMPOTENCY_KEY_HEADER, required: false };
+/** The module-wide header name, `required` and `maxKeyLength`, once a module is configured. */
+let moduleDefaults = { headerName: IDEMPOTENCY_KEY_HEADER, required: false, maxKeyLength: MAX_KEY_BYTES };
 
 /**
- * Records the module-wide `headerName`/`required` the docs show for routes that do not set their
- * own. Process-wide: with several differently configured modules in one process, the last wins.
+ * Records the module-wide `headerName`/`required`/`maxKeyLength` the docs show for routes that do
+ * not set their own. Process-wide: with several differently configured modules in one process,
+ * the last wins.
  * @internal
  */
-export function useModuleDocDefaults(defaults: { headerName: string; required: boolean }): void {
-  moduleDefaults = { headerName: defaults.headerName, required: defaults.required };
+export function useModuleDocDefaults(defaults: { headerName: string; required: boolean; maxKeyLength?: number }): void {
+  moduleDefaults = {
+    headerName: defaults.headerName,
+    required: defaults.required,
+    maxKeyLength: defaults.maxKeyLength ?? MAX_KEY_BYTES,
+  };
 }
+
+/** The key header's description, with the longest key a route takes. */
+const DESCRIPTION = (max: number): string =>
+  `Client-chosen key (1-${max} bytes; bare or an RFC 8941 string) that makes a retry replay the first response instead of running again.`;
 
 /** Stands in for the header name until the document is built. */
 const PENDING_NAME = 'x-nestjs-idempotent-key-header';
@@ -63,9 +73,8 @@ export function documentIdempotentRoute(target: object, key?: string | symbol, d
   const decorator = applyDecorators(
     s.ApiHeader({
       name: PENDING_NAME,
-      description:
-        'Client-chosen key (1-255 bytes; bare or an RFC 8941 string) that makes a retry replay the first response instead of running again.',
-      schema: { type: 'string', maxLength: 255 },
+      description: DESCRIPTION(MAX_KEY_BYTES),
+      schema: { type: 'string', maxLength: MAX_KEY_BYTES },
     }),
     s.ApiResponse({ status: 400, ...problem('Missing (when required) or malformed idempotency key') }),
     s.ApiResponse({ status: 409, ...problem('A request with this key is still in progress; retry after Retry-After') }),
@@ -81,6 +90,7 @@ export function documentIdempotentRoute(target: object, key?: string | symbol, d
     return {
       headerName: (own?.headerName ?? controller?.headerName ?? moduleDefaults.headerName) as string,
       required: (own?.required ?? controller?.required ?? moduleDefaults.required) as boolean,
+      maxKeyLength: (own?.maxKeyLength ?? controller?.maxKeyLength ?? moduleDefaults.maxKeyLength) as number,
     };
   };
   let entries: unknown[] | undefined;
@@ -95,4 +105,17 @@ export function documentIdempotentRoute(target: object, key?: string | symbol, d
   if (header === undefined) return;
   Object.defineProperty(header, 'name', { get: () => options().headerName, enumerable: true, configurable: true });
   Object.defineProperty(header, 'required', { get: () => options().required, enumerable: true, configurable: true });
+  Object.defineProperty(header, 'description', {
+    get: () => DESCRIPTION(options().maxKeyLength),
+    enumerable: true,
+    configurable: true,
+  });
+  const schema = (header as { schema?: object }).schema;
+  if (schema !== undefined) {
+    Object.defineProperty(schema, 'maxLength', {
+      get: () => options().maxKeyLength,
+      enumerable: true,
+      configurable: true,
+    });
+  }
 }

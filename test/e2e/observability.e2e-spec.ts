@@ -293,6 +293,39 @@ describe('Swagger', () => {
     const get = document.paths['/payments'].get!;
     expect(get.parameters?.some((p) => 'name' in p && p.name === 'Idempotency-Key') ?? false).toBe(false);
   });
+
+  it("shows the longest key maxKeyLength allows: the module's, or the route's own", async () => {
+    @Controller('refunds')
+    class RefundsController {
+      @Post()
+      @Idempotent()
+      create() {
+        return { ok: true };
+      }
+
+      @Post('bulk')
+      @Idempotent({ maxKeyLength: 64 })
+      bulk() {
+        return { ok: true };
+      }
+    }
+    @Module({
+      imports: [IdempotencyModule.forRoot({ store: new MemoryStore(), maxKeyLength: 1024 })],
+      controllers: [RefundsController],
+    })
+    class LongKeysModule {}
+    const app = await NestFactory.create(LongKeysModule, new FastifyAdapter(), { logger: false });
+    await app.init();
+    const document = SwaggerModule.createDocument(app, new DocumentBuilder().setTitle('t').build());
+    await app.close();
+    const headerOf = (path: string) =>
+      document.paths[path].post!.parameters?.find((p) => 'name' in p && p.name === 'Idempotency-Key');
+    expect(headerOf('/refunds')).toMatchObject({
+      schema: { type: 'string', maxLength: 1024 },
+      description: expect.stringContaining('1-1024 bytes'),
+    });
+    expect(headerOf('/refunds/bulk')).toMatchObject({ schema: { maxLength: 64 } });
+  });
 });
 
 describe('IdempotencyHealthIndicator', () => {
