@@ -89,10 +89,13 @@ export class IdempotencyAdmin {
    * Frees a key held by a claim (a holder that crashed, or hangs), so the next request runs: `true`
    * when it was released. A completed key only with `force` (its response is dropped). The
    * release is checked against the claim's token: a claim made since the inspection is left alone.
-   * With a store that cannot say the token (no `inspect`), the key is purged instead.
+   * With a store that cannot say the token (no `inspect`), the key is purged instead. A key whose
+   * result this process holds unstored (`heldHere`: the handler ran, the store refused the result
+   * so far) is left alone unless `force`: released, a retry would run the work again.
    */
   async release(key: string | IdempotencyKey, options: IdempotencyAdminReleaseOptions = {}): Promise<boolean> {
     const storeKey = this.storeKeyOf(key, options);
+    if (options.force !== true && unstoredResultOf(this.store, storeKey) !== undefined) return false;
     const info = await this.#info(storeKey);
     if (info === null) {
       const entry = await this.store.get(storeKey);
