@@ -1,12 +1,10 @@
 // Instructions per request of the server process (issue 21, DESIGN.md section 7.6): each variant's
 // server runs under valgrind's callgrind with instrumentation off, is warmed up with thousands of
-// requests, collected (full GCs), warmed up again, then counted over `--windows` windows per
-// scenario, each after a young-generation collection: instrumentation switched on
-// (`callgrind_control -i on`) for N requests, dumped, the `totals:` divided by N. A run's figure
-// is the median of its windows (a major collection or a late compilation lands in some windows,
-// not in the median). Unlike CPU time,
-// the count does not move with the machine's load, so cells run side by side (`--parallel`) and
-// each is the median of `--rounds` runs.
+// requests, then counted over `--windows` consecutive windows per scenario: instrumentation
+// switched on (`callgrind_control -i on`) for N requests, dumped, the `totals:` divided by N. A
+// run's figure is the median of its windows (a major collection or a late compilation lands in
+// some windows, not in the median). Unlike CPU time, the count hardly moves with the machine's
+// load, so cells run side by side (`--parallel`) and each is the median of `--rounds` runs.
 // Where a variant talks to Valkey, its private valkey-server runs under callgrind too and its
 // instructions per request are counted over the same requests.
 //
@@ -53,10 +51,10 @@ const USAGE = `usage: node bench/instructions.js [options]   (needs valgrind; \`
   --variants LIST    from: ${DEFAULT_VARIANTS.join(', ')} (default: all)
   --scenarios LIST   fresh, replay (default: both)
   --requests N       counted requests per window (default 1500)
-  --windows N        counted windows per scenario per run, interleaved; a run's figure is the
-                     median of its windows (default 5)
-  --warmup N         warm-up requests per scenario before anything is counted (default 4000); then
-                     full collections, then another half of it per scenario
+  --windows N        counted windows per scenario per run, one scenario's after another; a
+                     run's figure is the median of its windows (default 5)
+  --warmup N         warm-up requests per scenario before anything is counted (default 4000), then
+                     another half of it per scenario (after full collections with --collect)
   --threads WHICH    all: every thread of the server (default); main: its main thread only (V8's
                      concurrent compiler and GC helpers left out: varies more, as work moves
                      between the main thread and the helpers with the machine's load)
@@ -67,8 +65,10 @@ const USAGE = `usage: node bench/instructions.js [options]   (needs valgrind; \`
   --valkey-ops N     also run bench/valkey-instructions.js with N operations (default 3000; 0 skips it)
   --gc               full collections in the server before each counted window too (distorts: they
                      flush compiled code, which the window then compiles again)
-  --no-scavenge      no young-generation collection before each counted window (there is one by
-                     default: each window then starts with an empty nursery)
+  --collect          full collections between the two warm-ups (off: measured, windows then
+                     differed more)
+  --scavenge         a young-generation collection before each counted window (off: measured,
+                     windows then differed more)
   --keep DIR         keep each run's callgrind dumps in DIR (for callgrind_annotate)
   --json             print one JSON document (medians) as the last line of stdout
 
@@ -91,7 +91,8 @@ const opts = cli(USAGE, {
   'valkey-ops': { type: 'string', default: '3000' },
   keep: { type: 'string' },
   gc: { type: 'boolean', default: false },
-  'no-scavenge': { type: 'boolean', default: false },
+  collect: { type: 'boolean', default: false },
+  scavenge: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
 });
 const PLATFORMS = list('platforms', opts.platforms, ['express', 'fastify']);
@@ -110,7 +111,9 @@ const KEEP = opts.keep ? path.resolve(opts.keep) : undefined;
 // Off by default: forced full collections flush compiled code (bytecode ageing), and the window
 // then pays for compiling it again (Fastify's bare route measured 789k instead of 239k).
 const GC_BEFORE = opts.gc;
-const SCAVENGE = !opts['no-scavenge'];
+// Off by default, both: measured, they made windows differ more, not less (bench/README.md).
+const SCAVENGE = opts.scavenge;
+const COLLECT = opts.collect;
 
 const BODY = JSON.stringify({ item: 'widget', qty: 2, note: 'bench' });
 const PG_BODY = JSON.stringify({ amount: 42 });
@@ -148,7 +151,7 @@ async function startServer(variant, platform, env, label) {
     execArgv: [
       ...args,
       process.execPath,
-      // Full collections between the two warm-ups (and before each window with --gc).
+      // For --collect, --scavenge and --gc.
       '--expose-gc',
       ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
     ],
@@ -371,16 +374,18 @@ async function runCell(platform, variant, roundNo) {
         throw new Error(`warm-up: ran the handler ${a.executions - b.executions} times for completed keys`);
       }
     };
-    // Warm-up, full collections (whatever they flush or move is then compiled and settled again
-    // by the second warm-up, not in a counted window), a second warm-up.
+    // Warm-up, full collections with --collect (whatever they flush is compiled again by the
+    // second warm-up, not in a counted window), a second warm-up.
     await warmUp(WARMUP);
-    await server.collect();
+    if (COLLECT) await server.collect();
     await warmUp(Math.round(WARMUP / 2));
     const order = roundNo % 2 === 1 ? SCENARIOS_WANTED : [...SCENARIOS_WANTED].reverse();
     const windows = Object.fromEntries(SCENARIOS_WANTED.map((s) => [s, []]));
-    // Windows interleaved (fresh, replay, fresh, replay, ...): each scenario sees the same heap growth.
-    for (let w = 0; w < WINDOWS; w++) {
-      for (const scenario of order) {
+    // Each scenario's windows one after another (fresh x5, then replay x5): the collector's work
+    // for what one window allocated and kept lands partly in the next window, so interleaved
+    // windows would charge fresh requests' collections to replays.
+    for (const scenario of order) {
+      for (let w = 0; w < WINDOWS; w++) {
         const nextKey = scenario === 'fresh' ? fresh : replay;
         if (GC_BEFORE) await server.collect();
         if (SCAVENGE) await server.scavenge();
@@ -600,7 +605,7 @@ async function main() {
   console.log(
     `\nServer instructions per request, ${started.toISOString()}: Node ${info.node}, ${info.cpus} CPUs (${info.cpuModel}); ` +
       `library ${path.relative(ROOT, DIST) || '.'}\n${MAIN_THREAD ? 'main thread' : 'all threads'}, median of ${WINDOWS} windows of ` +
-      `${REQUESTS} counted requests per scenario and run, after ${WARMUP} warm-up requests, full collections and ${Math.round(WARMUP / 2)} more, ` +
+      `${REQUESTS} counted requests per scenario and run, after ${WARMUP} + ${Math.round(WARMUP / 2)} warm-up requests${COLLECT ? ' (full collections between)' : ''}, ` +
       `${CONNECTIONS} connections, medians of ${ROUNDS} runs (${PARALLEL} side by side); in brackets, over the bare route ` +
       '(bare-postgres for ours-postgres) of the same platform and scenario.\n',
   );
