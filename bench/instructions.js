@@ -1,8 +1,10 @@
 // Instructions per request of the server process (issue 21, DESIGN.md section 7.6): each variant's
 // server runs under valgrind's callgrind with instrumentation off, is warmed up with thousands of
-// requests, then instrumentation is switched on (`callgrind_control -i on`) for N requests,
-// dumped, and the dump's `totals:` divided by N. Unlike CPU time, the count does not move with the
-// machine's load, so cells run side by side (`--parallel`) and each is the median of `--rounds`.
+// requests, then counted over `--windows` consecutive windows per scenario: instrumentation
+// switched on (`callgrind_control -i on`) for N requests, dumped, the `totals:` divided by N. A
+// run's figure is the median of its windows (a major collection or a late compilation lands in
+// some windows, not in the median). Unlike CPU time, the count hardly moves with the machine's
+// load, so cells run side by side (`--parallel`) and each is the median of `--rounds` runs.
 // Where a variant talks to Valkey, its private valkey-server runs under callgrind too and its
 // instructions per request are counted over the same requests.
 //
@@ -48,15 +50,27 @@ const USAGE = `usage: node bench/instructions.js [options]   (needs valgrind; \`
   --platforms LIST   express, fastify (default: both)
   --variants LIST    from: ${DEFAULT_VARIANTS.join(', ')} (default: all)
   --scenarios LIST   fresh, replay (default: both)
-  --requests N       counted requests per scenario (default 1500)
-  --warmup N         warm-up requests per scenario before anything is counted (default 4000)
+  --requests N       counted requests per window (default 1500)
+  --windows N        counted windows per scenario per run, one scenario's after another; a
+                     run's figure is the median of its windows (default 5)
+  --warmup N         warm-up requests per scenario before anything is counted (default 4000), then
+                     another half of it per scenario (after full collections with --collect)
+  --threads WHICH    all: every thread of the server (default); main: its main thread only (V8's
+                     concurrent compiler and GC helpers left out: varies more, as work moves
+                     between the main thread and the helpers with the machine's load)
   --rounds N         runs of each cell; figures are medians (default 3)
   --parallel N       cells (server processes) run side by side (default 2)
   --connections N    autocannon connections (default 8)
   --pool N           completed keys the replay scenario cycles through (default 1000)
   --valkey-ops N     also run bench/valkey-instructions.js with N operations (default 3000; 0 skips it)
-  --gc               full collections in the server before each counted window (distorts: they
+  --gc               full collections in the server before each counted window too (distorts: they
                      flush compiled code, which the window then compiles again)
+  --alternate        even runs count replay first (default: every run counts fresh first; the
+                     order moved ours-memory's figures by 3-6%)
+  --collect          full collections between the two warm-ups (off: measured, windows then
+                     differed more)
+  --scavenge         a young-generation collection before each counted window (off: measured,
+                     windows then differed more)
   --keep DIR         keep each run's callgrind dumps in DIR (for callgrind_annotate)
   --json             print one JSON document (medians) as the last line of stdout
 
@@ -69,6 +83,8 @@ const opts = cli(USAGE, {
   variants: { type: 'string', default: DEFAULT_VARIANTS.join(',') },
   scenarios: { type: 'string', default: SCENARIOS.join(',') },
   requests: { type: 'string', default: '1500' },
+  windows: { type: 'string', default: '5' },
+  threads: { type: 'string', default: 'all' },
   warmup: { type: 'string', default: '4000' },
   rounds: { type: 'string', default: '3' },
   parallel: { type: 'string', default: '2' },
@@ -77,12 +93,17 @@ const opts = cli(USAGE, {
   'valkey-ops': { type: 'string', default: '3000' },
   keep: { type: 'string' },
   gc: { type: 'boolean', default: false },
+  collect: { type: 'boolean', default: false },
+  alternate: { type: 'boolean', default: false },
+  scavenge: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
 });
 const PLATFORMS = list('platforms', opts.platforms, ['express', 'fastify']);
 const WANTED = list('variants', opts.variants, DEFAULT_VARIANTS);
 const SCENARIOS_WANTED = list('scenarios', opts.scenarios, SCENARIOS);
 const REQUESTS = Math.round(positive('requests', opts.requests));
+const WINDOWS = Math.round(positive('windows', opts.windows));
+const MAIN_THREAD = list('threads', opts.threads, ['main', 'all'])[0] === 'main';
 const WARMUP = Math.round(Number(opts.warmup));
 const ROUNDS = Math.round(positive('rounds', opts.rounds));
 const PARALLEL = Math.round(positive('parallel', opts.parallel));
@@ -93,6 +114,10 @@ const KEEP = opts.keep ? path.resolve(opts.keep) : undefined;
 // Off by default: forced full collections flush compiled code (bytecode ageing), and the window
 // then pays for compiling it again (Fastify's bare route measured 789k instead of 239k).
 const GC_BEFORE = opts.gc;
+// Off by default, both: measured, they made windows differ more, not less (bench/README.md).
+const SCAVENGE = opts.scavenge;
+const COLLECT = opts.collect;
+const ALTERNATE = opts.alternate;
 
 const BODY = JSON.stringify({ item: 'widget', qty: 2, note: 'bench' });
 const PG_BODY = JSON.stringify({ amount: 42 });
@@ -122,7 +147,7 @@ async function startServer(variant, platform, env, label) {
   const { valgrind } = callgrindBinaries();
   const spec = VARIANTS[variant];
   const script = path.join(__dirname, 'lib', spec.server === 'pg' ? 'pg-server.js' : 'variant-server.js');
-  const { dir, args } = callgrindSetup(label);
+  const { dir, args } = callgrindSetup(label, { separateThreads: MAIN_THREAD });
   const child = fork(script, [spec.name, platform], {
     // The dumps' dir: whatever the server writes beside them (V8's logs) goes away with them.
     cwd: dir,
@@ -130,7 +155,8 @@ async function startServer(variant, platform, env, label) {
     execArgv: [
       ...args,
       process.execPath,
-      ...(GC_BEFORE ? ['--expose-gc'] : []),
+      // For --collect, --scavenge and --gc.
+      '--expose-gc',
       ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
     ],
     silent: true,
@@ -167,6 +193,9 @@ async function startServer(variant, platform, env, label) {
   // Full collections (the server runs with --expose-gc): every counted window starts from the
   // same heap state, so whether a major collection falls inside it depends less on the run.
   const collect = () => ask('memory');
+  // A young-generation collection: before each counted window, so that each starts with an empty
+  // nursery and the number of scavenges inside it depends on the window's own allocation only.
+  const scavenge = () => ask('scavenge');
   const stop = async () => {
     stoppers.delete(stop);
     if (child.exitCode === null && child.signalCode === null) {
@@ -183,7 +212,8 @@ async function startServer(variant, platform, env, label) {
     if (KEEP) {
       fs.mkdirSync(KEEP, { recursive: true });
       for (const f of fs.readdirSync(dir))
-        if (/^callgrind\.out\.\d+$/.test(f)) fs.copyFileSync(path.join(dir, f), path.join(KEEP, `${label}.${f}`));
+        if (/^callgrind\.out\.\d+(-\d+)?$/.test(f))
+          fs.copyFileSync(path.join(dir, f), path.join(KEEP, `${label}.${f}`));
       // node --perf-basic-prof (BENCH_NODE_FLAGS): the names of the JIT code, for bench/callgrind-jit.py.
       const map = `/tmp/perf-${child.pid}.map`;
       if (fs.existsSync(map)) fs.renameSync(map, path.join(KEEP, `${label}.perf.map`));
@@ -213,7 +243,7 @@ async function startServer(variant, platform, env, label) {
     await stop();
     throw error;
   });
-  return { port, pid: child.pid, counter: callgrindCounter(child.pid, dir), stats, collect, stop };
+  return { port, pid: child.pid, counter: callgrindCounter(child.pid, dir), stats, collect, scavenge, stop };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,54 +361,77 @@ async function runCell(platform, variant, roundNo) {
     let i = 0;
     const replay = () => poolKeys[i++ % POOL];
     // The replay pool, completed once each; then both scenarios warmed up before anything counts.
-    let before = await server.stats();
+    const before = await server.stats();
     let j = 0;
     await load(port, POOL, () => poolKeys[j++], body);
-    let after = await server.stats();
+    const after = await server.stats();
     if (after.executions - before.executions !== POOL) {
       throw new Error(`completing ${POOL} pool keys ran the handler ${after.executions - before.executions} times`);
     }
-    if (WARMUP > 0) {
-      await load(port, WARMUP, fresh, body);
-      before = await server.stats();
-      await load(port, WARMUP, replay, body);
-      after = await server.stats();
-      if (idempotent && after.executions !== before.executions) {
-        throw new Error(`warm-up: ran the handler ${after.executions - before.executions} times for completed keys`);
+    const warmUp = async (amount) => {
+      if (amount <= 0) return;
+      await load(port, amount, fresh, body);
+      const b = await server.stats();
+      await load(port, amount, replay, body);
+      const a = await server.stats();
+      if (idempotent && a.executions !== b.executions) {
+        throw new Error(`warm-up: ran the handler ${a.executions - b.executions} times for completed keys`);
+      }
+    };
+    // Warm-up, full collections with --collect (whatever they flush is compiled again by the
+    // second warm-up, not in a counted window), a second warm-up.
+    await warmUp(WARMUP);
+    if (COLLECT) await server.collect();
+    await warmUp(Math.round(WARMUP / 2));
+    // The same order in every run (fresh first) unless --alternate: which scenario comes first
+    // moves both (the memory store's fresh windows leave collection work to what follows).
+    const order = !ALTERNATE || roundNo % 2 === 1 ? SCENARIOS_WANTED : [...SCENARIOS_WANTED].reverse();
+    const windows = Object.fromEntries(SCENARIOS_WANTED.map((s) => [s, []]));
+    // Each scenario's windows one after another (fresh x5, then replay x5): the collector's work
+    // for what one window allocated and kept lands partly in the next window, so interleaved
+    // windows would charge fresh requests' collections to replays.
+    for (const scenario of order) {
+      for (let w = 0; w < WINDOWS; w++) {
+        const nextKey = scenario === 'fresh' ? fresh : replay;
+        if (GC_BEFORE) await server.collect();
+        if (SCAVENGE) await server.scavenge();
+        const s0 = await server.stats();
+        const v0 = valkey ? await snapshot(valkey.admin) : undefined;
+        server.counter.on();
+        valkey?.counter.on();
+        let failure;
+        try {
+          await load(port, REQUESTS, nextKey, body);
+        } catch (error) {
+          failure = error;
+        }
+        // Work the server still does for these requests after answering them (none expected).
+        await sleep(50);
+        const counted = server.counter.off();
+        const serverCount = MAIN_THREAD ? counted.mainThread : counted.instructions;
+        if (serverCount === null) throw new Error('no main-thread count in the dump');
+        const valkeyCount = valkey ? valkey.counter.off().instructions : undefined;
+        if (failure) throw failure;
+        const v1 = valkey ? await snapshot(valkey.admin) : undefined;
+        const s1 = await server.stats();
+        const executions = s1.executions - s0.executions;
+        const expected = scenario === 'fresh' || !idempotent ? REQUESTS : 0;
+        if (executions !== expected)
+          throw new Error(`${scenario}: ${executions} executions for ${REQUESTS} requests, expected ${expected}`);
+        const figures = {
+          instructionsPerRequest: serverCount / REQUESTS,
+          allThreadsPerRequest: counted.instructions / REQUESTS,
+        };
+        if (valkey) {
+          figures.valkeyInstructionsPerRequest = valkeyCount / REQUESTS;
+          const p = perOp(v0, v1, REQUESTS);
+          figures.valkeyRoundTripsPerRequest = p.roundTrips;
+          figures.valkeyCalls = describeCalls(p.calls);
+        }
+        windows[scenario].push(figures);
       }
     }
-    const order = roundNo % 2 === 1 ? SCENARIOS_WANTED : [...SCENARIOS_WANTED].reverse();
     for (const scenario of order) {
-      const nextKey = scenario === 'fresh' ? fresh : replay;
-      if (GC_BEFORE) await server.collect();
-      const s0 = await server.stats();
-      const v0 = valkey ? await snapshot(valkey.admin) : undefined;
-      server.counter.on();
-      valkey?.counter.on();
-      let failure;
-      try {
-        await load(port, REQUESTS, nextKey, body);
-      } catch (error) {
-        failure = error;
-      }
-      // Work the server still does for these requests after answering them (none expected).
-      await sleep(50);
-      const serverCount = server.counter.off().instructions;
-      const valkeyCount = valkey ? valkey.counter.off().instructions : undefined;
-      if (failure) throw failure;
-      const v1 = valkey ? await snapshot(valkey.admin) : undefined;
-      const s1 = await server.stats();
-      const executions = s1.executions - s0.executions;
-      const expected = scenario === 'fresh' || !idempotent ? REQUESTS : 0;
-      if (executions !== expected)
-        throw new Error(`${scenario}: ${executions} executions for ${REQUESTS} requests, expected ${expected}`);
-      const figures = { instructionsPerRequest: serverCount / REQUESTS };
-      if (valkey) {
-        figures.valkeyInstructionsPerRequest = valkeyCount / REQUESTS;
-        const p = perOp(v0, v1, REQUESTS);
-        figures.valkeyRoundTripsPerRequest = p.roundTrips;
-        figures.valkeyCalls = describeCalls(p.calls);
-      }
       if (scenario === 'replay' && idempotent) {
         const sample = await post(port, poolKeys[0], body);
         let same = false;
@@ -397,6 +450,19 @@ async function runCell(platform, variant, roundNo) {
         ) {
           throw new Error('replay spot check: no replay marker header');
         }
+      }
+      // The run's figures: medians over its windows; `windows` keeps each window's count.
+      const ws = windows[scenario];
+      const med = (key) => median(ws.map((f) => f[key]));
+      const figures = {
+        instructionsPerRequest: med('instructionsPerRequest'),
+        allThreadsPerRequest: med('allThreadsPerRequest'),
+        windows: ws.map((f) => Math.round(f.instructionsPerRequest)),
+      };
+      if (valkey) {
+        figures.valkeyInstructionsPerRequest = med('valkeyInstructionsPerRequest');
+        figures.valkeyRoundTripsPerRequest = med('valkeyRoundTripsPerRequest');
+        figures.valkeyCalls = ws[0].valkeyCalls;
       }
       out[scenario] = figures;
     }
@@ -471,6 +537,7 @@ async function main() {
             .map(
               ([s, f]) =>
                 `${s} ${Math.round(f.instructionsPerRequest).toLocaleString('en')}` +
+                ` [${f.windows.map((v) => `${Math.round(v / 1000)}k`).join(' ')}]` +
                 (f.valkeyInstructionsPerRequest
                   ? ` (valkey ${Math.round(f.valkeyInstructionsPerRequest).toLocaleString('en')}, ${f.valkeyCalls})`
                   : ''),
@@ -501,6 +568,9 @@ async function main() {
       const f = {
         instructionsPerRequest: round(m, 0),
         runs: values.map((v) => round(v, 0)),
+        // Each run's windows (the run's figure is their median) and, beside, every thread's count.
+        windows: ok.map((r) => r[s]?.windows).filter(Boolean),
+        allThreadsPerRequest: round(median(ok.map((r) => r[s]?.allThreadsPerRequest)), 0),
         // (max - min) / median over the runs: how much repeats of this cell differ.
         spread: values.length > 1 ? round((Math.max(...values) - Math.min(...values)) / m, 3) : null,
         overBare: null,
@@ -540,7 +610,8 @@ async function main() {
   const info = machine();
   console.log(
     `\nServer instructions per request, ${started.toISOString()}: Node ${info.node}, ${info.cpus} CPUs (${info.cpuModel}); ` +
-      `library ${path.relative(ROOT, DIST) || '.'}\n${REQUESTS} counted requests after ${WARMUP} warm-up per scenario, ` +
+      `library ${path.relative(ROOT, DIST) || '.'}\n${MAIN_THREAD ? 'main thread' : 'all threads'}, median of ${WINDOWS} windows of ` +
+      `${REQUESTS} counted requests per scenario and run, after ${WARMUP} + ${Math.round(WARMUP / 2)} warm-up requests${COLLECT ? ' (full collections between)' : ''}, ` +
       `${CONNECTIONS} connections, medians of ${ROUNDS} runs (${PARALLEL} side by side); in brackets, over the bare route ` +
       '(bare-postgres for ours-postgres) of the same platform and scenario.\n',
   );

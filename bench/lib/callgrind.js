@@ -22,16 +22,20 @@ function callgrindBinaries() {
  * A temp dir for one process's dumps and the valgrind arguments that go before its command line:
  * `{ dir, args }`. Instrumentation starts off (`--instr-atstart=no`).
  */
-function callgrindSetup(label) {
+function callgrindSetup(label, { separateThreads = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-callgrind-${label}-`));
   const args = ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${dir}/callgrind.out`];
+  // One dump file per thread (`callgrind.out.<dump>-<thread>`, the main thread is 01): what the
+  // main thread ran can then be told from V8's helper threads (concurrent compiler, GC helpers).
+  if (separateThreads) args.push('--separate-threads=yes');
   return { dir, args };
 }
 
 /**
  * Counting on the valgrind process `pid` that writes its dumps to `dir`. `on()` zeroes the counters
  * and switches instrumentation on, `off()` switches it off, dumps and answers the instructions
- * executed in between (the dump's `totals:` line, all threads).
+ * executed in between: `instructions` (the dump's `totals:`, all threads) and `mainThread` (the
+ * main thread's alone, when the process runs with `--separate-threads=yes`; else null).
  */
 function callgrindCounter(pid, dir) {
   const { control } = callgrindBinaries();
@@ -46,15 +50,24 @@ function callgrindCounter(pid, dir) {
       ctl('-i', 'off');
       const label = `workload-${++dumps}`;
       ctl('-d', label);
-      const file = fs
+      // One file per dump, or one per thread and dump (`callgrind.out.<n>-<thread>`).
+      const files = fs
         .readdirSync(dir)
         .filter((f) => f.startsWith('callgrind.out'))
         .map((f) => path.join(dir, f))
-        .find((f) => fs.readFileSync(f, 'utf8').includes(label));
-      if (!file) throw new Error(`no callgrind dump ${label} in ${dir}`);
-      const totals = /^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'));
-      if (!totals) throw new Error(`no totals in ${file}`);
-      return { instructions: Number(totals[1]), file };
+        .filter((f) => fs.readFileSync(f, 'utf8').includes(`dump ${label}\n`));
+      if (files.length === 0) throw new Error(`no callgrind dump ${label} in ${dir}`);
+      let instructions = 0;
+      let mainThread = null;
+      for (const f of files) {
+        const text = fs.readFileSync(f, 'utf8');
+        const totals = /^totals: (\d+)/m.exec(text);
+        if (!totals) throw new Error(`no totals in ${f}`);
+        instructions += Number(totals[1]);
+        if (/^thread: 1$/m.test(text) && /-0*1$/.test(f)) mainThread = Number(totals[1]);
+      }
+      const file = files.find((f) => /-0*1$/.test(f)) ?? files[0];
+      return { instructions, mainThread, file, files };
     },
     /** Instructions executed while `work` ran. */
     async count(work) {

@@ -93,12 +93,16 @@ async function main() {
 
 process.on('disconnect', () => process.exit(0));
 // bench/instructions.js: `{ cmd: 'stats', id }` answers the handler's executions, `{ cmd: 'memory', id }`
-// runs full collections (with --expose-gc), `{ cmd: 'stop' }` exits.
+// runs full collections (with --expose-gc), `{ cmd: 'scavenge', id }` a young-generation one, `{ cmd: 'stop' }` exits.
 process.on('message', (m) => {
   if (m?.cmd === 'stats') process.send?.({ type: 'stats', id: m.id, executions });
   else if (m?.cmd === 'memory') {
     if (typeof global.gc === 'function') for (let i = 0; i < 3; i++) global.gc();
     process.send?.({ type: 'memory', id: m.id });
+  } else if (m?.cmd === 'scavenge') {
+    // A young-generation collection before each counted window (flushes no compiled code).
+    if (typeof global.gc === 'function') global.gc({ type: 'minor' });
+    process.send?.({ type: 'scavenge', id: m.id });
   } else if (m?.cmd === 'stop') process.exit(0);
 });
 main().catch((error) => {

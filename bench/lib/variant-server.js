@@ -318,6 +318,12 @@ process.on('message', (message) => {
       rss: m.rss,
       store: layer?.store === undefined ? null : { size: layer.store.size, bytes: layer.store.bytes ?? null },
     });
+  } else if (message?.cmd === 'scavenge') {
+    // A young-generation collection (bench/instructions.js, before each counted window): every
+    // window starts with an empty nursery, so how many scavenges fall inside it does not depend
+    // on where the last one left off. It flushes no compiled code (only full collections do).
+    if (typeof global.gc === 'function') global.gc({ type: 'minor' });
+    send({ type: 'scavenge', id: message.id, gc: typeof global.gc === 'function' });
   } else if (message?.cmd === 'stop') {
     void stop();
   }
