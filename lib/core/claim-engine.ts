@@ -14,7 +14,7 @@ import { IdempotencyKey } from './idempotency-key';
 import { ClaimedResult, InsertResult } from './insert-result';
 import { CompletionFailedError, Lease, LeaseLostError, monotonicNow } from './lease';
 import { immediateOperations, type StoreOperations } from './store-operations';
-import { isTransactionalStore, type StoreTransaction, type TransactionalStore } from './store-transaction';
+import { type StoreTransaction, type TransactionalStore, transactionalStoreIn } from './store-transaction';
 import { holdUnstoredResult, type UnstoredResult, unstoredResultOf } from './unstored-results';
 
 /*
@@ -486,19 +486,16 @@ async function rolledBack(
   return { kind: 'rolled-back', error };
 }
 
-/** The transactional store a store is, or wraps (telemetry, a fault injector). */
+/** The transactional store a store is, or wraps. */
 function transactionalStoreOf(store: StoreOperations): TransactionalStore {
-  let s: unknown = store;
-  while (typeof s === 'object' && s !== null) {
-    if (typeof (s as TransactionalStore).beginTransaction === 'function') return s as TransactionalStore;
-    s = (s as { inner?: unknown }).inner;
-  }
-  throw new TypeError(`the ${store.kind} store cannot run work in a transaction`);
+  const transactional = transactionalStoreIn(store);
+  if (transactional === undefined) throw new TypeError(`the ${store.kind} store cannot run work in a transaction`);
+  return transactional;
 }
 
 /** Whether work can run in a transaction of `store` (see `ClaimedWork.transactional`). @internal */
 export function canRunInTransaction(store: StoreOperations): boolean {
-  return isTransactionalStore(store);
+  return transactionalStoreIn(store) !== undefined;
 }
 
 /** The work gave `value`: stores what `capture` makes of it. */

@@ -4,8 +4,12 @@ import { IdempotencyDecodeError, IdempotencyKeyError } from './errors';
 /** Longest key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 255;
 
-// ASCII control characters (C0 and DEL), the store separator ':' and the scope separator '/'.
-const FORBIDDEN = /[\x00-\x1f\x7f:/]/;
+/**
+ * What a key may not hold: ASCII control characters (C0 and DEL), the store separator ':' and
+ * the scope separator '/'.
+ * @internal
+ */
+export const FORBIDDEN = /[\x00-\x1f\x7f:/]/;
 /**
  * An unpaired surrogate: not a character, and no UTF-8 encodes it (every store, and every digest,
  * would see U+FFFD instead, so two different keys would meet as one).

@@ -6,7 +6,7 @@ import { IdempotencyStore } from './idempotency-store';
 import type { InsertResult } from './insert-result';
 import type { ResponseSealer } from './response-sealer';
 import { immediateOperations, offerImmediateOperations } from './store-operations';
-import { isTransactionalStore, type StoreTransaction, type TransactionalStore } from './store-transaction';
+import { type StoreTransaction, type TransactionalStore, transactionalStoreIn } from './store-transaction';
 
 /**
  * Wraps any store (custom ones included) so that it receives and hands back only sealed
@@ -39,9 +39,10 @@ export class SealingStore extends IdempotencyStore {
       SealingStore.prototype,
     );
     // Only a transactional store's wrapper is one (the engine looks for the method).
-    if (isTransactionalStore(inner)) {
+    const transactional = transactionalStoreIn(inner);
+    if (transactional !== undefined) {
       (this as unknown as TransactionalStore).beginTransaction = async () =>
-        this.#sealing(await transactionalOf(inner).beginTransaction());
+        this.#sealing(await transactional.beginTransaction());
     }
   }
 
@@ -108,10 +109,4 @@ export class SealingStore extends IdempotencyStore {
       rollback: () => transaction.rollback(),
     };
   }
-}
-
-function transactionalOf(store: object): TransactionalStore {
-  let s: unknown = store;
-  while (typeof (s as TransactionalStore).beginTransaction !== 'function') s = (s as { inner?: unknown }).inner;
-  return s as TransactionalStore;
 }

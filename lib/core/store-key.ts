@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IdempotencyKeyError } from './errors';
-import { IdempotencyKey, MAX_KEY_BYTES, UNPAIRED_SURROGATE } from './idempotency-key';
+import { FORBIDDEN, IdempotencyKey, MAX_KEY_BYTES, UNPAIRED_SURROGATE } from './idempotency-key';
 
 /** Length of a SHA-256 digest in base64url: 43 characters. */
 const DIGEST_LENGTH = 43;
@@ -39,9 +39,6 @@ export function storeKeyFor(clientKey: IdempotencyKey, principal: string | undef
 
 /** The largest `maxKeyLength` allowed: about what HTTP servers accept in one header line. */
 export const MAX_KEY_LENGTH_LIMIT = 8192;
-
-// As `IdempotencyKey` refuses: ASCII control characters, ':' and '/'.
-const FORBIDDEN = /[\x00-\x1f\x7f:/]/;
 
 /**
  * The key of a client's key text, accepted up to `maxKeyLength` UTF-8 bytes (default 255, as

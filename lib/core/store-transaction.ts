@@ -2,6 +2,7 @@ import type { FencedOutcome } from './fenced-outcome';
 import type { FencingToken } from './fencing-token';
 import type { CompletedEntry } from './idempotency-entry';
 import type { IdempotencyKey } from './idempotency-key';
+import { storeInChain } from './store-chain';
 
 /**
  * A transaction of a store that keeps its entries in the database the work writes to (Postgres):
@@ -39,13 +40,11 @@ export interface TransactionalStore {
   beginTransaction(): Promise<StoreTransaction>;
 }
 
-/** Whether `store` can run work in a transaction with its completion. @internal */
-export function isTransactionalStore(store: unknown): store is TransactionalStore {
-  let s: unknown = store;
-  // A wrapper (telemetry, a fault injector) stands for the store it wraps.
-  while (typeof s === 'object' && s !== null) {
-    if (typeof (s as TransactionalStore).beginTransaction === 'function') return true;
-    s = (s as { inner?: unknown }).inner;
-  }
-  return false;
+/**
+ * The transactional store `store` is, or wraps; `undefined` when there is none.
+ * @internal
+ */
+export function transactionalStoreIn(store: unknown): TransactionalStore | undefined {
+  return storeInChain(store, (s) => typeof (s as TransactionalStore).beginTransaction === 'function') as
+    TransactionalStore | undefined;
 }

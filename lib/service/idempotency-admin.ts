@@ -3,6 +3,7 @@ import { FencedOutcome } from '../core/fenced-outcome';
 import type { FencingToken } from '../core/fencing-token';
 import { IdempotencyKey } from '../core/idempotency-key';
 import { IdempotencyStore, type StoreKeyInfo } from '../core/idempotency-store';
+import { storeInChain } from '../core/store-chain';
 import { clientKeyFor, storeKeyFor } from '../core/store-key';
 import { unstoredResultOf } from '../core/unstored-results';
 import { IDEMPOTENCY_OPTIONS } from '../idempotency.constants';
@@ -114,13 +115,8 @@ export class IdempotencyAdmin {
 
   /** The store's own account of the key; `null` when no store in the chain can give one. */
   #info(storeKey: IdempotencyKey): Promise<StoreKeyInfo | undefined> | null {
-    // A wrapper (a fault injector) stands for the store it wraps.
-    let s: unknown = this.store;
-    while (typeof s === 'object' && s !== null) {
-      const inspect = (s as IdempotencyStore).inspect;
-      if (typeof inspect === 'function') return inspect.call(s, storeKey);
-      s = (s as { inner?: unknown }).inner;
-    }
-    return null;
+    const store = storeInChain(this.store, (s) => typeof (s as IdempotencyStore).inspect === 'function') as
+      IdempotencyStore | undefined;
+    return store === undefined ? null : store.inspect!(storeKey);
   }
 }

@@ -268,13 +268,13 @@ describePostgres('PostgresStore on PostgreSQL', () => {
       let wait = waiter.waitForChange(key, 10_000);
       expect(await other.complete(key, c.entry.complete(response()), c.fencingToken, LONG)).toBe(FencedOutcome.Applied);
       await wait;
-      expect(Date.now() - started).toBeLessThan(500);
+      expect(Date.now() - started).toBeLessThan(2_000); // woken, not the timeout (a loaded machine can take a while)
 
       started = Date.now();
       wait = waiter.waitForChange(key, 10_000);
       expect(await other.remove(key, c.fencingToken)).toBe(FencedOutcome.Applied);
       await wait;
-      expect(Date.now() - started).toBeLessThan(500);
+      expect(Date.now() - started).toBeLessThan(2_000); // woken, not the timeout (a loaded machine can take a while)
 
       // Nothing happens: the timeout.
       started = Date.now();
@@ -286,7 +286,7 @@ describePostgres('PostgresStore on PostgreSQL', () => {
       wait = waiter.waitForChange(key, 10_000, abort.signal);
       abort.abort();
       await wait;
-      expect(Date.now() - started).toBeLessThan(500);
+      expect(Date.now() - started).toBeLessThan(2_000); // woken, not the timeout (a loaded machine can take a while)
     });
 
     it('waits to the timeout while its connection is lost, and listens again on a later wait', async () => {
@@ -301,13 +301,18 @@ describePostgres('PostgresStore on PostgreSQL', () => {
       const started = Date.now();
       await store.waitForChange(key, 300); // never rejects
       expect(Date.now() - started).toBeGreaterThanOrEqual(290);
-      await listening(table);
+      // A later wait listens again (the client may learn of the loss only after that wait began,
+      // so each try starts a wait of its own).
+      await eventually(async () => {
+        void store.waitForChange(IdempotencyKey.default(), 1);
+        return (await listeners(table)).some((r) => r.state === 'idle');
+      }, 'a later wait to listen again');
       const c = await claim(store, key);
       const wait = store.waitForChange(key, 10_000);
       const t0 = Date.now();
       await store.purge(key);
       await wait;
-      expect(Date.now() - t0).toBeLessThan(500);
+      expect(Date.now() - t0).toBeLessThan(2_000); // woken, not the timeout (a loaded machine can take a while)
       void c;
     });
   });
@@ -383,7 +388,7 @@ describePostgres('PostgresStore on PostgreSQL', () => {
     }
     const started = Date.now();
     await store.waitForChange(key, 60_000);
-    expect(Date.now() - started).toBeLessThan(500);
+    expect(Date.now() - started).toBeLessThan(2_000); // woken, not the timeout (a loaded machine can take a while)
     expect((await pool.query('SELECT 1 AS one')).rows[0].one).toBe(1);
     expect(pool.ended).toBe(false);
   });
