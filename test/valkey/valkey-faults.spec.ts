@@ -523,12 +523,15 @@ describeValkey('ValkeyStore faults', () => {
         const client = await connect();
         const store = new ValkeyStore(client, { prefix: freshPrefix('writes-batch') });
         await store.ping();
-        const keys = Array.from({ length: 20 }, () => IdempotencyKey.default());
+        let keys: IdempotencyKey[] = [];
         let claims: InsertResult[] = [];
+        // Fresh keys on each try: a stray write by something else in the process (a loaded
+        // machine) only adds to one try's count.
         expect(
           await fewestWrites(async () => {
+            keys = Array.from({ length: 20 }, () => IdempotencyKey.default());
             claims = await Promise.all(keys.map((key) => store.tryInsert(key, processing(1))));
-          }, 1),
+          }),
         ).toBe(1);
         expect(claims.map((c) => c.kind)).toEqual(keys.map(() => 'claimed'));
         expect(new Set(claims.map((c) => claimed(c).fencingToken.nonce)).size).toBe(20);
@@ -542,7 +545,7 @@ describeValkey('ValkeyStore faults', () => {
               store.tryInsert(keys[1], processing(1)).then((r) => r.kind),
               client.get('writes-batch-foreign'),
             ]);
-          }, 1),
+          }),
         ).toBe(1);
         expect(mixed).toEqual(['processing', 'OK', 'exists', 'x']);
       },
