@@ -3,7 +3,7 @@ import { IdempotencyDecodeError } from './errors';
 const HEX128 = /^[0-9a-f]{32}$/;
 const U128_MAX = (1n << 128n) - 1n;
 
-let trusted: (value: bigint) => Fingerprint;
+let trusted: (value: bigint, hex?: string) => Fingerprint;
 
 /** A 128-bit request fingerprint. Two requests with equal fingerprints are the same request. */
 export class Fingerprint {
@@ -73,7 +73,7 @@ export class Fingerprint {
   }
 
   static {
-    trusted = (value) => new Fingerprint(value);
+    trusted = (value, hex) => new Fingerprint(value, hex);
   }
 }
 
@@ -84,4 +84,13 @@ export class Fingerprint {
  */
 export function trustedFingerprint(value: bigint): Fingerprint {
   return trusted(value);
+}
+
+/**
+ * The fingerprint of 32 digits known to be lowercase hex (checked by the caller), without the
+ * checks `fromHex` makes.
+ * @internal
+ */
+export function trustedFingerprintHex(hex: string): Fingerprint {
+  return trusted(BigInt(`0x${hex}`), hex);
 }

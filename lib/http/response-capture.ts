@@ -56,12 +56,10 @@ export class ReplayHeaders {
     const names = this.names;
     // Each header read once: compared with the last response's, and kept for the next.
     const values = this.#scratch;
+    if (platform.readHeaders !== undefined) platform.readHeaders(res, names, values);
+    else for (let i = 0; i < names.length; i++) values[i] = platform.getHeader(res, names[i]);
     let same = this.#metadata !== undefined && kind === this.#kind;
-    for (let i = 0; i < names.length; i++) {
-      const value = platform.getHeader(res, names[i]);
-      values[i] = value;
-      if (same && value !== this.#values[i]) same = false;
-    }
+    for (let i = 0; same && i < names.length; i++) if (values[i] !== this.#values[i]) same = false;
     if (same) return this.#metadata!;
     const metadata: Record<string, string> = {};
     for (let i = 0; i < names.length; i++) if (values[i] !== undefined) metadata[names[i]] = values[i]!;

@@ -1,7 +1,7 @@
-import { bodyText, CachedResponse } from '../core/cached-response';
+import { bodyText, CachedResponse, trustedResponse } from '../core/cached-response';
 import { assertDuration } from '../core/duration';
 import { StoreDecodeError } from '../core/errors';
-import { Fingerprint } from '../core/fingerprint';
+import { Fingerprint, trustedFingerprintHex } from '../core/fingerprint';
 import { AnyEntry, completedEntry, IdempotencyEntry } from '../core/idempotency-entry';
 
 /**
@@ -58,9 +58,56 @@ const FINGERPRINT_HEX = 32;
 const STATE_PROCESSING = 0x70; // 'p'
 const STATE_WATCHED = 0x77; // 'w': processing, found in flight by a claim
 const STATE_COMPLETED = 0x63; // 'c'
-const TOKEN_HEX = /^[0-9a-f]{16}$/;
-const NONCE = /^[0-9A-Za-z_-]{22}$/;
 const ZEROS = '0000000000000000';
+
+/** Whether bytes `start` to `end` of `value` are all lowercase hex digits (`[0-9a-f]`). */
+function lowerHexBytes(value: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = value[i];
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
+/** Whether bytes `start` to `end` of `value` are all base64url characters (`[0-9A-Za-z_-]`). */
+function base64urlBytes(value: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = value[i];
+    if (!(
+      (c >= 0x30 && c <= 0x39) ||
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      c === 0x5f ||
+      c === 0x2d
+    )) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The metadata last decoded, as text and as the checked, frozen object a response holds: a route's
+// entries nearly always carry the same metadata, which is then neither parsed nor checked again.
+let lastMetaText: string | undefined;
+let lastMeta: Readonly<Record<string, string>> | undefined;
+const NO_BODY = new Uint8Array(0);
+
+/**
+ * The metadata of an entry with `statusCode` from its JSON text: the checks and copy of
+ * `new CachedResponse` (the status code checked first, as there).
+ */
+function metadataOf(statusCode: number, text: string): Readonly<Record<string, string>> {
+  if (text === lastMetaText) return lastMeta!;
+  const parsed: unknown = JSON.parse(text);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error('the metadata is not a JSON object');
+  }
+  const metadata = new CachedResponse({ statusCode, body: NO_BODY, metadata: parsed as Record<string, string> })
+    .metadata;
+  lastMetaText = text;
+  lastMeta = metadata;
+  return metadata;
+}
 
 /**
  * The claim id of token number `token` and `nonce`, as the entry stores it; {@link NO_CLAIM}
@@ -138,9 +185,13 @@ export function decodeEntry(value: Buffer, where: string): AnyEntry {
   }
   try {
     const state = value[1];
-    const fingerprint = Fingerprint.fromHex(value.toString('latin1', 40, 72));
-    if (!TOKEN_HEX.test(value.toString('latin1', 2, 18))) throw new Error('the fencing token is malformed');
-    if (!NONCE.test(value.toString('latin1', 18, 40))) throw new Error('the nonce is malformed');
+    // Checked byte by byte, not as strings: the fingerprint as written (lowercase) is taken as it
+    // is; any other text goes through `fromHex`, which accepts uppercase too or throws.
+    const fingerprint = lowerHexBytes(value, 40, 72)
+      ? trustedFingerprintHex(value.toString('latin1', 40, 72))
+      : Fingerprint.fromHex(value.toString('latin1', 40, 72));
+    if (!lowerHexBytes(value, 2, 18)) throw new Error('the fencing token is malformed');
+    if (!base64urlBytes(value, 18, 40)) throw new Error('the nonce is malformed');
     const ttl = assertDuration('ttl', value.readUIntBE(72, 6));
     const statusCode = value.readUInt16BE(78);
     const metaBytes = value.readUInt32BE(80);
@@ -153,16 +204,10 @@ export function decodeEntry(value: Buffer, where: string): AnyEntry {
     if (state !== STATE_COMPLETED && state !== STATE_UNACKNOWLEDGED) throw new Error(`unknown state byte ${state}`);
     const end = HEADER_BYTES + metaBytes;
     if (end > value.length) throw new Error('the metadata runs past the end');
-    let metadata: Record<string, string> | undefined;
-    if (metaBytes > 0) {
-      const parsed: unknown = JSON.parse(value.toString('utf8', HEADER_BYTES, end));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        throw new Error('the metadata is not a JSON object');
-      }
-      metadata = parsed as Record<string, string>;
-    }
-    const response = new CachedResponse({ statusCode, body: value.subarray(end), metadata });
-    return completedEntry(fingerprint, ttl, response);
+    if (metaBytes === 0)
+      return completedEntry(fingerprint, ttl, new CachedResponse({ statusCode, body: value.subarray(end) }));
+    const metadata = metadataOf(statusCode, value.toString('utf8', HEADER_BYTES, end));
+    return completedEntry(fingerprint, ttl, trustedResponse(statusCode, value.subarray(end), metadata));
   } catch (error) {
     throw new StoreDecodeError(`${where}: corrupt idempotency entry: ${(error as Error).message}`, { cause: error });
   }
