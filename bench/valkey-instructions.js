@@ -9,8 +9,16 @@
 //
 //   npm run bench:valkey-instructions
 //   node bench/valkey-instructions.js --ops 2000 --json
+//   node bench/valkey-instructions.js --commands    # also the instructions inside command execution
+//
+// --commands adds, per operation, the instructions of valkey-server's call() (inclusive): the
+// commands and scripts alone, without reading requests, the event loop, writing replies or the
+// once-a-second cron. How many commands arrive per read varies with timing, so the whole count
+// moves by about 1k per fresh request between runs of the same build; this figure moves by about
+// 0.1-0.3k, enough to tell a change of a few hundred instructions to a script apart.
 'use strict';
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const { DIST, ROOT, cli, positive, round, table, loadLibrary, machine } = require('./lib/common');
 const { floorScripts } = require('./lib/floor-valkey');
 const { startValkeyUnderCallgrind: startUnderCallgrind } = require('./lib/callgrind');
@@ -19,6 +27,8 @@ const USAGE = `usage: node bench/valkey-instructions.js [options]   (needs valgr
 
   --ops N       operations per workload (default 3000; valkey-server runs about 50x slower under callgrind)
   --callers N   concurrent callers on the one connection (default 32)
+  --commands    also count the instructions inside command execution (valkey-server's call(),
+                inclusive; needs callgrind_annotate): a steadier figure for comparing scripts
   --json        print one JSON document as the last line of stdout
 
 BENCH_DIST=/path/to/dist measures another build of the library (default: dist/).`;
@@ -26,6 +36,7 @@ BENCH_DIST=/path/to/dist measures another build of the library (default: dist/).
 const opts = cli(USAGE, {
   ops: { type: 'string', default: '3000' },
   callers: { type: 'string', default: '32' },
+  commands: { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
 });
 const OPS = Math.round(positive('ops', opts.ops));
@@ -34,6 +45,17 @@ const LEASE_MS = 10_000;
 const TTL_MS = 86_400_000;
 const BODY = JSON.stringify({ item: 'widget', qty: 2, note: 'bench' });
 const log = (...args) => console.error(...args);
+
+/** Instructions inside valkey-server's `call()` (inclusive) in the callgrind dump `file`. */
+function commandInstructions(file) {
+  const text = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  const line = text.split('\n').find((l) => /^\s*[\d,]+ .*\s(\S+:)?call \[/.test(l));
+  if (line === undefined) throw new Error(`no call() in ${file}`);
+  return Number(line.trim().split(/\s+/)[0].replace(/,/g, ''));
+}
 
 /** Runs `op(i)` for i = 0..n-1 with CALLERS concurrent callers. */
 async function concurrently(n, op) {
@@ -104,7 +126,8 @@ async function main() {
     for (const [name, scenario, run] of work) {
       const ops = name === 'ping' ? OPS : OPS - 1;
       const instructions = await server.count(run);
-      (results[name] ??= {})[scenario] = { instructionsPerOp: round(instructions / ops, 0), ops };
+      const result = ((results[name] ??= {})[scenario] = { instructionsPerOp: round(instructions / ops, 0), ops });
+      if (opts.commands) result.inCommandsPerOp = round(commandInstructions(server.counter.last.file) / ops, 0);
       log(`${name} ${scenario}: ${Math.round(instructions / ops).toLocaleString('en')} instructions per operation`);
     }
     await store.close();
@@ -116,6 +139,8 @@ async function main() {
   for (const scenario of ['fresh', 'replay']) {
     const ours = results.ours[scenario];
     ours.toFloor = round(ours.instructionsPerOp / results.floor[scenario].instructionsPerOp, 2);
+    if (opts.commands)
+      ours.inCommandsToFloor = round(ours.inCommandsPerOp / results.floor[scenario].inCommandsPerOp, 2);
   }
   const info = machine();
   console.log(
@@ -132,6 +157,8 @@ async function main() {
         scenario,
         instructions: f.instructionsPerOp.toLocaleString('en'),
         floor: f.toFloor === undefined ? null : `${f.toFloor.toFixed(2)}x`,
+        commands: f.inCommandsPerOp?.toLocaleString('en') ?? null,
+        commandsFloor: f.inCommandsToFloor === undefined ? null : `${f.inCommandsToFloor.toFixed(2)}x`,
       });
     }
   }
@@ -141,6 +168,12 @@ async function main() {
       { key: 'scenario', title: 'operation', align: 'left' },
       { key: 'instructions', title: 'Valkey instructions per operation' },
       { key: 'floor', title: 'x floor' },
+      ...(opts.commands
+        ? [
+            { key: 'commands', title: 'in command execution' },
+            { key: 'commandsFloor', title: 'x floor' },
+          ]
+        : []),
     ]),
   );
   if (opts.json) console.log(JSON.stringify(results));
