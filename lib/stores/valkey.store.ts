@@ -273,7 +273,7 @@ export class ValkeyStore extends IdempotencyStore {
           : (sent = durable
               .send(
                 'claim',
-                [keys.entry, keys.fence, tail],
+                [keys.entry, keys.fence, tail, '1'], // ARGV[2]: a `u` entry found bumps the fence (claim.lua)
                 undefined,
                 (r) =>
                   // What the key holds answers at once (in flight, another request, an acknowledged

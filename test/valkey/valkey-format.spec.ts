@@ -16,7 +16,8 @@ import {
   ValkeyStore,
 } from '../../lib';
 import { describeValkey, startStandalone, type StandaloneServer } from '../support/valkey-server';
-import { fp, formatTwoEntry, freshPrefix, keysOf, processing, response } from './helpers';
+import { claimTail } from '../../lib/stores/valkey-codec';
+import { commandStats, fp, formatTwoEntry, freshPrefix, keysOf, processing, response, statsDelta } from './helpers';
 
 const LONG = 60_000;
 const readScript = (name: string) => readFileSync(join(__dirname, '../../lib/stores/lua', `${name}.lua`), 'utf8');
@@ -153,6 +154,41 @@ describeValkey('ValkeyStore entry format', () => {
       await client.setrange(entry, 1, 'u');
       expect(await store.remove(key, c.fencingToken)).toBe(FencedOutcome.Applied);
       expect(await client.exists(entry)).toBe(0);
+    });
+
+    it('a claim finding state u bumps the fencing counter by 0 (a write for the WAIT behind it) only when a durable store sends it (ARGV[2]); else it writes nothing', async () => {
+      const prefix = freshPrefix('f2ubump');
+      const store = new ValkeyStore(client, { prefix });
+      const key = IdempotencyKey.default();
+      const { entry, fence } = keysOf(prefix, key);
+      const c = claimed(await store.tryInsert(key, processing(1, 30_000)));
+      expect(await store.complete(key, c.entry.complete(response('{"u":2}')), c.fencingToken, LONG)).toBe(
+        FencedOutcome.Applied,
+      );
+      await client.setrange(entry, 1, 'u');
+      const written = (await client.getBuffer(entry))!;
+      const incrbys = async (run: () => Promise<unknown>): Promise<number | undefined> => {
+        const before = await commandStats(client);
+        await run();
+        return statsDelta(before, await commandStats(client)).incrby;
+      };
+      // A store without durability sends no WAIT: its replay reads the entry and writes nothing.
+      expect(
+        await incrbys(async () => {
+          const replay = await store.tryInsert(key, processing(1, 30_000));
+          expect(replay.kind === 'exists' && replay.entry.isCompleted()).toBe(true);
+        }),
+      ).toBeUndefined();
+      const tail = claimTail(NONCE, FP, 30_000);
+      const claim = (...argv: string[]) => client.evalBuffer(readScript('claim'), 2, entry, fence, tail, ...argv);
+      expect(await incrbys(async () => expect((await claim()).equals(written)).toBe(true))).toBeUndefined();
+      // What a durable store sends: the same answer, and one INCRBY of the counter by 0.
+      expect(await incrbys(async () => expect((await claim('1')).equals(written)).toBe(true))).toBe(1);
+      expect(await client.get(fence)).toBe('1');
+      // A completed entry in state c: nothing written either way.
+      await client.setrange(entry, 1, 'c');
+      expect(await incrbys(async () => expect((await claim('1'))[1]).toBe(0x63))).toBeUndefined();
+      expect((await client.getBuffer(entry))!.subarray(2).equals(written.subarray(2))).toBe(true);
     });
 
     it('stores a body given as text as its UTF-8 bytes (non-ASCII, astral, a lone surrogate)', async () => {
