@@ -213,7 +213,7 @@ export class MemoryStore extends IdempotencyStore {
     const id = key.toString();
     const now = this.#clock();
     const live = this.#live(id, now);
-    if (live !== undefined) return { kind: 'exists', entry: entryOf(live) };
+    if (live !== undefined) return { kind: 'exists', entry: entryOf(live, fingerprint) };
     const bytes = ENTRY_OVERHEAD_BYTES + id.length;
     if (this.#slots.size >= this.#maxEntries || this.#bytes + bytes > this.#maxBytes) this.#makeRoom(now, bytes);
     const token = ++this.#counters[bucketOf(id)];
@@ -520,11 +520,14 @@ function sweepWeakly(store: WeakRef<MemoryStore>, ms: number): NodeJS.Timeout {
 }
 
 // Entries are handed out fresh each time, so no caller can complete another's object, and the
-// store keeps one object per key, not an entry beside it.
-function entryOf(slot: Slot): AnyEntry {
+// store keeps one object per key, not an entry beside it. `like`: the caller's fingerprint, which
+// the entry shares when it is the same number (a retry of the same request: nothing to make).
+function entryOf(slot: Slot, like?: Fingerprint): AnyEntry {
+  const fingerprint =
+    like !== undefined && like.toBigInt() === slot.fingerprint ? like : trustedFingerprint(slot.fingerprint);
   return slot.response === undefined
-    ? new IdempotencyEntry(trustedFingerprint(slot.fingerprint), slot.ttl)
-    : completedEntry(trustedFingerprint(slot.fingerprint), slot.ttl, slot.response);
+    ? new IdempotencyEntry(fingerprint, slot.ttl)
+    : completedEntry(fingerprint, slot.ttl, slot.response);
 }
 
 function holds(slot: Slot, token: FencingToken): boolean {
