@@ -332,14 +332,7 @@ export function runClaimedNow<T>(
   if (monotonicNow() - claimed.leaseStart > request.leaseMs / 3) return renewFirst(request, claimed, work);
   if (work.transactional === true) return runInTransaction(request, claimed, work);
   const fencingToken = claimed.fencingToken;
-  const lease = new Lease(
-    store,
-    key,
-    fencingToken,
-    request.leaseMs,
-    claimed.leaseStart,
-    work,
-  );
+  const lease = new Lease(store, key, fencingToken, request.leaseMs, claimed.leaseStart, work);
   let result: T | PromiseLike<T>;
   try {
     result = work.run(lease);
@@ -409,14 +402,7 @@ async function runInTransaction<T>(
     await tx.rollback();
     return renewFirst(request, claimed, work);
   }
-  const lease = new Lease(
-    store,
-    key,
-    fencingToken,
-    request.leaseMs,
-    claimed.leaseStart,
-    work,
-  );
+  const lease = new Lease(store, key, fencingToken, request.leaseMs, claimed.leaseStart, work);
   let value: T;
   try {
     const result = work.run(lease, tx);

@@ -86,5 +86,7 @@ export function offerImmediateOperations(
  */
 export function immediateOperations(store: StoreOperations): ImmediateOperations | undefined {
   const r = (store as { [REGISTERED]?: Registered })[REGISTERED];
-  return r !== undefined && r.store === store && store.tryInsert === r.tryInsert && store.complete === r.complete ? r.operations : undefined;
+  return r !== undefined && r.store === store && store.tryInsert === r.tryInsert && store.complete === r.complete
+    ? r.operations
+    : undefined;
 }

@@ -62,7 +62,9 @@ describe('MemoryStore specifics', () => {
       if (claim.kind !== 'claimed') throw new Error('expected a claim');
       expect((await store.inspect(key))?.msLeft).toBe(100);
       clock.now += 99;
-      expect(await store.complete(key, claim.entry.complete(done), claim.fencingToken, 1_000)).toBe(FencedOutcome.Applied);
+      expect(await store.complete(key, claim.entry.complete(done), claim.fencingToken, 1_000)).toBe(
+        FencedOutcome.Applied,
+      );
       expect((await store.inspect(key))?.msLeft).toBe(1_000);
       clock.now -= 50; // set back: the entry lives longer, as it did with times kept as given
       expect((await store.inspect(key))?.msLeft).toBe(1_050);
