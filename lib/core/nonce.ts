@@ -1,26 +1,20 @@
 import { randomBytes } from 'node:crypto';
 
-/** Random bytes drawn at once: their base64url text holds this many nonces. */
-const POOL_BYTES = 16 * 256;
-/** Characters of a nonce: 22 base64url characters, 132 random bits. */
-const NONCE_CHARS = 22;
-/** Whole characters of the pool's text (the last one of the encoding is partly padding). */
-const POOL_CHARS = Math.floor((POOL_BYTES * 8) / 6);
-let pool = '';
-let offset = POOL_CHARS;
+const POOL_SIZE = 16 * 256;
+let pool = Buffer.alloc(0);
+let offset = POOL_SIZE;
 
 /**
- * A random per-claim nonce: 22 base64url characters (132 random bits). Cut from the base64url
- * text of a pooled draw of random bytes, so a claim neither pays for a system call nor encodes
- * bytes: each nonce is a slice of the text, never overlapping another.
+ * A random 128-bit per-claim nonce, 22 base64url characters. Draws from a pooled buffer so a
+ * claim does not pay for a system call.
  * @internal
  */
 export function newNonce(): string {
-  if (offset + NONCE_CHARS > POOL_CHARS) {
-    pool = randomBytes(POOL_BYTES).toString('base64url');
+  if (offset >= POOL_SIZE) {
+    pool = randomBytes(POOL_SIZE);
     offset = 0;
   }
-  const nonce = pool.slice(offset, offset + NONCE_CHARS);
-  offset += NONCE_CHARS;
+  const nonce = pool.toString('base64url', offset, offset + 16);
+  offset += 16;
   return nonce;
 }
