@@ -12,7 +12,7 @@ import { Fingerprint } from './fingerprint';
 import { AnyEntry, assertEntryParts, CompletedEntry, IdempotencyEntry } from './idempotency-entry';
 import { IdempotencyKey } from './idempotency-key';
 import { ClaimedResult, InsertResult } from './insert-result';
-import { CompletionFailedError, Lease, LeaseLostError, monotonicNow } from './lease';
+import { CompletionFailedError, Lease, LeaseLostError, type LeaseLostEvent, monotonicNow } from './lease';
 import { immediateOperations, type StoreOperations } from './store-operations';
 import { type StoreTransaction, type TransactionalStore, transactionalStoreIn } from './store-transaction';
 import { holdUnstoredResult, type UnstoredResult, unstoredResultOf } from './unstored-results';
@@ -78,7 +78,7 @@ export type ClaimDecision = Claimed | ClaimRefusal;
 /** Something that happened on the way, worth a log line or an event (never the final answer). */
 export type EngineEvent =
   /** The lease could not be kept while the work ran; `signal` aborted. */
-  | { readonly type: 'lease-lost'; readonly fencingToken: FencingToken; readonly error: LeaseLostError }
+  | LeaseLostEvent
   /** The completion found the lease run out with nobody else on the key; it is stored late. */
   | { readonly type: 'key-expired'; readonly fencingToken: FencingToken }
   /** The completion was refused: another claim took the key over (fencing). */
@@ -332,14 +332,7 @@ export function runClaimedNow<T>(
   if (monotonicNow() - claimed.leaseStart > request.leaseMs / 3) return renewFirst(request, claimed, work);
   if (work.transactional === true) return runInTransaction(request, claimed, work);
   const fencingToken = claimed.fencingToken;
-  const lease = new Lease(
-    store,
-    key,
-    fencingToken,
-    request.leaseMs,
-    claimed.leaseStart,
-    work.notify === undefined ? undefined : (error) => work.notify!({ type: 'lease-lost', fencingToken, error }),
-  );
+  const lease = new Lease(store, key, fencingToken, request.leaseMs, claimed.leaseStart, work);
   let result: T | PromiseLike<T>;
   try {
     result = work.run(lease);
@@ -409,14 +402,7 @@ async function runInTransaction<T>(
     await tx.rollback();
     return renewFirst(request, claimed, work);
   }
-  const lease = new Lease(
-    store,
-    key,
-    fencingToken,
-    request.leaseMs,
-    claimed.leaseStart,
-    work.notify === undefined ? undefined : (error) => work.notify!({ type: 'lease-lost', fencingToken, error }),
-  );
+  const lease = new Lease(store, key, fencingToken, request.leaseMs, claimed.leaseStart, work);
   let value: T;
   try {
     const result = work.run(lease, tx);

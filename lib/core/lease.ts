@@ -22,6 +22,13 @@ export class LeaseLostError extends IdempotencyError {
   }
 }
 
+/** What a {@link Lease} tells its listener when the lease is lost. @internal */
+export interface LeaseLostEvent {
+  readonly type: 'lease-lost';
+  readonly fencingToken: FencingToken;
+  readonly error: LeaseLostError;
+}
+
 /** Storing the completion kept failing until the lease ran out. */
 export class CompletionFailedError extends IdempotencyError {}
 
@@ -60,7 +67,8 @@ export class Lease {
     private readonly leaseMs: number,
     /** When the claim was sent, by `monotonicNow()`. */
     leaseStart: number,
-    private readonly onLost?: (error: LeaseLostError) => void,
+    /** Told when the lease is lost (the work itself, as a rule: no closure per lease). */
+    private readonly listener?: { notify?(event: LeaseLostEvent): void },
   ) {
     this.#expiresAt = leaseStart + leaseMs;
   }
@@ -120,6 +128,6 @@ export class Lease {
     this.stop();
     this.#lostWith = error;
     this.#controller?.abort(error);
-    this.onLost?.(error);
+    this.listener?.notify?.({ type: 'lease-lost', fencingToken: this.fencingToken, error });
   }
 }

@@ -50,6 +50,8 @@ export interface ImmediateOperations {
 }
 
 interface Registered {
+  /** The store offering them: not another object that inherits or forwards the property. */
+  readonly store: object;
   readonly operations: ImmediateOperations;
   // The methods the immediate operations stand for: a subclass or a test that replaces either
   // (on the class or the instance) is awaited instead, so its own code runs.
@@ -57,7 +59,11 @@ interface Registered {
   readonly complete: unknown;
 }
 
-const registered = new WeakMap<object, Registered>();
+/**
+ * Where a store keeps what it offers: a non-enumerable property of its own, read on every claim
+ * and completion (a property load; a WeakMap lookup hashes the object each time).
+ */
+const REGISTERED = Symbol('nestjs-idempotent.immediateOperations');
 
 /**
  * Offers `operations` for `store`, in place of the `tryInsert` and `complete` of `standsFor` (the
@@ -69,7 +75,8 @@ export function offerImmediateOperations(
   operations: ImmediateOperations,
   standsFor: Pick<StoreOperations, 'tryInsert' | 'complete'>,
 ): void {
-  registered.set(store, { operations, tryInsert: standsFor.tryInsert, complete: standsFor.complete });
+  const value: Registered = { store, operations, tryInsert: standsFor.tryInsert, complete: standsFor.complete };
+  Object.defineProperty(store, REGISTERED, { value, configurable: true, writable: true, enumerable: false });
 }
 
 /**
@@ -78,6 +85,8 @@ export function offerImmediateOperations(
  * @internal
  */
 export function immediateOperations(store: StoreOperations): ImmediateOperations | undefined {
-  const r = registered.get(store);
-  return r !== undefined && store.tryInsert === r.tryInsert && store.complete === r.complete ? r.operations : undefined;
+  const r = (store as { [REGISTERED]?: Registered })[REGISTERED];
+  return r !== undefined && r.store === store && store.tryInsert === r.tryInsert && store.complete === r.complete
+    ? r.operations
+    : undefined;
 }

@@ -3,6 +3,7 @@ import { runInNewContext } from 'node:vm';
 import {
   CachedResponse,
   DefaultFingerprintStrategy,
+  FencedOutcome,
   FencingToken,
   IdempotencyDecodeError,
   IdempotencyEntry,
@@ -48,6 +49,32 @@ describe('MemoryStore specifics', () => {
     expect((await store.tryInsert(new IdempotencyKey('new'), entry())).kind).toBe('claimed');
     expect(store.size).toBe(2);
     await store.close();
+  });
+
+  it('counts expiry on its clock from any start: an epoch time, a clock set only later, a clock set back', async () => {
+    const done = new CachedResponse({ statusCode: 200, body: 'x' });
+    for (const start of [Date.now(), undefined, 5]) {
+      const clock: { now: number | undefined } = { now: start };
+      const store = new MemoryStore({ now: () => clock.now as number });
+      clock.now ??= 1_700_000_000_000;
+      const key = new IdempotencyKey('k');
+      const claim = await store.tryInsert(key, entry(100));
+      if (claim.kind !== 'claimed') throw new Error('expected a claim');
+      expect((await store.inspect(key))?.msLeft).toBe(100);
+      clock.now += 99;
+      expect(await store.complete(key, claim.entry.complete(done), claim.fencingToken, 1_000)).toBe(
+        FencedOutcome.Applied,
+      );
+      expect((await store.inspect(key))?.msLeft).toBe(1_000);
+      clock.now -= 50; // set back: the entry lives longer, as it did with times kept as given
+      expect((await store.inspect(key))?.msLeft).toBe(1_050);
+      clock.now += 1_049;
+      expect((await store.get(key))?.isCompleted()).toBe(true);
+      clock.now += 1;
+      expect(await store.get(key)).toBeUndefined();
+      expect((await store.tryInsert(key, entry())).kind).toBe('claimed');
+      await store.close();
+    }
   });
 
   it('validates its options with RangeErrors naming them', () => {

@@ -3,8 +3,8 @@ import { bodySize, bodyText, CachedResponse, trustedResponse } from '../core/cac
 import { assertDuration, assertPositiveInteger } from '../core/duration';
 import { StoreClosedError, StoreFullError } from '../core/errors';
 import { FencedOutcome } from '../core/fenced-outcome';
-import { FencingToken } from '../core/fencing-token';
-import { Fingerprint } from '../core/fingerprint';
+import { FencingToken, trustedFencingToken } from '../core/fencing-token';
+import { Fingerprint, trustedFingerprint } from '../core/fingerprint';
 import { IdempotencyStore, type StoreKeyInfo } from '../core/idempotency-store';
 import {
   AnyEntry,
@@ -81,17 +81,23 @@ const LOW_WATER = 0.7;
 /** Eviction frees down to this share of a bound, so it does not run on every claim. */
 const EVICT_TO = 0.9;
 
-/** One key's entry: its claim, and its response once completed. */
+/**
+ * One key's entry: its claim, and its response once completed. It holds as little as it can (the
+ * store keeps one per live key, and a young collection copies each one made since the last):
+ * the fingerprint's number rather than a Fingerprint around it, and times as small integers.
+ */
 class Slot {
   /** Set once completed: the response replayed from then on. */
   response: CachedResponse | undefined = undefined;
 
   constructor(
-    readonly fingerprint: Fingerprint,
+    /** The fingerprint's number (`Fingerprint.toBigInt()`). */
+    readonly fingerprint: bigint,
     readonly token: number,
     readonly nonce: string,
     /** The lease while processing, the replay window once completed. */
     public ttl: number,
+    /** When the entry expires, on the store's clock (`#clock()`: ms since the store was made). */
     public expiresAt: number,
     /** Estimated bytes this entry holds. */
     public bytes: number,
@@ -123,6 +129,11 @@ export class MemoryStore extends IdempotencyStore {
   readonly #now: () => number;
   readonly #onWarning: ((message: string) => void) | undefined;
   #warningFallback: ((message: string) => void) | undefined;
+  /**
+   * `#now()` when the store was made: times are kept relative to it, so an entry's expiry is a
+   * small integer held in the entry, not a number boxed beside it (as an epoch time would be).
+   */
+  readonly #epoch: number;
   #timer: NodeJS.Timeout | undefined;
   #nextFullSweep = 0;
   #bytes = 0;
@@ -148,6 +159,9 @@ export class MemoryStore extends IdempotencyStore {
     }
     this.#evict = whenFull === 'evict-completed';
     this.#now = options.now ?? Date.now;
+    // A clock a test sets only later counts from 0, as it would have without an epoch.
+    const epoch = this.#now();
+    this.#epoch = Number.isFinite(epoch) ? epoch : 0;
     this.#onWarning = options.onWarning;
     const sweepMs = assertDuration('sweepIntervalMs', options.sweepIntervalMs ?? 60_000);
     this.#sweepMs = sweepMs;
@@ -197,18 +211,18 @@ export class MemoryStore extends IdempotencyStore {
   #claim(key: IdempotencyKey, fingerprint: Fingerprint, ttl: number, entry?: ProcessingEntry): InsertResult {
     if (this.#closed) throw new StoreClosedError(this.kind, 'tryInsert');
     const id = key.toString();
-    const now = this.#now();
+    const now = this.#clock();
     const live = this.#live(id, now);
-    if (live !== undefined) return { kind: 'exists', entry: entryOf(live) };
+    if (live !== undefined) return { kind: 'exists', entry: entryOf(live, fingerprint) };
     const bytes = ENTRY_OVERHEAD_BYTES + id.length;
     if (this.#slots.size >= this.#maxEntries || this.#bytes + bytes > this.#maxBytes) this.#makeRoom(now, bytes);
     const token = ++this.#counters[bucketOf(id)];
     const nonce = newNonce();
-    this.#slots.set(id, new Slot(fingerprint, token, nonce, ttl, now + ttl, bytes));
+    this.#slots.set(id, new Slot(fingerprint.toBigInt(), token, nonce, ttl, now + ttl, bytes));
     this.#grow(bytes);
     return {
       kind: 'claimed',
-      fencingToken: new FencingToken(token, nonce),
+      fencingToken: trustedFencingToken(BigInt(token), nonce),
       entry: entry ?? new IdempotencyEntry(fingerprint, ttl),
     };
   }
@@ -219,10 +233,10 @@ export class MemoryStore extends IdempotencyStore {
     assertEntryState(entry, 'completed', 'complete');
     if (this.#closed) throw new StoreClosedError(this.kind, 'complete');
     const id = key.toString();
-    const slot = this.#live(id, this.#now());
+    const slot = this.#live(id, this.#clock());
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
-    if (!slot.fingerprint.equals(entry.fingerprint)) return FencedOutcome.FingerprintMismatch;
+    if (entry.fingerprint.toBigInt() !== slot.fingerprint) return FencedOutcome.FingerprintMismatch;
     if (slot.response !== undefined) return FencedOutcome.Applied;
     // Metadata is counted with each entry, even where responses share one object: never less than
     // the entries hold, whichever of them is evicted first.
@@ -235,7 +249,7 @@ export class MemoryStore extends IdempotencyStore {
     const response = copyOf(entry.response);
     slot.response = response;
     slot.ttl = ttlMs;
-    slot.expiresAt = this.#now() + ttlMs;
+    slot.expiresAt = this.#clock() + ttlMs;
     if (this.#evict) this.#completedOrder.set(id, slot);
     this.#wake(id);
     slot.bytes += added;
@@ -246,7 +260,7 @@ export class MemoryStore extends IdempotencyStore {
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
     this.#assertOpen('remove');
     const id = key.toString();
-    const slot = this.#live(id, this.#now());
+    const slot = this.#live(id, this.#clock());
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
     this.#delete(id, slot);
@@ -256,7 +270,7 @@ export class MemoryStore extends IdempotencyStore {
   async touch(key: IdempotencyKey, fencingToken: FencingToken, ttlMs: number): Promise<FencedOutcome> {
     assertDuration('ttlMs', ttlMs);
     this.#assertOpen('touch');
-    const now = this.#now();
+    const now = this.#clock();
     const slot = this.#live(key.toString(), now);
     if (slot === undefined) return FencedOutcome.KeyExpired;
     if (!holds(slot, fencingToken)) return FencedOutcome.FencingMismatch;
@@ -275,19 +289,19 @@ export class MemoryStore extends IdempotencyStore {
 
   async get(key: IdempotencyKey): Promise<AnyEntry | undefined> {
     this.#assertOpen('get');
-    const slot = this.#live(key.toString(), this.#now());
+    const slot = this.#live(key.toString(), this.#clock());
     return slot === undefined ? undefined : entryOf(slot);
   }
 
   /** The state, claim token and time left of the live entry under `key` (for `IdempotencyAdmin`). */
   override async inspect(key: IdempotencyKey): Promise<StoreKeyInfo | undefined> {
     this.#assertOpen('inspect');
-    const now = this.#now();
+    const now = this.#clock();
     const slot = this.#live(key.toString(), now);
     if (slot === undefined) return undefined;
     return {
       state: slot.response === undefined ? 'processing' : 'completed',
-      fencingToken: new FencingToken(slot.token, slot.nonce),
+      fencingToken: trustedFencingToken(BigInt(slot.token), slot.nonce),
       msLeft: Math.max(0, Math.ceil(slot.expiresAt - now)),
     };
   }
@@ -322,7 +336,7 @@ export class MemoryStore extends IdempotencyStore {
 
   /** Drops every expired entry now (the timer does this every `sweepIntervalMs`). */
   sweep(): void {
-    const now = this.#now();
+    const now = this.#clock();
     for (const [id, slot] of this.#slots) if (slot.expiresAt <= now) this.#delete(id, slot);
   }
 
@@ -350,6 +364,11 @@ export class MemoryStore extends IdempotencyStore {
     if (!this.#closed) return;
     this.#closed = false;
     this.#timer = sweepWeakly(new WeakRef<MemoryStore>(this), this.#sweepMs);
+  }
+
+  /** The time on the store's clock: `#now()` in ms since the store was made. */
+  #clock(): number {
+    return this.#now() - this.#epoch;
   }
 
   #assertOpen(operation: string): void {
@@ -390,7 +409,7 @@ export class MemoryStore extends IdempotencyStore {
 
   /** Makes room for `bytes` more of a response, or throws StoreFullError. */
   #roomForCompletion(bytes: number): void {
-    const now = this.#now();
+    const now = this.#clock();
     if (now >= this.#nextFullSweep) {
       this.sweep();
       this.#nextFullSweep = now + FULL_SWEEP_MS;
@@ -457,6 +476,8 @@ export class MemoryStore extends IdempotencyStore {
 
   /** Wakes the requests waiting on `id`. */
   #wake(id: string): void {
+    // Nearly always nobody waits: no lookup then.
+    if (this.#waiters.size === 0) return;
     const set = this.#waiters.get(id);
     if (set !== undefined) for (const wake of [...set]) wake();
   }
@@ -499,11 +520,14 @@ function sweepWeakly(store: WeakRef<MemoryStore>, ms: number): NodeJS.Timeout {
 }
 
 // Entries are handed out fresh each time, so no caller can complete another's object, and the
-// store keeps one object per key, not an entry beside it.
-function entryOf(slot: Slot): AnyEntry {
+// store keeps one object per key, not an entry beside it. `like`: the caller's fingerprint, which
+// the entry shares when it is the same number (a retry of the same request: nothing to make).
+function entryOf(slot: Slot, like?: Fingerprint): AnyEntry {
+  const fingerprint =
+    like !== undefined && like.toBigInt() === slot.fingerprint ? like : trustedFingerprint(slot.fingerprint);
   return slot.response === undefined
-    ? new IdempotencyEntry(slot.fingerprint, slot.ttl)
-    : completedEntry(slot.fingerprint, slot.ttl, slot.response);
+    ? new IdempotencyEntry(fingerprint, slot.ttl)
+    : completedEntry(fingerprint, slot.ttl, slot.response);
 }
 
 function holds(slot: Slot, token: FencingToken): boolean {
