@@ -39,6 +39,7 @@ import {
 } from './valkey-durability';
 import { KeyWatchers, type ValkeySubscriber } from './valkey-key-watchers';
 import { assertPrefix, valkeyKeys, type ValkeyKeys } from './valkey-keys';
+import { ScriptCalls, type ScriptDone } from './valkey-script-calls';
 import { SCRIPT_KEYS, ValkeyScripts, valkeyScripts } from './valkey-scripts';
 import { CHECK_COMMANDS, judgeNode, type ServerNodeCheck, unreachable } from './valkey-server-check';
 import { writeBatchOf, type WriteBatch } from './valkey-write-batch';
@@ -182,12 +183,10 @@ export class ValkeyStore extends IdempotencyStore {
   readonly #closeClient: boolean;
   readonly #checkOnInit: boolean;
   readonly #onWarning: ((message: string) => void) | undefined;
-  readonly #claim: ScriptCommand;
-  readonly #complete: ScriptCommand;
-  readonly #touch: ScriptCommand;
-  readonly #remove: ScriptCommand;
-  readonly #get: ScriptCommand;
-  readonly #ack: ScriptCommand;
+  readonly #commands: Readonly<Record<keyof ValkeyScripts, ScriptCommand>>;
+  // The scripts sent straight as command objects of the client (see ScriptCalls); `undefined`
+  // for a client not shaped like ioredis 5, which then gets the defined commands above.
+  readonly #calls: ScriptCalls<keyof ValkeyScripts> | undefined;
   readonly #batch: WriteBatch;
   readonly #deadlines: Deadlines;
   readonly #durable: DurableWrites | undefined;
@@ -219,12 +218,19 @@ export class ValkeyStore extends IdempotencyStore {
       if (typeof command !== 'function') throw new TypeError('the client did not define the store commands');
       return command.bind(client);
     };
-    this.#claim = define('claim');
-    this.#complete = define('complete');
-    this.#touch = define('touch');
-    this.#remove = define('remove');
-    this.#get = define('get');
-    this.#ack = define('ack');
+    this.#commands = {
+      claim: define('claim'),
+      complete: define('complete'),
+      touch: define('touch'),
+      remove: define('remove'),
+      get: define('get'),
+      ack: define('ack'),
+    };
+    const specs = {} as Record<keyof ValkeyScripts, { source: string; keys: number }>;
+    for (const op of Object.keys(COMMAND_NAMES) as (keyof ValkeyScripts)[]) {
+      specs[op] = { source: scripts[op], keys: SCRIPT_KEYS[op] };
+    }
+    this.#calls = ScriptCalls.of(client as never, COMMAND_NAMES.claim, specs);
     this.#batch = writeBatchOf(client);
     const timeoutMs = this.#timeoutMs;
     this.#deadlines = new Deadlines(timeoutMs, (operation) => new StoreTimeoutError(`valkey ${operation}`, timeoutMs));
@@ -265,12 +271,20 @@ export class ValkeyStore extends IdempotencyStore {
     let sent: Promise<unknown> | undefined;
     let waited: Waited | undefined;
     let reply: unknown;
-    try {
-      const durable = this.#durable;
-      reply = await this.#run('claim', () =>
-        durable === undefined
-          ? (sent = this.#claim(keys.entry, keys.fence, tail))
-          : (sent = durable
+    const durable = this.#durable;
+    if (durable === undefined) {
+      // A claim that timed out can still run once the server answers again (paused, overloaded):
+      // it would then hold the key for nobody until its lease ends, and every retry would get 409.
+      // The caller was told it failed and never runs the work, so release that claim if it lands.
+      reply = await this.#script('claim', [keys.entry, keys.fence, tail], (late) =>
+        this.#releaseLateClaim(keys.entry, late, nonce),
+      );
+    } else {
+      try {
+        reply = await this.#run(
+          'claim',
+          () =>
+            (sent = durable
               .send(
                 'claim',
                 [keys.entry, keys.fence, tail, '1'], // ARGV[2]: a `u` entry found bumps the fence (claim.lua)
@@ -284,18 +298,19 @@ export class ValkeyStore extends IdempotencyStore {
                   Array.isArray(r) || (Buffer.isBuffer(r) && r[1] !== STATE_UNACKNOWLEDGED && nonceOf(r) !== nonce),
               )
               .then((answer) => ((waited = answer), answer.reply))),
-      );
-    } catch (error) {
-      // A claim that timed out can still run once the server answers again (paused, overloaded):
-      // it would then hold the key for nobody until its lease ends, and every retry would get 409.
-      // The caller was told it failed and never runs the work, so release that claim if it lands.
-      if (error instanceof StoreTimeoutError && sent !== undefined) {
-        sent.then(
-          (late) => this.#releaseLateClaim(keys.entry, late, nonce),
-          () => undefined,
         );
+      } catch (error) {
+        // A claim that timed out can still run once the server answers again (paused, overloaded):
+        // it would then hold the key for nobody until its lease ends, and every retry would get 409.
+        // The caller was told it failed and never runs the work, so release that claim if it lands.
+        if (error instanceof StoreTimeoutError && sent !== undefined) {
+          sent.then(
+            (late) => this.#releaseLateClaim(keys.entry, late, nonce),
+            () => undefined,
+          );
+        }
+        throw error;
       }
-      throw error;
     }
     const token = tokenReply(reply);
     if (token !== undefined) {
@@ -337,7 +352,7 @@ export class ValkeyStore extends IdempotencyStore {
 
   /** Best effort: rewrites the state of the acknowledged entry `head` (bytes 0-39, state `u`) to `c`. */
   #markAcknowledged(entryKey: string, head: string): void {
-    this.#run('ack', () => this.#ack(entryKey, head)).catch(() => undefined);
+    this.#script('ack', [entryKey, head]).catch(() => undefined);
   }
 
   /** Best effort: removes the claim a timed-out claim script made after all (token-checked). */
@@ -383,9 +398,7 @@ export class ValkeyStore extends IdempotencyStore {
       this.#markAcknowledged(keys.entry, UNACKNOWLEDGED + idAndFingerprint.slice(0, CLAIM_ID_LENGTH));
       return outcome;
     }
-    const reply = await this.#run('complete', () =>
-      this.#complete(keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)),
-    );
+    const reply = await this.#script('complete', [keys.entry, PROCESSING + idAndFingerprint, value, String(ttlMs)]);
     return outcomeOf(reply, keys.entry);
   }
 
@@ -411,7 +424,7 @@ export class ValkeyStore extends IdempotencyStore {
 
   /** Runs the remove script for the claim `id` (token and nonce): its processing or completed entry. */
   #release(entryKey: string, id: string): Promise<unknown> {
-    return this.#run('remove', () => this.#remove(entryKey, PROCESSING + id, COMPLETED + id));
+    return this.#script('remove', [entryKey, PROCESSING + id, COMPLETED + id]);
   }
 
   async remove(key: IdempotencyKey, fencingToken: FencingToken): Promise<FencedOutcome> {
@@ -424,10 +437,7 @@ export class ValkeyStore extends IdempotencyStore {
     assertDuration('ttlMs', ttlMs);
     const keys = this.#keysOf(key);
     const head = PROCESSING + claimIdOf(fencingToken);
-    return outcomeOf(
-      await this.#run('touch', () => this.#touch(keys.entry, head, ttlBytes(ttlMs), String(ttlMs))),
-      keys.entry,
-    );
+    return outcomeOf(await this.#script('touch', [keys.entry, head, ttlBytes(ttlMs), String(ttlMs)]), keys.entry);
   }
 
   async purge(key: IdempotencyKey): Promise<void> {
@@ -445,7 +455,7 @@ export class ValkeyStore extends IdempotencyStore {
     let waited: Waited | undefined;
     const reply =
       durable === undefined
-        ? await this.#run('get', () => this.#get(keys.entry))
+        ? await this.#script('get', [keys.entry])
         : await this.#run('get', () =>
             durable
               .send('get', [keys.entry], keys.fence, (r) => !Buffer.isBuffer(r) || r[1] !== STATE_UNACKNOWLEDGED)
@@ -468,7 +478,7 @@ export class ValkeyStore extends IdempotencyStore {
   override async inspect(key: IdempotencyKey): Promise<StoreKeyInfo | undefined> {
     const keys = this.#keysOf(key);
     const [reply, pttl] = await this.#run('inspect', () =>
-      Promise.all([this.#get(keys.entry), this.#client.call('PTTL', keys.entry)]),
+      Promise.all([this.#commands.get(keys.entry), this.#client.call('PTTL', keys.entry)]),
     );
     if (reply === null || reply === undefined) return undefined;
     const msLeft = Math.max(0, Number(pttl));
@@ -600,6 +610,42 @@ export class ValkeyStore extends IdempotencyStore {
         for (const warning of check.warnings) report(`ValkeyStore: ${warning}`);
       })
       .catch(() => undefined);
+  }
+
+  /**
+   * Sends `op`'s script (`args`: its keys, then ARGV; in this turn's batch of writes) and awaits
+   * its answer within the time limit, as {@link #run} does, with one promise for all of it.
+   * `late` gets an answer that comes after the time limit failed the call.
+   */
+  #script(op: keyof ValkeyScripts, args: (string | Buffer)[], late?: (reply: unknown) => void): Promise<unknown> {
+    const calls = this.#calls;
+    if (calls === undefined) {
+      const command = this.#commands[op];
+      let sent: Promise<unknown> | undefined;
+      const answer = this.#run(op, () => (sent = command(...args)));
+      if (late === undefined) return answer;
+      return answer.catch((error: unknown) => {
+        if (error instanceof StoreTimeoutError && sent !== undefined) sent.then(late, () => undefined);
+        throw error;
+      });
+    }
+    if (this.#closed) return Promise.reject(new StoreClosedError(this.kind, op));
+    const deadlines = this.#deadlines;
+    this.#batch.hold(deadlines.written);
+    return new Promise<unknown>((resolve, reject) => {
+      const waiting = deadlines.track(op, reject);
+      const done: ScriptDone = (error, reply) => {
+        if (deadlines.settle(waiting)) {
+          if (error === null) resolve(reply);
+          else reject(storeError(error, op));
+        } else if (error === null && late !== undefined) late(reply);
+      };
+      try {
+        calls.send(op, args, done);
+      } catch (error) {
+        done(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
   }
 
   /**
