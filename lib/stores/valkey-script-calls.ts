@@ -9,6 +9,7 @@ interface IoredisCommand {
   args: unknown[];
   keys?: unknown[];
   isResolved: boolean;
+  isTraced?: boolean;
   resolve: (value: unknown) => unknown;
   reject: (error: Error) => void;
   promise: Promise<unknown>;
@@ -192,6 +193,11 @@ function storeCommandClass(Base: CommandClass): new (call: ScriptCall, resent: b
       super('evalsha');
       this.call = call;
       this.resent = resent;
+      // ioredis (5.10+) wraps a command's promise in its `ioredis:command` tracing channel when
+      // someone subscribes (OpenTelemetry): this command's promise never settles, so the traced
+      // wrapper would never end and its reaction would stay on the shared promise forever (one per
+      // command). Marked as traced already, the store's commands are left out of that channel.
+      this.isTraced = true;
       const { script, payload } = call;
       // Read by the client: keys for the cluster slot, args for error messages.
       this.keys = payload.slice(0, script.keys) as unknown[];

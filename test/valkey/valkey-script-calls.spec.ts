@@ -4,6 +4,7 @@
  * keyPrefix, the offline queue, `stringNumbers`, a 3-primary cluster, and the defined-command
  * fallback for a client without `sendCommand`.
  */
+import * as diagnostics from 'node:diagnostics_channel';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { FencedOutcome, IdempotencyKey, ValkeyStore } from '../../lib';
 import { ScriptCalls } from '../../lib/stores/valkey-script-calls';
@@ -75,6 +76,32 @@ describeValkey('ValkeyStore script path on a standalone server', () => {
     // (commandstats counts the commands the scripts run too)
     expect(delta.evalsha).toBe(4);
     expect(delta.eval).toBeUndefined();
+  });
+
+  it("leaves no unfinished trace in ioredis' tracing channel (a subscriber sees every command it is told of end)", async () => {
+    const channel = diagnostics.tracingChannel('ioredis:command');
+    let started = 0;
+    let ended = 0;
+    const handlers = {
+      start: () => void started++,
+      end: () => undefined,
+      asyncStart: () => undefined,
+      asyncEnd: () => void ended++,
+      error: () => undefined,
+    };
+    channel.subscribe(handlers);
+    try {
+      const client = connect();
+      const store = storeOn(client);
+      for (let i = 0; i < 5; i++) expect(await roundTrip(store)).toEqual(EXPECTED);
+      // The channel is live: a command of the application's own is traced, start to end.
+      await client.get('not-the-store');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(started).toBeGreaterThan(0);
+      expect(ended).toBe(started);
+    } finally {
+      channel.unsubscribe(handlers);
+    }
   });
 
   it('recovers from SCRIPT FLUSH without the caller seeing an error (EVAL once per script)', async () => {
