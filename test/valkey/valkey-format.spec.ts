@@ -180,7 +180,8 @@ describeValkey('ValkeyStore entry format', () => {
         }),
       ).toBeUndefined();
       const tail = claimTail(NONCE, FP, 30_000);
-      const claim = (...argv: string[]) => client.evalBuffer(readScript('claim'), 2, entry, fence, tail, ...argv);
+      const claim = async (...argv: string[]) =>
+        (await client.callBuffer('EVAL', readScript('claim'), 2, entry, fence, tail, ...argv)) as Buffer;
       expect(await incrbys(async () => expect((await claim()).equals(written)).toBe(true))).toBeUndefined();
       // What a durable store sends: the same answer, and one INCRBY of the counter by 0.
       expect(await incrbys(async () => expect((await claim('1')).equals(written)).toBe(true))).toBe(1);
