@@ -272,10 +272,11 @@ export class ValkeyStore extends IdempotencyStore {
     let waited: Waited | undefined;
     let reply: unknown;
     const durable = this.#durable;
+    // A claim that timed out can still run once the server answers again (paused, overloaded):
+    // it would then hold the key for nobody until its lease ends, and every retry would get 409.
+    // The caller was told it failed and never runs the work, so release that claim if it lands
+    // (both paths below).
     if (durable === undefined) {
-      // A claim that timed out can still run once the server answers again (paused, overloaded):
-      // it would then hold the key for nobody until its lease ends, and every retry would get 409.
-      // The caller was told it failed and never runs the work, so release that claim if it lands.
       reply = await this.#script('claim', [keys.entry, keys.fence, tail], (late) =>
         this.#releaseLateClaim(keys.entry, late, nonce),
       );
@@ -300,9 +301,6 @@ export class ValkeyStore extends IdempotencyStore {
               .then((answer) => ((waited = answer), answer.reply))),
         );
       } catch (error) {
-        // A claim that timed out can still run once the server answers again (paused, overloaded):
-        // it would then hold the key for nobody until its lease ends, and every retry would get 409.
-        // The caller was told it failed and never runs the work, so release that claim if it lands.
         if (error instanceof StoreTimeoutError && sent !== undefined) {
           sent.then(
             (late) => this.#releaseLateClaim(keys.entry, late, nonce),
